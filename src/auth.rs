@@ -1,0 +1,473 @@
+//! Credentials for the push: the job's GitHub OIDC token exchanged with STS
+//! AssumeRoleWithWebIdentity for `role-to-assume`, then optionally AssumeRole into a
+//! second role (role chaining, typically into the account that owns the registry).
+//! Without `role-to-assume` the default AWS credential chain is used, so the same binary
+//! works on a laptop.
+//!
+//! Every secret is masked the moment it exists. The web-identity call is made on a
+//! client with no credentials at all, so the default chain (and its instance-metadata
+//! probe) is never touched on the keyless path.
+
+use std::time::{Duration, SystemTime};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
+use aws_sdk_sts::error::ProvideErrorMetadata;
+use aws_sdk_sts::types::Tag;
+use base64::Engine as _;
+
+use crate::actions::Runtime;
+use crate::inputs::{self, Auth, CrossAccount};
+use crate::sdk::describe;
+
+/// IAM caps a session reached by role chaining at one hour, whatever was asked.
+const CHAINED_MAX_SECONDS: i32 = 3600;
+/// STS session tag values: at most 256 characters of `[\p{L}\p{Z}\p{N}_.:/=+\-@]`.
+const MAX_TAG_VALUE_CHARS: usize = 256;
+const TOKEN_REQUEST_ATTEMPTS: u32 = 3;
+const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "token request: ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set; give the job `permissions: id-token: write` (and `contents: read`) so GitHub issues an OIDC token"
+    )]
+    NoTokenInActions,
+    #[error(
+        "token request: role-to-assume needs a GitHub Actions OIDC token, and ACTIONS_ID_TOKEN_REQUEST_URL is not set; outside Actions leave role-to-assume empty to use your AWS credentials"
+    )]
+    NoTokenOutsideActions,
+    #[error("token request: ACTIONS_ID_TOKEN_REQUEST_URL `{0}` is not a URL")]
+    TokenUrl(String),
+    #[error("token request: could not set up HTTPS (are CA certificates installed?): {0}")]
+    Tls(String),
+    #[error("token request to {host} failed: {reason}")]
+    Token { host: String, reason: String },
+    #[error("aws-region: no region given; set aws-region or AWS_REGION")]
+    NoRegion,
+    #[error("web-identity assume of {role} failed: {reason}{hint}")]
+    WebIdentity {
+        role: String,
+        reason: String,
+        hint: String,
+    },
+    #[error("cross-account assume of {role} failed: {reason}{hint}")]
+    CrossAccount {
+        role: String,
+        reason: String,
+        hint: String,
+    },
+    #[error(
+        "AWS credentials: {0}; configure credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, …) or set role-to-assume in a GitHub Actions job"
+    )]
+    DefaultChain(String),
+}
+
+/// Credentials and where they lead.
+pub struct Session {
+    pub config: SdkConfig,
+    /// The account of the final credentials: the default registry.
+    pub account: String,
+    pub region: String,
+    /// The identity that will make the ECR calls (an ARN), for messages.
+    pub principal: String,
+}
+
+/// One link of the chain: credentials and the identity they are.
+struct Hop {
+    provider: SharedCredentialsProvider,
+    arn: String,
+}
+
+pub async fn authenticate(
+    auth: &Auth,
+    region: Option<&str>,
+    runtime: &Runtime,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Session, Error> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_owned()));
+    }
+    let (base, first) = match &auth.role_to_assume {
+        Some(role) => {
+            let base = loader.no_credentials().load().await;
+            resolved_region(&base)?;
+            let token = request_id_token(&auth.audience, runtime, env).await?;
+            let first = assume_web_identity(&base, auth, role, &token, runtime).await?;
+            (base, first)
+        }
+        None => {
+            let base = loader.load().await;
+            resolved_region(&base)?;
+            let first = default_chain(&base).await?;
+            (base, first)
+        }
+    };
+    let last = match &auth.cross_account {
+        Some(cross) => assume_cross_account(&base, &first, auth, cross, runtime, env).await?,
+        None => first,
+    };
+    let region = resolved_region(&base)?;
+    let account = inputs::account_of_arn(&last.arn)
+        .unwrap_or_default()
+        .to_owned();
+    Ok(Session {
+        config: base
+            .to_builder()
+            .credentials_provider(last.provider)
+            .build(),
+        account,
+        region,
+        principal: last.arn,
+    })
+}
+
+fn resolved_region(config: &SdkConfig) -> Result<String, Error> {
+    config
+        .region()
+        .map(|r| r.to_string())
+        .ok_or(Error::NoRegion)
+}
+
+/// Asks the Actions runtime for the job's OIDC token, for `audience`.
+async fn request_id_token(
+    audience: &str,
+    runtime: &Runtime,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<String, Error> {
+    let non_empty = |name| env(name).filter(|v: &String| !v.is_empty());
+    let (Some(url), Some(bearer)) = (
+        non_empty("ACTIONS_ID_TOKEN_REQUEST_URL"),
+        non_empty("ACTIONS_ID_TOKEN_REQUEST_TOKEN"),
+    ) else {
+        return Err(if runtime.in_actions() {
+            Error::NoTokenInActions
+        } else {
+            Error::NoTokenOutsideActions
+        });
+    };
+    runtime.mask(&bearer);
+    let mut url = reqwest::Url::parse(&url).map_err(|_| Error::TokenUrl(url.clone()))?;
+    url.query_pairs_mut().append_pair("audience", audience);
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let failed = |reason: String| Error::Token {
+        host: host.clone(),
+        reason,
+    };
+    let client = reqwest::Client::builder()
+        .timeout(TOKEN_REQUEST_TIMEOUT)
+        .build()
+        .map_err(|e| Error::Tls(e.to_string()))?;
+
+    #[derive(serde::Deserialize)]
+    struct TokenResponse {
+        value: String,
+    }
+    let mut attempt = 1;
+    loop {
+        let response = client
+            .get(url.clone())
+            .header(reqwest::header::AUTHORIZATION, format!("bearer {bearer}"))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await;
+        let retryable = match response {
+            Ok(response) if response.status().is_success() => {
+                let body = response
+                    .bytes()
+                    .await
+                    .map_err(|e| failed(e.without_url().to_string()))?;
+                let token = serde_json::from_slice::<TokenResponse>(&body)
+                    .map_err(|_| failed("the answer is not JSON with a `value` field".into()))?
+                    .value;
+                runtime.mask(&token);
+                return Ok(token);
+            }
+            Ok(response) => {
+                let status = response.status();
+                let reason = format!("HTTP {status}");
+                if !(status.is_server_error() || status.as_u16() == 429) {
+                    return Err(failed(reason));
+                }
+                reason
+            }
+            Err(e) => e.without_url().to_string(),
+        };
+        if attempt == TOKEN_REQUEST_ATTEMPTS {
+            return Err(failed(format!("{retryable} ({attempt} attempts)")));
+        }
+        tracing::debug!("token request failed ({retryable}), retrying");
+        tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+        attempt += 1;
+    }
+}
+
+async fn assume_web_identity(
+    base: &SdkConfig,
+    auth: &Auth,
+    role: &str,
+    token: &str,
+    runtime: &Runtime,
+) -> Result<Hop, Error> {
+    let output = aws_sdk_sts::Client::new(base)
+        .assume_role_with_web_identity()
+        .role_arn(role)
+        .role_session_name(&auth.role_session_name)
+        .duration_seconds(auth.role_duration_seconds)
+        .web_identity_token(token)
+        .send()
+        .await
+        .map_err(|err| {
+            let hint = match err.code() {
+                Some("AccessDenied") => format!(
+                    "; the trust policy of {role} must allow sts:AssumeRoleWithWebIdentity for the federated principal token.actions.githubusercontent.com with `aud` = `{}` and a `sub` condition that matches this job's token: `{}`",
+                    auth.audience,
+                    token_claim(token, "sub").unwrap_or_else(|| "?".into())
+                ),
+                Some("InvalidIdentityToken") => format!(
+                    "; the account of {role} needs an IAM OIDC provider for https://token.actions.githubusercontent.com with client id (audience) `{}`",
+                    auth.audience
+                ),
+                Some("ValidationError") => format!(
+                    "; role-duration-seconds ({}) must not exceed the role's maximum session duration",
+                    auth.role_duration_seconds
+                ),
+                _ => String::new(),
+            };
+            Error::WebIdentity {
+                role: role.to_owned(),
+                reason: describe(&err),
+                hint,
+            }
+        })?;
+    let arn = output
+        .assumed_role_user()
+        .map(|u| u.arn().to_owned())
+        .unwrap_or_else(|| role.to_owned());
+    let credentials = output.credentials().ok_or_else(|| Error::WebIdentity {
+        role: role.to_owned(),
+        reason: "STS answered without credentials".into(),
+        hint: String::new(),
+    })?;
+    Ok(Hop {
+        provider: masked_provider(credentials, runtime),
+        arn,
+    })
+}
+
+async fn default_chain(base: &SdkConfig) -> Result<Hop, Error> {
+    let provider = base
+        .credentials_provider()
+        .ok_or_else(|| Error::DefaultChain("no credential provider".into()))?;
+    let identity = aws_sdk_sts::Client::new(base)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|err| Error::DefaultChain(describe(&err)))?;
+    Ok(Hop {
+        provider,
+        arn: identity.arn().unwrap_or_default().to_owned(),
+    })
+}
+
+async fn assume_cross_account(
+    base: &SdkConfig,
+    first: &Hop,
+    auth: &Auth,
+    cross: &CrossAccount,
+    runtime: &Runtime,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Hop, Error> {
+    let config = aws_sdk_sts::config::Builder::from(base)
+        .credentials_provider(first.provider.clone())
+        .build();
+    let client = aws_sdk_sts::Client::from_conf(config);
+    let mut tags = if cross.session_tags {
+        session_tags(env)
+    } else {
+        Vec::new()
+    };
+    loop {
+        let mut request = client
+            .assume_role()
+            .role_arn(&cross.role)
+            .role_session_name(&auth.role_session_name)
+            .duration_seconds(auth.role_duration_seconds.min(CHAINED_MAX_SECONDS))
+            .set_external_id(cross.external_id.clone());
+        for (key, value, _) in &tags {
+            if let Ok(tag) = Tag::builder().key(*key).value(value).build() {
+                request = request.tags(tag);
+            }
+        }
+        match request.send().await {
+            Ok(output) => {
+                let credentials = output.credentials().ok_or_else(|| Error::CrossAccount {
+                    role: cross.role.clone(),
+                    reason: "STS answered without credentials".into(),
+                    hint: String::new(),
+                })?;
+                let arn = output
+                    .assumed_role_user()
+                    .map(|u| u.arn().to_owned())
+                    .unwrap_or_else(|| cross.role.clone());
+                return Ok(Hop {
+                    provider: masked_provider(credentials, runtime),
+                    arn,
+                });
+            }
+            Err(err)
+                if err.code() == Some("PackedPolicyTooLarge")
+                    && tags.iter().any(|(_, _, optional)| *optional) =>
+            {
+                tracing::info!("session tags too large for STS; sending the required ones only");
+                tags.retain(|(_, _, optional)| !optional);
+            }
+            Err(err) => {
+                let hint = match err.code() {
+                    Some("AccessDenied") => format!(
+                        "; the trust policy of {} must allow sts:AssumeRole{} for {}, and that role needs sts:AssumeRole on {} in its own permissions",
+                        cross.role,
+                        if tags.is_empty() {
+                            ""
+                        } else {
+                            " and sts:TagSession (session-tags is on)"
+                        },
+                        role_of(&first.arn),
+                        cross.role
+                    ),
+                    _ => String::new(),
+                };
+                return Err(Error::CrossAccount {
+                    role: cross.role.clone(),
+                    reason: describe(&err),
+                    hint,
+                });
+            }
+        }
+    }
+}
+
+/// Masks a set of STS credentials and wraps them as a provider.
+fn masked_provider(
+    credentials: &aws_sdk_sts::types::Credentials,
+    runtime: &Runtime,
+) -> SharedCredentialsProvider {
+    runtime.mask(credentials.access_key_id());
+    runtime.mask(credentials.secret_access_key());
+    runtime.mask(credentials.session_token());
+    let expiry = SystemTime::try_from(*credentials.expiration()).ok();
+    SharedCredentialsProvider::new(Credentials::new(
+        credentials.access_key_id(),
+        credentials.secret_access_key(),
+        Some(credentials.session_token().to_owned()),
+        expiry,
+        "ecr-push",
+    ))
+}
+
+/// The session tags of the cross-account hop: (key, value, optional). Optional ones are
+/// dropped first when STS finds the packed tags too large.
+fn session_tags(env: &impl Fn(&str) -> Option<String>) -> Vec<(&'static str, String, bool)> {
+    [
+        ("Repository", "GITHUB_REPOSITORY", false),
+        ("Commit", "GITHUB_SHA", false),
+        ("Actor", "GITHUB_ACTOR", true),
+        ("Workflow", "GITHUB_WORKFLOW", true),
+        ("Branch", "GITHUB_REF_NAME", true),
+        ("RunId", "GITHUB_RUN_ID", true),
+    ]
+    .into_iter()
+    .filter_map(|(key, variable, optional)| {
+        let value = tag_value(&env(variable)?);
+        (!value.is_empty()).then_some((key, value, optional))
+    })
+    .collect()
+}
+
+/// Replaces what STS refuses in a tag value and cuts it to the allowed length.
+fn tag_value(raw: &str) -> String {
+    raw.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(MAX_TAG_VALUE_CHARS)
+        .collect()
+}
+
+/// `arn:aws:sts::1:assumed-role/NAME/SESSION` → `arn:aws:iam::1:role/NAME`, for messages.
+fn role_of(arn: &str) -> String {
+    let mut fields = arn.splitn(6, ':');
+    match (fields.next(), fields.next(), fields.nth(2), fields.next()) {
+        (Some("arn"), Some(partition), Some(account), Some(resource)) => {
+            match resource
+                .strip_prefix("assumed-role/")
+                .and_then(|r| r.split('/').next())
+            {
+                Some(name) => format!("arn:{partition}:iam::{account}:role/{name}"),
+                None => arn.to_owned(),
+            }
+        }
+        _ => arn.to_owned(),
+    }
+}
+
+/// One claim of a JWT, decoded but not verified: for messages only.
+fn token_claim(token: &str, claim: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get(claim)?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_tags_are_sanitised_and_ordered_required_first() {
+        let env = |name: &str| match name {
+            "GITHUB_REPOSITORY" => Some("org/app".to_owned()),
+            "GITHUB_SHA" => Some("abc123".to_owned()),
+            "GITHUB_WORKFLOW" => Some("Build & push (prod)".to_owned()),
+            "GITHUB_RUN_ID" => Some(String::new()),
+            _ => None,
+        };
+        assert_eq!(
+            session_tags(&env),
+            [
+                ("Repository", "org/app".to_owned(), false),
+                ("Commit", "abc123".to_owned(), false),
+                ("Workflow", "Build _ push _prod_".to_owned(), true),
+            ]
+        );
+        assert_eq!(tag_value(&"x".repeat(300)).len(), MAX_TAG_VALUE_CHARS);
+    }
+
+    #[test]
+    fn assumed_role_arn_names_its_role() {
+        assert_eq!(
+            role_of("arn:aws:sts::111111111111:assumed-role/ci/GitHubActions"),
+            "arn:aws:iam::111111111111:role/ci"
+        );
+        assert_eq!(role_of("arn:aws:iam::1:user/me"), "arn:aws:iam::1:user/me");
+    }
+
+    #[test]
+    fn token_claims_are_read_without_verifying() {
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"sub":"repo:org/app:ref:refs/heads/main"}"#);
+        let token = format!("e30.{claims}.sig");
+        assert_eq!(
+            token_claim(&token, "sub").as_deref(),
+            Some("repo:org/app:ref:refs/heads/main")
+        );
+        assert_eq!(token_claim("garbage", "sub"), None);
+    }
+}

@@ -1,0 +1,168 @@
+//! OCI image layouts: a directory (`oci:DIR[:REF]`), and the shared logic that reads any
+//! layout, whatever holds its files (a directory here, a tar in `oci_archive`).
+//!
+//! REF selects a manifest by its `org.opencontainers.image.ref.name` annotation, as skopeo
+//! does; without REF the layout must hold exactly one manifest.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{Blobs, Digest, Error, Image, MAX_MANIFEST_BYTES, image_from_manifest, split_path_ref};
+
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// `index.json` and `oci-layout` are small; anything near this is not a layout.
+const MAX_INDEX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The files of a layout, by their path inside it (`index.json`, `blobs/sha256/…`).
+pub(super) trait Files: Send + Sync + 'static {
+    /// The file and its size, or `None` when the layout has no such file.
+    fn open(&self, path: &str) -> io::Result<Option<(Box<dyn Read + Send>, u64)>>;
+    /// What the user named, for messages.
+    fn root(&self) -> &Path;
+}
+
+struct Layout<F>(F);
+
+impl<F: Files> Blobs for Layout<F> {
+    fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, Error> {
+        let path = format!("blobs/sha256/{}", digest.hex());
+        match self.0.open(&path) {
+            Ok(Some((reader, _))) => Ok(reader),
+            Ok(None) => Err(Error::MissingBlob {
+                path: self.0.root().to_owned(),
+                digest: digest.clone(),
+            }),
+            Err(source) => Err(Error::Io {
+                path: self.0.root().join(path),
+                source,
+            }),
+        }
+    }
+}
+
+struct Dir(PathBuf);
+
+impl Files for Dir {
+    fn open(&self, path: &str) -> io::Result<Option<(Box<dyn Read + Send>, u64)>> {
+        match File::open(self.0.join(path)) {
+            Ok(file) => {
+                let size = file.metadata()?.len();
+                Ok(Some((Box::new(file), size)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn root(&self) -> &Path {
+        &self.0
+    }
+}
+
+pub(super) fn open_dir(rest: &str) -> Result<Image, Error> {
+    let (path, reference) = split_path_ref(rest);
+    let root = PathBuf::from(path);
+    if !root.is_dir() {
+        return Err(Error::Layout {
+            path: root,
+            reason: "no such directory".into(),
+        });
+    }
+    open_layout(Dir(root), reference)
+}
+
+pub(super) fn open_layout<F: Files>(files: F, reference: Option<&str>) -> Result<Image, Error> {
+    let root = files.root().to_owned();
+    let layout_err = |reason: String| Error::Layout {
+        path: root.clone(),
+        reason,
+    };
+    read_small(&files, "oci-layout", MAX_INDEX_BYTES)?
+        .ok_or_else(|| layout_err("it has no oci-layout file".into()))?;
+    let index_bytes = read_small(&files, "index.json", MAX_INDEX_BYTES)?
+        .ok_or_else(|| layout_err("it has no index.json".into()))?;
+    let index: oci_spec::image::ImageIndex =
+        serde_json::from_slice(&index_bytes).map_err(|source| Error::Json {
+            path: root.clone(),
+            what: "index.json".into(),
+            source,
+        })?;
+
+    let name_of = |d: &oci_spec::image::Descriptor| {
+        d.annotations()
+            .as_ref()
+            .and_then(|a| a.get(REF_NAME))
+            .cloned()
+    };
+    let candidates: Vec<_> = index
+        .manifests()
+        .iter()
+        .filter(|d| reference.is_none() || name_of(d).as_deref() == reference)
+        .collect();
+    let descriptor = match (candidates.as_slice(), reference) {
+        ([one], _) => *one,
+        (many, reference) => {
+            let names: Vec<String> = index.manifests().iter().filter_map(name_of).collect();
+            let names = if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            };
+            let reason = match reference {
+                Some(r) if many.is_empty() => {
+                    format!("no manifest is named `{r}` (names: {names})")
+                }
+                Some(r) => format!("{} manifests are named `{r}`", many.len()),
+                None if many.is_empty() => "its index.json lists no manifest".to_owned(),
+                None => format!(
+                    "it holds {} manifests; name one as {}:REF (names: {names})",
+                    many.len(),
+                    root.display()
+                ),
+            };
+            return Err(layout_err(reason));
+        }
+    };
+
+    let digest = Digest::parse(descriptor.digest().as_ref())?;
+    if descriptor.size() > MAX_MANIFEST_BYTES {
+        return Err(Error::ManifestTooLarge {
+            digest,
+            size: descriptor.size(),
+        });
+    }
+    let path = format!("blobs/sha256/{}", digest.hex());
+    let bytes =
+        read_small(&files, &path, MAX_MANIFEST_BYTES)?.ok_or_else(|| Error::MissingBlob {
+            path: root.clone(),
+            digest: digest.clone(),
+        })?;
+    let tag = reference.map(str::to_owned);
+    image_from_manifest(bytes, descriptor, tag, Arc::new(Layout(files)), &root)
+}
+
+/// Reads a whole file that must stay small; `None` when it does not exist.
+fn read_small<F: Files>(files: &F, path: &str, limit: u64) -> Result<Option<Vec<u8>>, Error> {
+    let io_err = |source| Error::Io {
+        path: files.root().join(path),
+        source,
+    };
+    let Some((reader, size)) = files.open(path).map_err(io_err)? else {
+        return Ok(None);
+    };
+    if size > limit {
+        return Err(Error::Layout {
+            path: files.root().to_owned(),
+            reason: format!("{path} is {size} bytes, more than the {limit} it may be"),
+        });
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    reader
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err)?;
+    Ok(Some(bytes))
+}

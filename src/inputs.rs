@@ -1,0 +1,581 @@
+//! The command line and the action's inputs, which are the same thing: every action
+//! input is a long flag of the same name, and in action mode (`GITHUB_ACTIONS=true`, no
+//! arguments) the `INPUT_*` variables the runner sets are turned into those flags. One
+//! parser and one validation then serve both, and the names cannot drift apart.
+//!
+//! Everything that can be checked offline is checked here, before any network call, and
+//! each message names the input that is wrong.
+
+use std::ffi::OsString;
+
+use clap::builder::BoolishValueParser;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+/// ECR allows at most this many characters in a tag (PutImage `imageTag`).
+const MAX_TAG_CHARS: usize = 300;
+/// ECR repository names are 2 to 256 characters.
+const REPOSITORY_NAME_CHARS: std::ops::RangeInclusive<usize> = 2..=256;
+/// STS `RoleSessionName`: 2 to 64 characters of `[\w+=,.@-]`.
+const SESSION_NAME_CHARS: std::ops::RangeInclusive<usize> = 2..=64;
+/// STS `ExternalId`: 2 to 1224 characters of `[\w+=,.@:/-]`.
+const EXTERNAL_ID_CHARS: std::ops::RangeInclusive<usize> = 2..=1224;
+/// STS session durations: 15 minutes to 12 hours (the role's own maximum may be lower).
+const DURATION_SECONDS: std::ops::RangeInclusive<i32> = 900..=43200;
+/// Blobs uploaded at once; ECR's write quotas are shared by the whole account.
+const CONCURRENCY: std::ops::RangeInclusive<usize> = 1..=16;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{input}: {message}")]
+pub struct Error {
+    input: &'static str,
+    message: String,
+}
+
+fn invalid(input: &'static str, message: impl Into<String>) -> Error {
+    Error {
+        input,
+        message: message.into(),
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ecr-push",
+    version,
+    about = "Keyless, daemonless image pushes to Amazon ECR",
+    long_about = "Keyless, daemonless image pushes to Amazon ECR.\n\n\
+        In a GitHub Actions job it exchanges the job's OIDC token for a role (and optionally \
+        a second role in the registry's account), then pushes an OCI image through ECR's \
+        layer-upload API. With GITHUB_ACTIONS=true and no arguments it reads the action's \
+        INPUT_* variables; every input is also a flag of the same name."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Push an image to an ECR repository
+    Push(Box<PushArgs>),
+}
+
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// The image, in skopeo's transport syntax: oci:DIR[:REF] (an OCI image layout) or
+    /// oci-archive:FILE[:REF] (the same as a tar). REF is the
+    /// org.opencontainers.image.ref.name of the manifest to push.
+    #[arg(long, value_name = "REFERENCE")]
+    pub image: String,
+
+    /// The ECR repository name, e.g. team/app
+    #[arg(long, value_name = "NAME")]
+    pub repository: String,
+
+    /// Tags to set, separated by commas or newlines [default: REF of the image, else latest]
+    #[arg(long, value_name = "TAGS")]
+    pub tags: Option<String>,
+
+    /// AWS region of the registry [default: AWS_REGION, AWS_DEFAULT_REGION or the profile's]
+    #[arg(long, value_name = "REGION")]
+    pub aws_region: Option<String>,
+
+    /// IAM role to assume with the job's GitHub OIDC token. Without it, the default AWS
+    /// credential chain is used (environment, profile, SSO, instance role).
+    #[arg(long, value_name = "ARN")]
+    pub role_to_assume: Option<String>,
+
+    /// Audience of the OIDC token; the role's trust policy checks it as
+    /// token.actions.githubusercontent.com:aud
+    #[arg(long, value_name = "AUD", default_value = "sts.amazonaws.com")]
+    pub audience: String,
+
+    /// Session name of the assumed roles, seen in CloudTrail
+    #[arg(long, value_name = "NAME", default_value = "GitHubActions")]
+    pub role_session_name: String,
+
+    /// Lifetime of the role session in seconds (a chained second role is capped at 3600)
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub role_duration_seconds: i32,
+
+    /// A second role to assume with the first role's credentials, typically in the
+    /// account that owns the registry (role chaining)
+    #[arg(long, value_name = "ARN")]
+    pub cross_account_role: Option<String>,
+
+    /// The sts:ExternalId the second role's trust policy requires
+    #[arg(long, value_name = "ID")]
+    pub cross_account_external_id: Option<String>,
+
+    /// Send session tags (Repository, Workflow, Actor, Commit, Branch, RunId) on the
+    /// cross-account hop; its trust policy must then allow sts:TagSession
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub session_tags: bool,
+
+    /// Account id of the registry [default: the account of the final credentials]
+    #[arg(long, value_name = "ACCOUNT")]
+    pub registry_id: Option<String>,
+
+    /// Create the repository when it does not exist
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub create_repository: bool,
+
+    /// Write the registry's credentials into $DOCKER_CONFIG/config.json (default
+    /// ~/.docker) so later steps can docker pull; needs ecr:GetAuthorizationToken
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub docker_login: bool,
+
+    /// How many blobs to upload at once (1-16)
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub concurrency: usize,
+
+    /// Log each API call and part (RUNNER_DEBUG=1 turns it on in Actions)
+    #[arg(long, short, value_name = "BOOL", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+    pub verbose: bool,
+}
+
+/// The arguments to parse: the process's own, or in action mode (`GITHUB_ACTIONS=true`
+/// and no arguments) the `INPUT_*` variables as `push --NAME=VALUE` flags.
+pub fn args(lookup: impl Fn(&str) -> Option<String>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    if args.len() == 1 && lookup("GITHUB_ACTIONS").as_deref() == Some("true") {
+        args.extend(action_args(&lookup));
+    }
+    args
+}
+
+/// Every long flag of `push` whose `INPUT_NAME` variable is set. Empty inputs are left
+/// out, as the runner passes every declared input, set or not.
+fn action_args(lookup: &impl Fn(&str) -> Option<String>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["push".into()];
+    let command = Cli::command();
+    let names = command
+        .find_subcommand("push")
+        .into_iter()
+        .flat_map(|push| push.get_arguments().filter_map(|a| a.get_long()));
+    for name in names {
+        let value = lookup(&format!("INPUT_{}", name.to_uppercase()));
+        if let Some(value) = value.filter(|v| !v.trim().is_empty()) {
+            args.push(format!("--{name}={}", value.trim()).into());
+        }
+    }
+    if lookup("RUNNER_DEBUG").as_deref() == Some("1") {
+        args.push("--verbose".into());
+    }
+    args
+}
+
+/// A validated push request.
+#[derive(Debug)]
+pub struct Push {
+    pub image: String,
+    pub repository: String,
+    /// `None`: the default (the image reference's tag, else `latest`), known once the
+    /// image is open.
+    pub tags: Option<Vec<String>>,
+    pub region: Option<String>,
+    pub auth: Auth,
+    pub registry_id: Option<String>,
+    pub create_repository: bool,
+    pub docker_login: bool,
+    pub concurrency: usize,
+}
+
+/// How to get credentials.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub role_to_assume: Option<String>,
+    pub audience: String,
+    pub role_session_name: String,
+    pub role_duration_seconds: i32,
+    pub cross_account: Option<CrossAccount>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CrossAccount {
+    pub role: String,
+    pub external_id: Option<String>,
+    pub session_tags: bool,
+}
+
+impl PushArgs {
+    pub fn validate(self) -> Result<Push, Error> {
+        if !self.image.contains(':') {
+            return Err(invalid(
+                "image",
+                format!(
+                    "`{}` has no transport; write oci:DIR[:REF] or oci-archive:FILE[:REF]",
+                    self.image
+                ),
+            ));
+        }
+        check_repository(&self.repository)?;
+        let tags = self.tags.as_deref().map(parse_tags).transpose()?;
+        let region = self.aws_region.filter(|r| !r.is_empty());
+        if let Some(region) = &region {
+            check_region(region)?;
+        }
+        if let Some(arn) = &self.role_to_assume {
+            check_role_arn("role-to-assume", arn, region.as_deref())?;
+        }
+        if self.audience.trim().is_empty() {
+            return Err(invalid("audience", "must not be empty"));
+        }
+        check_chars(
+            "role-session-name",
+            &self.role_session_name,
+            SESSION_NAME_CHARS,
+            "+=,.@-",
+        )?;
+        if !DURATION_SECONDS.contains(&self.role_duration_seconds) {
+            return Err(invalid(
+                "role-duration-seconds",
+                format!(
+                    "{} is out of range; STS accepts {} to {}",
+                    self.role_duration_seconds,
+                    DURATION_SECONDS.start(),
+                    DURATION_SECONDS.end()
+                ),
+            ));
+        }
+        let cross_account = match self.cross_account_role {
+            Some(role) => {
+                check_role_arn("cross-account-role", &role, region.as_deref())?;
+                if let Some(id) = &self.cross_account_external_id {
+                    check_chars(
+                        "cross-account-external-id",
+                        id,
+                        EXTERNAL_ID_CHARS,
+                        "+=,.@:/-",
+                    )?;
+                }
+                Some(CrossAccount {
+                    role,
+                    external_id: self.cross_account_external_id,
+                    session_tags: self.session_tags,
+                })
+            }
+            None if self.cross_account_external_id.is_some() => {
+                return Err(invalid(
+                    "cross-account-external-id",
+                    "is set but cross-account-role is not; set both or neither",
+                ));
+            }
+            None if self.session_tags => {
+                return Err(invalid(
+                    "session-tags",
+                    "tags are sent on the cross-account hop only; set cross-account-role",
+                ));
+            }
+            None => None,
+        };
+        if let Some(id) = &self.registry_id {
+            check_account("registry-id", id)?;
+        }
+        if !CONCURRENCY.contains(&self.concurrency) {
+            return Err(invalid(
+                "concurrency",
+                format!(
+                    "{} is out of range; use {} to {}",
+                    self.concurrency,
+                    CONCURRENCY.start(),
+                    CONCURRENCY.end()
+                ),
+            ));
+        }
+        Ok(Push {
+            image: self.image,
+            repository: self.repository,
+            tags,
+            region,
+            auth: Auth {
+                role_to_assume: self.role_to_assume,
+                audience: self.audience.trim().to_owned(),
+                role_session_name: self.role_session_name,
+                role_duration_seconds: self.role_duration_seconds,
+                cross_account,
+            },
+            registry_id: self.registry_id,
+            create_repository: self.create_repository,
+            docker_login: self.docker_login,
+            concurrency: self.concurrency,
+        })
+    }
+}
+
+/// Splits `tags` on commas and newlines, dropping blanks and repeats.
+fn parse_tags(text: &str) -> Result<Vec<String>, Error> {
+    let mut tags: Vec<String> = Vec::new();
+    for tag in text
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        check_tag(tag)?;
+        if !tags.iter().any(|t| t == tag) {
+            tags.push(tag.to_owned());
+        }
+    }
+    if tags.is_empty() {
+        return Err(invalid("tags", "lists no tag"));
+    }
+    Ok(tags)
+}
+
+/// An image tag as ECR and the distribution spec accept it: a letter, digit or
+/// underscore, then letters, digits, `_`, `.` and `-`.
+pub fn check_tag(tag: &str) -> Result<(), Error> {
+    let mut chars = tag.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !(first_ok && rest_ok) || tag.len() > MAX_TAG_CHARS {
+        return Err(invalid(
+            "tags",
+            format!(
+                "`{tag}` is not a valid tag: up to {MAX_TAG_CHARS} letters, digits, `_`, `.` and `-`, not starting with `.` or `-`"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// ECR's repository name rule: lowercase components of `[a-z0-9]` joined by single
+/// `.`, `_` or `-` (or `__`), separated by `/`.
+fn check_repository(name: &str) -> Result<(), Error> {
+    let component_ok = |c: &str| {
+        let bytes = c.as_bytes();
+        !c.is_empty()
+            && bytes[0].is_ascii_lowercase() | bytes[0].is_ascii_digit()
+            && bytes[bytes.len() - 1].is_ascii_lowercase() | bytes[bytes.len() - 1].is_ascii_digit()
+            && c.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            && !c.contains("..")
+            && !c.contains("--")
+            && !c.contains("._")
+            && !c.contains("_.")
+    };
+    if !REPOSITORY_NAME_CHARS.contains(&name.len()) || !name.split('/').all(component_ok) {
+        return Err(invalid(
+            "repository",
+            format!(
+                "`{name}` is not a valid ECR repository name: 2 to 256 characters, lowercase letters and digits separated by `.`, `_`, `-` or `/` (e.g. team/app)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A region code like `us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-north-1`.
+fn check_region(region: &str) -> Result<(), Error> {
+    let parts: Vec<&str> = region.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts[parts.len() - 1].len() <= 2
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()));
+    if !ok {
+        return Err(invalid(
+            "aws-region",
+            format!("`{region}` is not an AWS region code (e.g. us-east-1)"),
+        ));
+    }
+    Ok(())
+}
+
+/// The partition a region belongs to, as it appears in ARNs.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else {
+        "aws"
+    }
+}
+
+fn check_account(input: &'static str, id: &str) -> Result<(), Error> {
+    if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid(
+            input,
+            format!("`{id}` is not an AWS account id (12 digits)"),
+        ));
+    }
+    Ok(())
+}
+
+/// `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`, in the region's partition.
+fn check_role_arn(input: &'static str, arn: &str, region: Option<&str>) -> Result<(), Error> {
+    let not_role = || {
+        invalid(
+            input,
+            format!("`{arn}` is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)"),
+        )
+    };
+    let fields: Vec<&str> = arn.splitn(6, ':').collect();
+    let [
+        prefix,
+        arn_partition,
+        service,
+        region_field,
+        account,
+        resource,
+    ] = fields[..]
+    else {
+        return Err(not_role());
+    };
+    let name_ok = resource.strip_prefix("role/").is_some_and(|path_name| {
+        let name = path_name.rsplit('/').next().unwrap_or_default();
+        (1..=64).contains(&name.len())
+            && path_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
+    });
+    if prefix != "arn"
+        || !["aws", "aws-cn", "aws-us-gov"].contains(&arn_partition)
+        || service != "iam"
+        || !region_field.is_empty()
+        || !name_ok
+    {
+        return Err(not_role());
+    }
+    check_account(input, account).map_err(|_| not_role())?;
+    if let Some(region) = region {
+        let expected = partition(region);
+        if arn_partition != expected {
+            return Err(invalid(
+                input,
+                format!(
+                    "`{arn}` is in partition {arn_partition} but region {region} is in {expected}"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The account id inside a role or assumed-role ARN.
+pub fn account_of_arn(arn: &str) -> Option<&str> {
+    arn.split(':').nth(4).filter(|a| a.len() == 12)
+}
+
+fn check_chars(
+    input: &'static str,
+    value: &str,
+    lengths: std::ops::RangeInclusive<usize>,
+    punctuation: &str,
+) -> Result<(), Error> {
+    let ok = lengths.contains(&value.len())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || punctuation.contains(c));
+    if !ok {
+        return Err(invalid(
+            input,
+            format!(
+                "`{value}` is not valid: {} to {} characters of letters, digits and `_{punctuation}`",
+                lengths.start(),
+                lengths.end()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_arns_are_checked_with_their_partition() {
+        assert!(check_role_arn("r", "arn:aws:iam::111111111111:role/ci", None).is_ok());
+        assert!(check_role_arn("r", "arn:aws:iam::111111111111:role/path/to/ci", None).is_ok());
+        for bad in [
+            "arn:aws:iam::111111111111:user/ci",
+            "arn:aws:iam::1111:role/ci",
+            "arn:aws:sts::111111111111:role/ci",
+            "arn:aws:iam:us-east-1:111111111111:role/ci",
+            "111111111111",
+            "arn:aws:iam::111111111111:role/",
+        ] {
+            let err = check_role_arn("role-to-assume", bad, None).unwrap_err();
+            assert!(err.to_string().starts_with("role-to-assume: `"), "{err}");
+        }
+        let err = check_role_arn("r", "arn:aws:iam::111111111111:role/ci", Some("cn-north-1"))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("partition aws but region cn-north-1 is in aws-cn")
+        );
+    }
+
+    #[test]
+    fn repository_names_follow_ecr() {
+        for good in ["ab", "team/app", "a.b_c-d/e1", "x__y"] {
+            assert!(check_repository(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "a",
+            "App",
+            "team//app",
+            "-app",
+            "app-",
+            "/app",
+            "a..b",
+            &"a".repeat(257),
+        ] {
+            assert!(check_repository(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tags_split_on_commas_and_newlines_once_each() {
+        assert_eq!(
+            parse_tags("v1, latest\nabc123,\n,v1").unwrap(),
+            ["v1", "latest", "abc123"]
+        );
+        assert!(parse_tags(" , ").is_err());
+        assert!(parse_tags("-bad").is_err());
+        assert!(parse_tags("has space").is_err());
+        assert!(parse_tags(&"a".repeat(301)).is_err());
+        assert!(parse_tags(&"a".repeat(300)).is_ok());
+    }
+
+    #[test]
+    fn regions_look_like_regions() {
+        for good in ["us-east-1", "eu-central-2", "us-gov-west-1", "cn-north-1"] {
+            assert!(check_region(good).is_ok(), "{good}");
+        }
+        for bad in ["useast1", "US-EAST-1", "us-east", "us-east-1a", ""] {
+            assert!(check_region(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_flag_reads_its_input_variable() {
+        let env = |name: &str| match name {
+            "GITHUB_ACTIONS" => Some("true".to_owned()),
+            "INPUT_ROLE-TO-ASSUME" => Some(" arn:aws:iam::111111111111:role/ci ".to_owned()),
+            "INPUT_IMAGE" => Some("oci:dir".to_owned()),
+            "INPUT_TAGS" => Some(String::new()),
+            "INPUT_DOCKER-LOGIN" => Some("false".to_owned()),
+            _ => None,
+        };
+        let args = action_args(&env);
+        assert_eq!(
+            args,
+            [
+                "push",
+                "--image=oci:dir",
+                "--role-to-assume=arn:aws:iam::111111111111:role/ci",
+                "--docker-login=false"
+            ]
+        );
+    }
+}

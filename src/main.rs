@@ -1,0 +1,181 @@
+//! ecr-push: keyless, daemonless image pushes to Amazon ECR.
+//!
+//! The flow reads top to bottom: inputs → source image (local, so a bad image fails
+//! before any network call) → credentials → push → report. Each step is a module that
+//! knows nothing of the ones after it.
+
+mod actions;
+mod auth;
+mod docker_config;
+mod image;
+mod inputs;
+mod push;
+mod report;
+mod sdk;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::actions::Runtime;
+use crate::image::Image;
+use crate::inputs::{Cli, Command};
+
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error(transparent)]
+    Inputs(#[from] inputs::Error),
+    #[error(transparent)]
+    Image(#[from] image::Error),
+    #[error(transparent)]
+    Auth(#[from] auth::Error),
+    #[error(transparent)]
+    Push(#[from] push::Error),
+    #[error(transparent)]
+    DockerConfig(#[from] docker_config::Error),
+    #[error(transparent)]
+    Actions(#[from] actions::Error),
+    #[error("could not start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+fn main() -> ExitCode {
+    let runtime = Runtime::detect();
+    let in_actions = runtime.in_actions();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = format!("internal error: {info}; please report it");
+        if in_actions {
+            println!("::error title=ecr-push::{}", message.replace('\n', " "));
+        } else {
+            eprintln!("error: {message}");
+        }
+    }));
+    let env = |name: &str| std::env::var(name).ok();
+    let cli = match Cli::try_parse_from(inputs::args(env)) {
+        Ok(cli) => cli,
+        Err(err) if !err.use_stderr() => {
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) if runtime.in_actions() => {
+            let text = err.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            runtime.error(first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(2);
+        }
+    };
+    let Command::Push(args) = cli.command;
+    init_logging(args.verbose, &runtime);
+    let result = args.validate().map_err(Error::from).and_then(|push| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::Runtime)?
+            .block_on(run(push, &runtime, &env))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            runtime.error(&err.to_string());
+            match err {
+                Error::Inputs(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
+async fn run(
+    push: inputs::Push,
+    runtime: &Runtime,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), Error> {
+    let image = Image::open(&push.image)?;
+    let tags = match push.tags {
+        Some(tags) => tags,
+        None => {
+            let tag = image.tag.clone().unwrap_or_else(|| "latest".to_owned());
+            inputs::check_tag(&tag)?;
+            vec![tag]
+        }
+    };
+    tracing::info!(
+        "image {} ({}, {} blobs, {})",
+        image.manifest.digest,
+        image.manifest.media_type,
+        image.blobs().len(),
+        report::human_bytes(image.blobs().iter().map(|d| d.size).sum())
+    );
+
+    let session = {
+        let _group = runtime.group("Credentials");
+        auth::authenticate(&push.auth, push.region.as_deref(), runtime, env).await?
+    };
+    tracing::info!("credentials for {}", session.principal);
+
+    let registry_id = push.registry_id.unwrap_or(session.account);
+    let ecr = push::Ecr::new(
+        &session.config,
+        registry_id,
+        session.region,
+        push.repository.clone(),
+        push.create_repository,
+        session.principal,
+    );
+    let registry = ecr.registry_host();
+    let report = {
+        let _group = runtime.group(&format!("Push to {registry}/{}", push.repository));
+        push::push(&ecr, &image, &tags, push.concurrency).await?
+    };
+    if push.docker_login {
+        let auth = ecr.login(|secret| runtime.mask(secret)).await?;
+        let path = docker_config::store(&registry, &auth, env)?;
+        tracing::info!("docker login for {registry} stored in {}", path.display());
+    }
+
+    let pushed = report::Pushed {
+        registry: &registry,
+        repository: &push.repository,
+        digest: &image.manifest.digest,
+        tags: &tags,
+        report: &report,
+    };
+    let outputs = pushed.outputs();
+    let outputs: Vec<(&str, &str)> = outputs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    runtime.set_outputs(&outputs)?;
+    runtime.append_summary(&pushed.summary())?;
+    tracing::info!("{}", pushed.line());
+    if !runtime.in_actions() {
+        // The one line on stdout, for `uri=$(ecr-push push …)`.
+        println!("{}", pushed.image_uri());
+    }
+    Ok(())
+}
+
+/// Short lines in the log; `--verbose` adds each API call and part. In Actions the log
+/// goes to stdout with the workflow commands, so groups and lines stay in order.
+fn init_logging(verbose: bool, runtime: &Runtime) {
+    let filter = if verbose {
+        "warn,ecr_push=debug"
+    } else {
+        "warn,ecr_push=info"
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .without_time()
+        .with_target(false)
+        .with_level(verbose);
+    if runtime.in_actions() {
+        builder.with_ansi(false).with_writer(std::io::stdout).init();
+    } else {
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+}

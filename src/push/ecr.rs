@@ -1,0 +1,404 @@
+//! The ECR API destination: BatchCheckLayerAvailability, then per missing blob
+//! InitiateLayerUpload → UploadLayerPart (in order) → CompleteLayerUpload, then PutImage
+//! per tag. This needs only repository-scoped `ecr:` actions, no registry login and so
+//! no `ecr:GetAuthorizationToken` on `*`.
+//!
+//! Parts have the size InitiateLayerUpload returns, kept within ECR's bounds; while one
+//! part is in flight the next is read and hashed off the reactor, so memory per blob is
+//! two parts.
+
+use std::collections::HashSet;
+
+use aws_sdk_ecr::error::ProvideErrorMetadata;
+use aws_sdk_ecr::primitives::Blob;
+use aws_sdk_ecr::types::{ImageIdentifier, LayerAvailability};
+use base64::Engine as _;
+use tokio::task::JoinHandle;
+
+use super::{Destination, Error, Tagged};
+use crate::image::{self, BlobReader, Digest, Manifest};
+use crate::sdk::describe;
+
+/// BatchCheckLayerAvailability takes 1 to 100 digests a call.
+const MAX_DIGESTS_PER_BATCH: usize = 100;
+/// UploadLayerPart: every part but the last must be at least 5 MiB…
+const MIN_PART_BYTES: i64 = 5 * 1024 * 1024;
+/// …and no part may exceed 20,971,520 bytes (`layerPartBlob`'s limit).
+const MAX_PART_BYTES: i64 = 20 * 1024 * 1024;
+/// What ECR returns as `partSize` in practice, used if it returns none.
+const DEFAULT_PART_BYTES: i64 = 10 * 1024 * 1024;
+/// The manifest types BatchGetImage may answer with when a tag is checked; without
+/// them it would try to convert an OCI manifest to Docker's format.
+const MANIFEST_MEDIA_TYPES: [&str; 4] = [
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+pub struct Ecr {
+    client: aws_sdk_ecr::Client,
+    registry_id: String,
+    region: String,
+    repository: String,
+    create_repository: bool,
+    /// The identity making the calls, for messages about permissions.
+    principal: String,
+}
+
+impl Ecr {
+    pub fn new(
+        config: &aws_config::SdkConfig,
+        registry_id: String,
+        region: String,
+        repository: String,
+        create_repository: bool,
+        principal: String,
+    ) -> Self {
+        Self {
+            client: aws_sdk_ecr::Client::new(config),
+            registry_id,
+            region,
+            repository,
+            create_repository,
+            principal,
+        }
+    }
+
+    /// The registry's host name, as `docker pull` uses it.
+    pub fn registry_host(&self) -> String {
+        let suffix = if self.region.starts_with("cn-") {
+            "amazonaws.com.cn"
+        } else {
+            "amazonaws.com"
+        };
+        format!("{}.dkr.ecr.{}.{suffix}", self.registry_id, self.region)
+    }
+
+    /// A Docker login for the registry: base64 of `AWS:PASSWORD`, as Docker's
+    /// config.json stores it. `mask` is called on each secret before it is kept anywhere.
+    pub async fn login(&self, mask: impl Fn(&str)) -> Result<String, Error> {
+        let output = self
+            .client
+            .get_authorization_token()
+            .send()
+            .await
+            .map_err(|err| self.api_error("GetAuthorizationToken", &err, err.code()))?;
+        let auth = output
+            .authorization_data()
+            .first()
+            .and_then(|d| d.authorization_token())
+            .unwrap_or_default()
+            .to_owned();
+        mask(&auth);
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(&auth)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .unwrap_or_default();
+        let Some((_, password)) = decoded.split_once(':') else {
+            return Err(Error::Api {
+                call: "GetAuthorizationToken",
+                target: format!("registry {}", self.registry_id),
+                reason: "the token is not base64 of USER:PASSWORD".into(),
+                hint: String::new(),
+            });
+        };
+        mask(password);
+        Ok(auth)
+    }
+
+    fn target(&self) -> String {
+        format!(
+            "repository {} in registry {} ({})",
+            self.repository, self.registry_id, self.region
+        )
+    }
+
+    fn api_error<E, R>(
+        &self,
+        call: &'static str,
+        err: &aws_sdk_ecr::error::SdkError<E, R>,
+        code: Option<&str>,
+    ) -> Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let hint = match code {
+            Some("RepositoryNotFoundException") => {
+                "; create the repository, or set create-repository: true".to_owned()
+            }
+            Some("AccessDeniedException") => format!(
+                "; {} needs ecr:{call} on arn:{}:ecr:{}:{}:repository/{} in its permissions policy{}",
+                self.principal,
+                crate::inputs::partition(&self.region),
+                self.region,
+                self.registry_id,
+                self.repository,
+                if crate::inputs::account_of_arn(&self.principal) == Some(&self.registry_id) {
+                    ""
+                } else {
+                    ", and the repository policy must allow it across accounts"
+                }
+            ),
+            Some("ThrottlingException") | Some("LimitExceededException") => {
+                "; ECR's request quota for this account and region is exhausted, try again later"
+                    .to_owned()
+            }
+            _ => String::new(),
+        };
+        Error::Api {
+            call,
+            target: self.target(),
+            reason: describe(err),
+            hint,
+        }
+    }
+
+    async fn check_layers(&self, chunk: &[&Digest]) -> Result<HashSet<Digest>, Error> {
+        let send = || {
+            self.client
+                .batch_check_layer_availability()
+                .registry_id(&self.registry_id)
+                .repository_name(&self.repository)
+                .set_layer_digests(Some(chunk.iter().map(|d| d.to_string()).collect()))
+                .send()
+        };
+        let output = match send().await {
+            Err(err)
+                if self.create_repository && err.code() == Some("RepositoryNotFoundException") =>
+            {
+                self.create().await?;
+                send().await
+            }
+            other => other,
+        }
+        .map_err(|err| self.api_error("BatchCheckLayerAvailability", &err, err.code()))?;
+        if let Some(failure) = output
+            .failures()
+            .iter()
+            .find(|f| f.failure_code().map(|c| c.as_str()) != Some("MissingLayerDigest"))
+        {
+            return Err(Error::Api {
+                call: "BatchCheckLayerAvailability",
+                target: self.target(),
+                reason: format!(
+                    "{}: {}",
+                    failure.layer_digest().unwrap_or_default(),
+                    failure.failure_reason().unwrap_or_default()
+                ),
+                hint: String::new(),
+            });
+        }
+        let available: HashSet<&str> = output
+            .layers()
+            .iter()
+            .filter(|l| l.layer_availability() == Some(&LayerAvailability::Available))
+            .filter_map(|l| l.layer_digest())
+            .collect();
+        Ok(chunk
+            .iter()
+            .filter(|d| !available.contains(d.as_str()))
+            .map(|d| (*d).clone())
+            .collect())
+    }
+
+    async fn create(&self) -> Result<(), Error> {
+        match self
+            .client
+            .create_repository()
+            .registry_id(&self.registry_id)
+            .repository_name(&self.repository)
+            .send()
+            .await
+        {
+            Ok(_) => {
+                tracing::info!("created repository {}", self.repository);
+                Ok(())
+            }
+            // Another job created it in the meantime: what was wanted.
+            Err(err) if err.code() == Some("RepositoryAlreadyExistsException") => Ok(()),
+            Err(err) => Err(self.api_error("CreateRepository", &err, err.code())),
+        }
+    }
+
+    /// The digest `tag` points at now, if any.
+    async fn tagged_digest(&self, tag: &str) -> Result<Option<String>, Error> {
+        let output = self
+            .client
+            .batch_get_image()
+            .registry_id(&self.registry_id)
+            .repository_name(&self.repository)
+            .image_ids(ImageIdentifier::builder().image_tag(tag).build())
+            .set_accepted_media_types(Some(
+                MANIFEST_MEDIA_TYPES
+                    .iter()
+                    .map(|t| (*t).to_owned())
+                    .collect(),
+            ))
+            .send()
+            .await
+            .map_err(|err| self.api_error("BatchGetImage", &err, err.code()))?;
+        Ok(output
+            .images()
+            .first()
+            .and_then(|i| i.image_id())
+            .and_then(|id| id.image_digest())
+            .map(str::to_owned))
+    }
+
+    /// Decides a PutImage conflict by what the tag points at now.
+    async fn resolve_conflict(&self, manifest: &Manifest, tag: &str) -> Result<Tagged, Error> {
+        match self.tagged_digest(tag).await? {
+            Some(existing) if existing == manifest.digest.as_str() => Ok(Tagged::AlreadySet),
+            existing => Err(Error::TagImmutable {
+                tag: tag.to_owned(),
+                repository: self.repository.clone(),
+                existing: existing.unwrap_or_else(|| "another image".into()),
+                digest: manifest.digest.clone(),
+            }),
+        }
+    }
+}
+
+/// Reads the next part off the reactor; the reader travels with the task.
+fn read_next(
+    mut reader: BlobReader,
+    part_bytes: usize,
+) -> JoinHandle<(BlobReader, Result<Vec<u8>, image::Error>)> {
+    tokio::task::spawn_blocking(move || {
+        let part = reader.read_part(part_bytes);
+        (reader, part)
+    })
+}
+
+impl Destination for Ecr {
+    async fn missing(&self, digests: &[&Digest]) -> Result<HashSet<Digest>, Error> {
+        let mut missing = HashSet::new();
+        for chunk in digests.chunks(MAX_DIGESTS_PER_BATCH) {
+            missing.extend(self.check_layers(chunk).await?);
+        }
+        Ok(missing)
+    }
+
+    async fn upload(&self, blob: BlobReader) -> Result<(), Error> {
+        let digest = blob.descriptor().digest.clone();
+        let initiated = self
+            .client
+            .initiate_layer_upload()
+            .registry_id(&self.registry_id)
+            .repository_name(&self.repository)
+            .send()
+            .await
+            .map_err(|err| self.api_error("InitiateLayerUpload", &err, err.code()))?;
+        let upload_id = initiated.upload_id().unwrap_or_default().to_owned();
+        let part_bytes = initiated
+            .part_size()
+            .unwrap_or(DEFAULT_PART_BYTES)
+            .clamp(MIN_PART_BYTES, MAX_PART_BYTES) as usize;
+
+        let mut part_first_byte: i64 = 0;
+        let mut pending = Some(read_next(blob, part_bytes));
+        while let Some(reading) = pending.take() {
+            let (reader, part) = reading.await.map_err(|e| Error::Task(e.to_string()))?;
+            let part = part?;
+            if reader.remaining() > 0 {
+                pending = Some(read_next(reader, part_bytes));
+            }
+            let part_last_byte = part_first_byte + part.len() as i64 - 1;
+            tracing::debug!(
+                "UploadLayerPart {} bytes {part_first_byte}-{part_last_byte}",
+                digest.short()
+            );
+            self.client
+                .upload_layer_part()
+                .registry_id(&self.registry_id)
+                .repository_name(&self.repository)
+                .upload_id(&upload_id)
+                .part_first_byte(part_first_byte)
+                .part_last_byte(part_last_byte)
+                .layer_part_blob(Blob::new(part))
+                .send()
+                .await
+                .map_err(|err| self.api_error("UploadLayerPart", &err, err.code()))?;
+            part_first_byte = part_last_byte + 1;
+        }
+
+        let completed = self
+            .client
+            .complete_layer_upload()
+            .registry_id(&self.registry_id)
+            .repository_name(&self.repository)
+            .upload_id(&upload_id)
+            .layer_digests(digest.as_str())
+            .send()
+            .await;
+        match completed {
+            Ok(output) => match output.layer_digest() {
+                Some(actual) if actual == digest.as_str() => Ok(()),
+                actual => Err(Error::DigestMismatch {
+                    call: "CompleteLayerUpload",
+                    expected: digest,
+                    actual: actual.unwrap_or("no digest").to_owned(),
+                }),
+            },
+            // Another job pushed the same layer meanwhile; ECR keeps one copy.
+            Err(err) if err.code() == Some("LayerAlreadyExistsException") => Ok(()),
+            Err(err) => Err(self.api_error("CompleteLayerUpload", &err, err.code())),
+        }
+    }
+
+    async fn put_manifest(&self, manifest: &Manifest, tag: &str) -> Result<Tagged, Error> {
+        let text = std::str::from_utf8(&manifest.bytes)
+            .map_err(|_| Error::ManifestNotText(manifest.digest.clone()))?;
+        let result = self
+            .client
+            .put_image()
+            .registry_id(&self.registry_id)
+            .repository_name(&self.repository)
+            .image_manifest(text)
+            .image_manifest_media_type(&manifest.media_type)
+            .image_digest(manifest.digest.as_str())
+            .image_tag(tag)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let stored = output
+                    .image()
+                    .and_then(|i| i.image_id())
+                    .and_then(|id| id.image_digest());
+                match stored {
+                    Some(actual) if actual != manifest.digest.as_str() => {
+                        Err(Error::DigestMismatch {
+                            call: "PutImage",
+                            expected: manifest.digest.clone(),
+                            actual: actual.to_owned(),
+                        })
+                    }
+                    _ => Ok(Tagged::Set),
+                }
+            }
+            // ECR names the digest the tag already has; when it is ours, re-pushing the
+            // same image is a success without another call.
+            Err(err)
+                if err.code() == Some("ImageAlreadyExistsException")
+                    && err
+                        .message()
+                        .is_some_and(|m| m.contains(manifest.digest.as_str())) =>
+            {
+                Ok(Tagged::AlreadySet)
+            }
+            Err(err)
+                if matches!(
+                    err.code(),
+                    Some("ImageAlreadyExistsException" | "ImageTagAlreadyExistsException")
+                ) =>
+            {
+                self.resolve_conflict(manifest, tag).await
+            }
+            Err(err) => Err(self.api_error("PutImage", &err, err.code())),
+        }
+    }
+}

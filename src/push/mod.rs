@@ -1,0 +1,132 @@
+//! Pushing an [`Image`] to a destination: find the blobs it lacks, upload those (several
+//! at once, largest first so the longest upload starts early), then point each tag at
+//! the manifest. Tags are written only after every blob is in place and verified, so a
+//! failure at any step leaves no tag on a broken image.
+//!
+//! A destination is three operations behind [`Destination`]; ECR's own layer-upload API
+//! is the first. The flow here knows nothing of where the image came from.
+
+mod ecr;
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+
+pub use ecr::Ecr;
+
+use crate::image::{self, BlobReader, Digest, Image, Manifest};
+use crate::report::Report;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("ECR {call} failed for {target}: {reason}{hint}")]
+    Api {
+        call: &'static str,
+        target: String,
+        reason: String,
+        hint: String,
+    },
+    #[error(transparent)]
+    Image(#[from] image::Error),
+    #[error(
+        "ECR PutImage: tag `{tag}` of immutable repository {repository} already points at {existing}, not at {digest}; push under a new tag"
+    )]
+    TagImmutable {
+        tag: String,
+        repository: String,
+        existing: String,
+        digest: Digest,
+    },
+    #[error(
+        "ECR {call}: ECR computed {actual} where {expected} was sent; the bytes changed on the way, nothing was tagged"
+    )]
+    DigestMismatch {
+        call: &'static str,
+        expected: Digest,
+        actual: String,
+    },
+    #[error("image: blob {0} is empty, and ECR's layer-upload API cannot store a 0-byte blob")]
+    EmptyBlob(Digest),
+    #[error("image: manifest {0} is not UTF-8 text, which PutImage requires")]
+    ManifestNotText(Digest),
+    #[error("internal error in a blob reader: {0}")]
+    Task(String),
+}
+
+/// Whether a tag had to be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tagged {
+    Set,
+    AlreadySet,
+}
+
+/// Where images go.
+pub trait Destination {
+    /// Of `digests`, the ones the destination does not hold yet.
+    async fn missing(&self, digests: &[&Digest]) -> Result<HashSet<Digest>, Error>;
+    /// Uploads one blob; the reader proves its bytes before the upload completes.
+    async fn upload(&self, blob: BlobReader) -> Result<(), Error>;
+    /// Points `tag` at the manifest.
+    async fn put_manifest(&self, manifest: &Manifest, tag: &str) -> Result<Tagged, Error>;
+}
+
+pub async fn push<D: Destination>(
+    destination: &D,
+    image: &Image,
+    tags: &[String],
+    concurrency: usize,
+) -> Result<Report, Error> {
+    let started = Instant::now();
+    let blobs = image.blobs();
+    let digests: Vec<&Digest> = blobs.iter().map(|d| &d.digest).collect();
+    let missing = destination.missing(&digests).await?;
+    let (mut to_upload, present): (Vec<_>, Vec<_>) =
+        blobs.into_iter().partition(|d| missing.contains(&d.digest));
+    to_upload.sort_by_key(|d| std::cmp::Reverse(d.size));
+    let mut report = Report {
+        blobs_uploaded: to_upload.len(),
+        bytes_uploaded: to_upload.iter().map(|d| d.size).sum(),
+        blobs_skipped: present.len(),
+        bytes_skipped: present.iter().map(|d| d.size).sum(),
+        ..Report::default()
+    };
+    if !present.is_empty() {
+        tracing::info!(
+            "{} of {} blobs already in the repository ({}), skipped",
+            present.len(),
+            digests.len(),
+            crate::report::human_bytes(report.bytes_skipped)
+        );
+    }
+
+    stream::iter(to_upload)
+        .map(|descriptor| async move {
+            if descriptor.size == 0 {
+                return Err(Error::EmptyBlob(descriptor.digest.clone()));
+            }
+            let blob_started = Instant::now();
+            destination.upload(image.read_blob(descriptor)?).await?;
+            let seconds = blob_started.elapsed().as_secs_f64();
+            tracing::info!(
+                "pushed {} {} in {:.1} s ({:.1} MB/s)",
+                descriptor.digest.short(),
+                crate::report::human_bytes(descriptor.size),
+                seconds,
+                descriptor.size as f64 / 1e6 / seconds.max(1e-3)
+            );
+            Ok(())
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<()>>()
+        .await?;
+
+    for tag in tags {
+        match destination.put_manifest(&image.manifest, tag).await? {
+            Tagged::Set => report.tags_set.push(tag.clone()),
+            Tagged::AlreadySet => report.tags_unchanged.push(tag.clone()),
+        }
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}

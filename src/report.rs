@@ -1,0 +1,124 @@
+//! What a push did, and how it is told: the log line, the step outputs and the job
+//! summary. Nothing here makes a call; it only renders.
+
+use std::time::Duration;
+
+use crate::image::Digest;
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub blobs_uploaded: usize,
+    pub bytes_uploaded: u64,
+    pub blobs_skipped: usize,
+    pub bytes_skipped: u64,
+    pub tags_set: Vec<String>,
+    pub tags_unchanged: Vec<String>,
+    pub elapsed: Duration,
+}
+
+/// Where the image landed.
+pub struct Pushed<'a> {
+    pub registry: &'a str,
+    pub repository: &'a str,
+    pub digest: &'a Digest,
+    pub tags: &'a [String],
+    pub report: &'a Report,
+}
+
+impl Pushed<'_> {
+    pub fn image_uri(&self) -> String {
+        format!("{}/{}@{}", self.registry, self.repository, self.digest)
+    }
+
+    /// The step outputs, under the names amazon-ecr-login and build-push-action use.
+    pub fn outputs(&self) -> [(&'static str, String); 4] {
+        [
+            ("registry", self.registry.to_owned()),
+            ("image-uri", self.image_uri()),
+            ("digest", self.digest.to_string()),
+            ("tags", self.tags.join(",")),
+        ]
+    }
+
+    /// One line for the log.
+    pub fn line(&self) -> String {
+        let r = self.report;
+        format!(
+            "pushed {} ({} uploaded in {} blobs, {} blobs already there; tags {}) in {:.1} s",
+            self.image_uri(),
+            human_bytes(r.bytes_uploaded),
+            r.blobs_uploaded,
+            r.blobs_skipped,
+            self.tags.join(", "),
+            r.elapsed.as_secs_f64()
+        )
+    }
+
+    /// The Markdown job summary.
+    pub fn summary(&self) -> String {
+        let r = self.report;
+        let tag_list = |tags: &[String]| {
+            if tags.is_empty() {
+                "none".to_owned()
+            } else {
+                tags.iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        format!(
+            "### ecr-push: pushed `{repository}`\n\n\
+             | | |\n|---|---|\n\
+             | Image | `{uri}` |\n\
+             | Digest | `{digest}` |\n\
+             | Tags set | {set} |\n\
+             | Tags already in place | {unchanged} |\n\
+             | Uploaded | {up_bytes} in {up_blobs} blobs |\n\
+             | Skipped (already in the repository) | {skip_bytes} in {skip_blobs} blobs |\n\
+             | Time | {secs:.1} s |\n\n",
+            repository = self.repository,
+            uri = self.image_uri(),
+            digest = self.digest,
+            set = tag_list(&r.tags_set),
+            unchanged = tag_list(&r.tags_unchanged),
+            up_bytes = human_bytes(r.bytes_uploaded),
+            up_blobs = r.blobs_uploaded,
+            skip_bytes = human_bytes(r.bytes_skipped),
+            skip_blobs = r.blobs_skipped,
+            secs = r.elapsed.as_secs_f64(),
+        )
+    }
+}
+
+/// Sizes for people: bytes in binary units, one decimal.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for next in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    format!("{value:.1} {unit}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_bytes_picks_the_largest_unit_below_1024() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(25 * 1024 * 1024), "25.0 MiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+}
