@@ -72,11 +72,13 @@ pub struct PushArgs {
     #[arg(long, value_name = "NAME")]
     pub repository: String,
 
-    /// Tags to set, separated by commas or newlines [default: REF of the image, else latest]
+    /// Tags to set, separated by commas or newlines (when empty: the REF of the image,
+    /// else latest)
     #[arg(long, value_name = "TAGS")]
     pub tags: Option<String>,
 
-    /// AWS region of the registry [default: AWS_REGION, AWS_DEFAULT_REGION or the profile's]
+    /// AWS region of the registry (when empty: AWS_REGION, AWS_DEFAULT_REGION or the
+    /// profile's)
     #[arg(long, value_name = "REGION")]
     pub aws_region: Option<String>,
 
@@ -113,7 +115,7 @@ pub struct PushArgs {
           default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub session_tags: bool,
 
-    /// Account id of the registry [default: the account of the final credentials]
+    /// Account id of the registry (when empty: the account of the final credentials)
     #[arg(long, value_name = "ACCOUNT")]
     pub registry_id: Option<String>,
 
@@ -157,14 +159,17 @@ fn action_args(lookup: &impl Fn(&str) -> Option<String>) -> Vec<OsString> {
         .find_subcommand("push")
         .into_iter()
         .flat_map(|push| push.get_arguments().filter_map(|a| a.get_long()));
+    // A re-run with debug logging turns on verbose whatever the input says; the
+    // runner always passes INPUT_VERBOSE, so the flag is replaced, not repeated.
+    let debug = lookup("RUNNER_DEBUG").as_deref() == Some("1");
     for name in names {
-        let value = lookup(&format!("INPUT_{}", name.to_uppercase()));
+        let value = match lookup(&format!("INPUT_{}", name.to_uppercase())) {
+            _ if debug && name == "verbose" => Some("true".to_owned()),
+            value => value,
+        };
         if let Some(value) = value.filter(|v| !v.trim().is_empty()) {
             args.push(format!("--{name}={}", value.trim()).into());
         }
-    }
-    if lookup("RUNNER_DEBUG").as_deref() == Some("1") {
-        args.push("--verbose".into());
     }
     args
 }
@@ -565,6 +570,8 @@ mod tests {
             "INPUT_IMAGE" => Some("oci:dir".to_owned()),
             "INPUT_TAGS" => Some(String::new()),
             "INPUT_DOCKER-LOGIN" => Some("false".to_owned()),
+            "INPUT_VERBOSE" => Some("false".to_owned()),
+            "RUNNER_DEBUG" => Some("1".to_owned()),
             _ => None,
         };
         let args = action_args(&env);
@@ -574,7 +581,8 @@ mod tests {
                 "push",
                 "--image=oci:dir",
                 "--role-to-assume=arn:aws:iam::111111111111:role/ci",
-                "--docker-login=false"
+                "--docker-login=false",
+                "--verbose=true"
             ]
         );
     }

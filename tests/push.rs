@@ -1,0 +1,703 @@
+//! End-to-end pushes: the binary, run as the Actions runner runs it, against moto (STS
+//! and ECR) and a local ID-token endpoint. Each test starts its own stack.
+
+mod support;
+
+use base64::Engine as _;
+use support::*;
+
+const MIB: usize = 1024 * 1024;
+
+fn small_image(dir: &std::path::Path, seed: u64) -> Layout {
+    write_layout(
+        dir,
+        "v1",
+        &[
+            random_bytes(seed, 300 * 1024),
+            empty_layer(),
+            random_bytes(seed + 1, 7000),
+        ],
+    )
+}
+
+/// The image in moto is the layout's: same manifest bytes and digest, every blob there
+/// with its size.
+fn assert_landed(stack: &Stack, account: &str, repository: &str, tag: &str, layout: &Layout) {
+    let (digest, manifest) = stack
+        .moto
+        .manifest(account, repository, tag)
+        .unwrap_or_else(|| panic!("tag {tag} not in {account}/{repository}"));
+    assert_eq!(digest, layout.digest);
+    assert_eq!(
+        manifest.as_bytes(),
+        layout.manifest.as_slice(),
+        "manifest re-serialised"
+    );
+    assert_eq!(sha256(manifest.as_bytes()), layout.digest);
+    let available = stack
+        .moto
+        .available_blobs(account, repository, &layout.blob_digests());
+    for blob in std::iter::once(&layout.config).chain(&layout.layers) {
+        assert_eq!(
+            available.get(&blob.digest),
+            Some(&(blob.size as i64)),
+            "{}",
+            blob.digest
+        );
+    }
+}
+
+#[test]
+fn single_account_push_lands_with_exact_digest_and_outputs() {
+    let stack = Stack::start();
+    stack
+        .moto
+        .create_repository(CI_ACCOUNT, "secure-flask", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 1);
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "secure-flask")
+        .input("tags", "abc123\nlatest")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert_landed(&stack, CI_ACCOUNT, "secure-flask", "abc123", &layout);
+    assert_landed(&stack, CI_ACCOUNT, "secure-flask", "latest", &layout);
+    let registry = format!("{CI_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com");
+    assert_eq!(run.outputs["registry"], registry);
+    assert_eq!(run.outputs["digest"], layout.digest);
+    assert_eq!(
+        run.outputs["image-uri"],
+        format!("{registry}/secure-flask@{}", layout.digest)
+    );
+    assert_eq!(run.outputs["tags"], "abc123,latest");
+    assert!(run.summary.contains(&layout.digest), "{}", run.summary);
+    assert!(run.stdout.contains("::group::Credentials"), "{}", run.log());
+    // The token was asked for with the default audience, and used once.
+    assert_eq!(stack.oidc.audiences(), ["sts.amazonaws.com"]);
+    let web = stack.recorder.calls_to("AssumeRoleWithWebIdentity");
+    assert_eq!(web.len(), 1);
+    assert_eq!(web[0].form("RoleArn").as_deref(), Some(PUSH_ROLE));
+    assert_eq!(
+        web[0].form("WebIdentityToken"),
+        stack.oidc.tokens().first().cloned()
+    );
+    // No registry login is needed (nor its `*` permission) without docker-login.
+    assert!(stack.recorder.calls_to("GetAuthorizationToken").is_empty());
+    // One PutImage per tag, with the digest and media type.
+    let puts = stack.recorder.calls_to("PutImage");
+    assert_eq!(puts.len(), 2);
+    for put in &puts {
+        let body = put.json();
+        assert_eq!(body["imageDigest"], layout.digest.as_str());
+        assert_eq!(
+            body["imageManifestMediaType"],
+            "application/vnd.oci.image.manifest.v1+json"
+        );
+        assert_eq!(body["registryId"], CI_ACCOUNT);
+    }
+}
+
+#[test]
+fn cross_account_push_lands_in_the_registry_account() {
+    let stack = Stack::start();
+    stack
+        .moto
+        .create_repository(REGISTRY_ACCOUNT, "secure-flask", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 2);
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "secure-flask")
+        .input("cross-account-role", PUBLISHER_ROLE)
+        .input("cross-account-external-id", "release-pipeline")
+        .input("role-duration-seconds", "7200")
+        .input("session-tags", "true")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert_landed(&stack, REGISTRY_ACCOUNT, "secure-flask", "v1", &layout);
+    assert_eq!(
+        run.outputs["registry"],
+        format!("{REGISTRY_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com")
+    );
+    let hop = stack.recorder.calls_to("AssumeRole");
+    assert_eq!(hop.len(), 1);
+    assert_eq!(hop[0].form("RoleArn").as_deref(), Some(PUBLISHER_ROLE));
+    assert_eq!(
+        hop[0].form("ExternalId").as_deref(),
+        Some("release-pipeline")
+    );
+    // Role chaining caps the session at an hour, whatever was asked.
+    assert_eq!(hop[0].form("DurationSeconds").as_deref(), Some("3600"));
+    let web = stack.recorder.calls_to("AssumeRoleWithWebIdentity");
+    assert_eq!(web[0].form("DurationSeconds").as_deref(), Some("7200"));
+    // Session tags go on this hop only, sanitised for STS.
+    let tags: Vec<(String, String)> = (1..=6)
+        .filter_map(|i| {
+            Some((
+                hop[0].form(&format!("Tags.member.{i}.Key"))?,
+                hop[0].form(&format!("Tags.member.{i}.Value"))?,
+            ))
+        })
+        .collect();
+    assert!(
+        tags.contains(&("Repository".into(), "octo-org/octo-repo".into())),
+        "{tags:?}"
+    );
+    assert!(
+        tags.contains(&("Workflow".into(), "release _prod_".into())),
+        "{tags:?}"
+    );
+    assert_eq!(tags.len(), 6, "{tags:?}");
+    assert!(web[0].form("Tags.member.1.Key").is_none());
+    // The CI account got nothing.
+    assert!(
+        stack
+            .moto
+            .manifest(CI_ACCOUNT, "secure-flask", "v1")
+            .is_none()
+    );
+}
+
+#[test]
+fn repush_uploads_no_blob_bytes() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "app", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 3);
+    let push = || {
+        stack
+            .action()
+            .input("image", &layout.reference("v1"))
+            .input("repository", "app")
+            .run()
+    };
+
+    let first = push();
+    assert!(first.ok(), "{}", first.log());
+    let uploads_after_first = stack.recorder.calls_to("UploadLayerPart").len();
+    assert_eq!(
+        uploads_after_first, 4,
+        "config and three layers, one part each"
+    );
+
+    let second = push();
+    assert!(second.ok(), "{}", second.log());
+    assert_eq!(stack.recorder.calls_to("InitiateLayerUpload").len(), 4);
+    assert_eq!(
+        stack.recorder.calls_to("UploadLayerPart").len(),
+        uploads_after_first
+    );
+    assert_eq!(stack.recorder.calls_to("CompleteLayerUpload").len(), 4);
+    assert!(
+        second.summary.contains("| Uploaded | 0 B in 0 blobs |"),
+        "{}",
+        second.summary
+    );
+    assert!(
+        second.summary.contains("| Tags already in place | `v1` |"),
+        "{}",
+        second.summary
+    );
+    assert_landed(&stack, CI_ACCOUNT, "app", "v1", &layout);
+}
+
+#[test]
+fn multi_part_layer_is_sent_in_contiguous_parts_within_ecr_limits() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "big", false);
+    let dir = tempfile::tempdir().unwrap();
+    let big = random_bytes(4, 26 * MIB + 12345);
+    let layout = write_layout(dir.path(), "v1", &[big.clone(), random_bytes(5, 100)]);
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "big")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert_landed(&stack, CI_ACCOUNT, "big", "v1", &layout);
+    let big_digest = &layout.layers[0].digest;
+    let complete = stack
+        .recorder
+        .calls_to("CompleteLayerUpload")
+        .into_iter()
+        .find(|c| c.json()["layerDigests"][0] == big_digest.as_str())
+        .expect("CompleteLayerUpload sent the layer's digest");
+    let upload_id = complete.json()["uploadId"].as_str().unwrap().to_owned();
+    let parts: Vec<serde_json::Value> = stack
+        .recorder
+        .calls_to("UploadLayerPart")
+        .iter()
+        .map(|c| c.json())
+        .filter(|p| p["uploadId"] == upload_id.as_str())
+        .collect();
+    assert_eq!(parts.len(), 3, "26 MiB in parts of moto's 10 MiB partSize");
+    let mut next_first_byte = 0;
+    let mut sent = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(part["layerPartBlob"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(part["partFirstByte"], next_first_byte);
+        assert_eq!(
+            part["partLastByte"],
+            next_first_byte + bytes.len() as u64 - 1
+        );
+        assert!(bytes.len() <= 20_971_520, "part {i} over 20 MiB");
+        if i + 1 < parts.len() {
+            assert!(bytes.len() >= 5 * MIB, "part {i} under 5 MiB");
+        }
+        next_first_byte += bytes.len() as u64;
+        sent.extend_from_slice(&bytes);
+    }
+    assert!(sent == big, "the parts concatenate to the layer");
+}
+
+#[test]
+fn corrupt_blob_exits_non_zero_and_leaves_no_tag() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "app", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(
+        dir.path(),
+        "v1",
+        &[random_bytes(6, 11 * MIB), random_bytes(7, 1000)],
+    );
+    // Flip one byte near the end of the big layer: only the last part shows it.
+    let path = layout.blob_path(&layout.layers[0].digest);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .run();
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    let error = run.error();
+    assert!(
+        error.contains("corrupt") && error.contains(&layout.layers[0].digest),
+        "{error}"
+    );
+    assert!(stack.recorder.calls_to("PutImage").is_empty());
+    assert!(
+        !stack
+            .recorder
+            .calls_to("CompleteLayerUpload")
+            .iter()
+            .any(|c| c.json()["layerDigests"][0] == layout.layers[0].digest.as_str()),
+        "the corrupt layer was completed"
+    );
+    assert!(stack.moto.manifest(CI_ACCOUNT, "app", "v1").is_none());
+    assert!(!run.stderr.contains("panicked") && !run.stderr.contains("backtrace"));
+}
+
+#[test]
+fn missing_id_token_variables_ask_for_the_permission() {
+    let stack = Stack::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 8);
+
+    let run = stack
+        .action()
+        .without("ACTIONS_ID_TOKEN_REQUEST_URL")
+        .without("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .run();
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(
+        run.error().contains("permissions: id-token: write"),
+        "{}",
+        run.log()
+    );
+    assert!(run.stdout.contains("::error"), "{}", run.log());
+    assert!(
+        stack.recorder.calls().is_empty(),
+        "no AWS call without a token"
+    );
+}
+
+#[test]
+fn invalid_role_arn_is_named_before_any_network_call() {
+    let stack = Stack::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 9);
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .input("role-to-assume", "arn:aws:iam::111111111111:user/ci")
+        .run();
+
+    assert_eq!(run.code, Some(2), "{}", run.log());
+    assert!(
+        run.error().starts_with(
+            "role-to-assume: `arn:aws:iam::111111111111:user/ci` is not an IAM role ARN"
+        ),
+        "{}",
+        run.log()
+    );
+    assert_eq!(
+        run.stdout
+            .lines()
+            .filter(|l| l.starts_with("::error"))
+            .count(),
+        1
+    );
+    assert!(stack.oidc.audiences().is_empty());
+    assert!(stack.recorder.calls().is_empty());
+}
+
+#[test]
+fn missing_repository_is_explained_then_created_on_request() {
+    let stack = Stack::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 10);
+    let push = |create: &str| {
+        stack
+            .action()
+            .input("image", &layout.reference("v1"))
+            .input("repository", "team/new-app")
+            .input("create-repository", create)
+            .run()
+    };
+
+    let refused = push("false");
+    assert_eq!(refused.code, Some(1), "{}", refused.log());
+    let error = refused.error();
+    assert!(error.contains("BatchCheckLayerAvailability"), "{error}");
+    assert!(error.contains("RepositoryNotFoundException"), "{error}");
+    assert!(
+        error.contains("team/new-app") && error.contains(CI_ACCOUNT),
+        "{error}"
+    );
+    assert!(error.contains("create-repository: true"), "{error}");
+
+    let created = push("true");
+    assert!(created.ok(), "{}", created.log());
+    assert_landed(&stack, CI_ACCOUNT, "team/new-app", "v1", &layout);
+    assert_eq!(stack.recorder.calls_to("CreateRepository").len(), 1);
+}
+
+#[test]
+fn immutable_tag_is_kept_on_its_digest() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "frozen", true);
+    let first_dir = tempfile::tempdir().unwrap();
+    let first = small_image(first_dir.path(), 11);
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = small_image(other_dir.path(), 12);
+    let push = |layout: &Layout| {
+        stack
+            .action()
+            .input("image", &layout.reference("v1"))
+            .input("repository", "frozen")
+            .run()
+    };
+
+    assert!(push(&first).ok());
+    let again = push(&first);
+    assert!(
+        again.ok(),
+        "same digest under the same tag is a success: {}",
+        again.log()
+    );
+
+    let conflict = push(&other);
+    assert_eq!(conflict.code, Some(1), "{}", conflict.log());
+    let error = conflict.error();
+    assert!(
+        error.contains("immutable") && error.contains(&first.digest),
+        "{error}"
+    );
+    assert_landed(&stack, CI_ACCOUNT, "frozen", "v1", &first);
+}
+
+#[test]
+fn secrets_are_masked_first_and_never_printed() {
+    let stack = Stack::start();
+    stack.moto.create_repository(REGISTRY_ACCOUNT, "app", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 13);
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .input("cross-account-role", PUBLISHER_ROLE)
+        .input("docker-login", "true")
+        .env("RUNNER_DEBUG", "1")
+        .run();
+    assert!(run.ok(), "{}", run.log());
+
+    let masks = run.masks();
+    let token = stack.oidc.tokens().pop().expect("a token was issued");
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(run.home.path().join(".docker/config.json")).expect("docker config"),
+    )
+    .unwrap();
+    let registry = format!("{REGISTRY_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com");
+    let auth = config["auths"][&registry]["auth"]
+        .as_str()
+        .expect("auth")
+        .to_owned();
+    let decoded = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(&auth)
+            .unwrap(),
+    )
+    .unwrap();
+    let password = decoded.split_once(':').unwrap().1.to_owned();
+    for secret in [
+        REQUEST_TOKEN,
+        token.as_str(),
+        auth.as_str(),
+        password.as_str(),
+    ] {
+        assert!(masks.iter().any(|m| m == secret), "{secret} not masked");
+    }
+    // Two sessions of three secrets each, plus the four above.
+    assert!(masks.len() >= 10, "{masks:?}");
+    // Each mask comes before any other line that could carry it.
+    let first_mask_line = run
+        .stdout
+        .lines()
+        .position(|l| l.starts_with("::add-mask::"))
+        .unwrap();
+    assert!(
+        run.stdout
+            .lines()
+            .take(first_mask_line)
+            .all(|l| !l.contains("::error")),
+        "{}",
+        run.log()
+    );
+    let unmasked_stdout: String = run
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("::add-mask::"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for secret in &masks {
+        for (place, text) in [
+            ("stdout", &unmasked_stdout),
+            ("stderr", &run.stderr),
+            ("outputs", &run.output_file),
+            ("summary", &run.summary),
+        ] {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a secret is printed in {place}"
+            );
+        }
+    }
+    // Debug logging was on, and did show the calls.
+    assert!(run.stdout.contains("UploadLayerPart"), "{}", run.log());
+}
+
+#[test]
+fn umoci_layout_without_manifest_media_type_is_pushed_as_oci() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "umoci", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout_dir = dir.path().join("layout");
+    let layout = layout_dir.to_str().unwrap();
+    let rootfs = dir.path().join("bundle");
+    let umoci = |args: &[&str]| {
+        let status = std::process::Command::new("umoci")
+            .args(args)
+            .status()
+            .expect("umoci runs");
+        assert!(status.success(), "umoci {args:?}");
+    };
+    umoci(&["init", "--layout", layout]);
+    umoci(&["new", "--image", &format!("{layout}:base")]);
+    umoci(&[
+        "unpack",
+        "--rootless",
+        "--image",
+        &format!("{layout}:base"),
+        rootfs.to_str().unwrap(),
+    ]);
+    std::fs::write(rootfs.join("rootfs/hello.txt"), "hello from umoci\n").unwrap();
+    umoci(&[
+        "repack",
+        "--image",
+        &format!("{layout}:v2"),
+        rootfs.to_str().unwrap(),
+    ]);
+
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout_dir.join("index.json")).unwrap()).unwrap();
+    let descriptor = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["annotations"]["org.opencontainers.image.ref.name"] == "v2")
+        .unwrap();
+    let digest = descriptor["digest"].as_str().unwrap().to_owned();
+    let manifest = std::fs::read(
+        layout_dir
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:")),
+    )
+    .unwrap();
+    let parsed: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    assert!(
+        parsed.get("mediaType").is_none(),
+        "umoci changed: the manifest names its type"
+    );
+
+    let run = stack
+        .action()
+        .input("image", &format!("oci:{layout}:v2"))
+        .input("repository", "umoci")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert_eq!(run.outputs["tags"], "v2", "the REF is the default tag");
+    let (stored, bytes) = stack
+        .moto
+        .manifest(CI_ACCOUNT, "umoci", "v2")
+        .expect("tag v2");
+    assert_eq!(stored, digest);
+    assert_eq!(bytes.as_bytes(), manifest.as_slice());
+    let put = stack.recorder.calls_to("PutImage").pop().unwrap().json();
+    assert_eq!(
+        put["imageManifestMediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+}
+
+#[test]
+fn oci_archive_written_by_skopeo_is_read_in_place() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "archived", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(
+        &dir.path().join("layout"),
+        "v3",
+        &[random_bytes(14, 12 * MIB)],
+    );
+    let archive = dir.path().join("image.tar");
+    let status = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            // Without it skopeo gzips the uncompressed layer on the way.
+            "--preserve-digests",
+            &layout.reference("v3"),
+            &format!("oci-archive:{}:v3", archive.display()),
+        ])
+        .status()
+        .expect("skopeo runs");
+    assert!(status.success());
+
+    let run = stack
+        .action()
+        .input("image", &format!("oci-archive:{}:v3", archive.display()))
+        .input("repository", "archived")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert_landed(&stack, CI_ACCOUNT, "archived", "v3", &layout);
+}
+
+#[test]
+fn command_line_uses_the_default_credential_chain() {
+    let stack = Stack::start();
+    // moto files static keys under its default account.
+    stack
+        .moto
+        .create_repository("123456789012", "laptop", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 15);
+
+    let run = Action::bare(&stack.recorder)
+        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        )
+        .env("AWS_REGION", REGION)
+        .args(&[
+            "push",
+            "--image",
+            &layout.reference("v1"),
+            "--repository",
+            "laptop",
+        ])
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    let uri = format!(
+        "123456789012.dkr.ecr.{REGION}.amazonaws.com/laptop@{}",
+        layout.digest
+    );
+    assert_eq!(run.stdout.trim(), uri, "stdout is the image URI alone");
+    assert!(
+        !run.stdout.contains("::"),
+        "no workflow commands outside Actions"
+    );
+    assert_eq!(stack.recorder.calls_to("GetCallerIdentity").len(), 1);
+    assert!(
+        stack
+            .moto
+            .manifest("123456789012", "laptop", "v1")
+            .is_some()
+    );
+}
+
+#[test]
+fn every_declared_input_passed_as_the_runner_does_is_accepted() {
+    // The runner sets INPUT_* for every input in action.yml, with its default or empty,
+    // and RUNNER_DEBUG=1 on a debug re-run.
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "app", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 16);
+    let mut action = stack.action().env("RUNNER_DEBUG", "1");
+    for (name, value) in [
+        ("tags", ""),
+        ("audience", "sts.amazonaws.com"),
+        ("role-session-name", "GitHubActions"),
+        ("role-duration-seconds", "3600"),
+        ("cross-account-role", ""),
+        ("cross-account-external-id", ""),
+        ("session-tags", "false"),
+        ("registry-id", ""),
+        ("create-repository", "false"),
+        ("docker-login", "false"),
+        ("concurrency", "4"),
+        ("verbose", "false"),
+    ] {
+        action = action.input(name, value);
+    }
+
+    let run = action
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert!(
+        run.stdout.contains("UploadLayerPart"),
+        "debug logging is on: {}",
+        run.log()
+    );
+    assert_landed(&stack, CI_ACCOUNT, "app", "v1", &layout);
+}

@@ -1,0 +1,817 @@
+//! The local stack the integration tests run against, each part real and on a free
+//! loopback port, started per test and stopped on drop:
+//! - moto, as STS and ECR;
+//! - a recording proxy between the tool and moto, because moto does not enforce some
+//!   of ECR's rules (part sizes, the digest sent to CompleteLayerUpload): the tests
+//!   assert those on what the tool actually sent;
+//! - a GitHub Actions ID-token endpoint that checks the bearer token and audience and
+//!   serves a signed JWT with GitHub's claims;
+//! - test images written as OCI layouts, with random (seeded) layers.
+
+#![allow(dead_code)] // each test binary uses its own part of the support code
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use sha2::{Digest as _, Sha256};
+
+pub const REGION: &str = "us-east-1";
+pub const CI_ACCOUNT: &str = "111111111111";
+pub const REGISTRY_ACCOUNT: &str = "222222222222";
+pub const PUSH_ROLE: &str = "arn:aws:iam::111111111111:role/ecr-ci-push-role";
+pub const PUBLISHER_ROLE: &str = "arn:aws:iam::222222222222:role/ecr-publisher";
+pub const REQUEST_TOKEN: &str = "ghs_requestTokenForTheIdTokenEndpoint0001";
+pub const SUB: &str = "repo:octo-org/octo-repo:ref:refs/heads/main";
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex(&Sha256::digest(bytes)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+// ---------------------------------------------------------------- moto
+
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+    /// One runtime for every SDK call of the test: pooled connections belong to it.
+    rt: tokio::runtime::Runtime,
+}
+
+impl Moto {
+    pub fn start() -> Self {
+        let server = root().join(".venv/bin/moto_server");
+        assert!(
+            server.exists(),
+            "{} is missing: run scripts/test, which installs moto into .venv",
+            server.display()
+        );
+        let port = free_port();
+        let child = Command::new(&server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let moto = Self {
+            child,
+            port,
+            rt: runtime(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto did not listen on {port}");
+            thread::sleep(Duration::from_millis(50));
+        }
+        moto
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn config(&self, credentials: aws_sdk_sts::config::Credentials) -> aws_config::SdkConfig {
+        self.rt.block_on(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new(REGION))
+                .endpoint_url(self.endpoint())
+                .credentials_provider(credentials)
+                .load(),
+        )
+    }
+
+    /// An ECR client acting in `account`, for setting up and inspecting the test.
+    pub fn ecr(&self, account: &str) -> aws_sdk_ecr::Client {
+        let base = self.config(aws_sdk_sts::config::Credentials::new(
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "test",
+        ));
+        // moto files a request under the account its credentials were issued for.
+        let assumed = self
+            .rt
+            .block_on(
+                aws_sdk_sts::Client::new(&base)
+                    .assume_role()
+                    .role_arn(format!("arn:aws:iam::{account}:role/test-setup"))
+                    .role_session_name("test")
+                    .send(),
+            )
+            .expect("moto AssumeRole");
+        let c = assumed.credentials().expect("credentials");
+        aws_sdk_ecr::Client::new(&self.config(aws_sdk_sts::config::Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_owned()),
+            None,
+            "test",
+        )))
+    }
+
+    pub fn create_repository(&self, account: &str, name: &str, immutable: bool) {
+        let mutability = if immutable {
+            aws_sdk_ecr::types::ImageTagMutability::Immutable
+        } else {
+            aws_sdk_ecr::types::ImageTagMutability::Mutable
+        };
+        let ecr = self.ecr(account);
+        self.rt
+            .block_on(
+                ecr.create_repository()
+                    .repository_name(name)
+                    .image_tag_mutability(mutability)
+                    .send(),
+            )
+            .expect("CreateRepository");
+    }
+
+    /// The manifest a tag points at in moto: (digest, bytes), or None.
+    pub fn manifest(&self, account: &str, repository: &str, tag: &str) -> Option<(String, String)> {
+        let ecr = self.ecr(account);
+        let output = self
+            .rt
+            .block_on(
+                ecr.batch_get_image()
+                    .repository_name(repository)
+                    .image_ids(
+                        aws_sdk_ecr::types::ImageIdentifier::builder()
+                            .image_tag(tag)
+                            .build(),
+                    )
+                    .send(),
+            )
+            .ok()?;
+        let image = output.images().first()?;
+        Some((
+            image.image_id()?.image_digest()?.to_owned(),
+            image.image_manifest()?.to_owned(),
+        ))
+    }
+
+    /// The size ECR reports for each available blob, by digest.
+    pub fn available_blobs(
+        &self,
+        account: &str,
+        repository: &str,
+        digests: &[String],
+    ) -> HashMap<String, i64> {
+        let ecr = self.ecr(account);
+        let output = self
+            .rt
+            .block_on(
+                ecr.batch_check_layer_availability()
+                    .repository_name(repository)
+                    .set_layer_digests(Some(digests.to_vec()))
+                    .send(),
+            )
+            .expect("BatchCheckLayerAvailability");
+        output
+            .layers()
+            .iter()
+            .filter(|l| {
+                l.layer_availability() == Some(&aws_sdk_ecr::types::LayerAvailability::Available)
+            })
+            .map(|l| {
+                (
+                    l.layer_digest().unwrap_or_default().to_owned(),
+                    l.layer_size().unwrap_or(-1),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------- recording proxy
+
+/// One request the tool sent: the API action and its body.
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub action: String,
+    pub body: String,
+}
+
+impl Call {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// A form field of a query-protocol (STS) request.
+    pub fn form(&self, key: &str) -> Option<String> {
+        self.body.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k == key).then(|| percent_decode(v))
+        })
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hexits = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("00");
+                out.push(u8::from_str_radix(hexits, 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Forwards every request to moto unchanged and keeps a copy of it.
+pub struct Recorder {
+    pub port: u16,
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+impl Recorder {
+    pub fn start(upstream: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let shared = Arc::clone(&calls);
+        thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let calls = Arc::clone(&shared);
+                thread::spawn(move || {
+                    let _ = relay(client, upstream, &calls);
+                });
+            }
+        });
+        Self { port, calls }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().expect("calls lock").clone()
+    }
+
+    pub fn calls_to(&self, action: &str) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c.action == action)
+            .collect()
+    }
+}
+
+fn relay(client: TcpStream, upstream: u16, calls: &Mutex<Vec<Call>>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut client = client;
+    loop {
+        let Some((head, body)) = read_message(&mut reader)? else {
+            return Ok(());
+        };
+        let mut action = header(&head, "x-amz-target")
+            .map(|t| t.rsplit('.').next().unwrap_or_default().to_owned())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if action.is_empty() {
+            action = Call {
+                action: String::new(),
+                body: text.clone(),
+            }
+            .form("Action")
+            .unwrap_or_default();
+        }
+        calls
+            .lock()
+            .expect("calls lock")
+            .push(Call { action, body: text });
+
+        // One upstream connection per request, closed by moto after its answer.
+        let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+        let mut head_lines: Vec<&str> = head
+            .split("\r\n")
+            .filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("connection:"))
+            .collect();
+        head_lines.push("Connection: close");
+        up.write_all(format!("{}\r\n\r\n", head_lines.join("\r\n")).as_bytes())?;
+        up.write_all(&body)?;
+        let mut response = Vec::new();
+        up.read_to_end(&mut response)?;
+        client.write_all(&response)?;
+        let closes = String::from_utf8_lossy(&response[..response.len().min(4096)])
+            .to_ascii_lowercase()
+            .contains("connection: close");
+        if closes {
+            let _ = client.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+    }
+}
+
+/// Reads one HTTP/1.1 request: its head (request line and headers) and body.
+fn read_message(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<(String, Vec<u8>)>> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let length: usize = header(&head, "content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    Ok(Some((head, body)))
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+// ---------------------------------------------------------------- OIDC endpoint
+
+/// The GitHub Actions ID-token endpoint (ACTIONS_ID_TOKEN_REQUEST_URL).
+pub struct OidcEndpoint {
+    pub port: u16,
+    /// The audience of each request it answered, in order.
+    audiences: Arc<Mutex<Vec<String>>>,
+    /// Every token it issued.
+    tokens: Arc<Mutex<Vec<String>>>,
+}
+
+impl OidcEndpoint {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the token endpoint");
+        let port = listener.local_addr().expect("address").port();
+        let audiences = Arc::new(Mutex::new(Vec::new()));
+        let tokens = Arc::new(Mutex::new(Vec::new()));
+        let (seen, issued) = (Arc::clone(&audiences), Arc::clone(&tokens));
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = answer_token_request(stream, &seen, &issued);
+            }
+        });
+        Self {
+            port,
+            audiences,
+            tokens,
+        }
+    }
+
+    /// As the runner sets it: a URL that already carries a query.
+    pub fn url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}/_apis/distributedtask/hubs/build/plans/p/jobs/j/idtoken?api-version=2.0",
+            self.port
+        )
+    }
+
+    pub fn audiences(&self) -> Vec<String> {
+        self.audiences.lock().expect("lock").clone()
+    }
+
+    pub fn tokens(&self) -> Vec<String> {
+        self.tokens.lock().expect("lock").clone()
+    }
+}
+
+fn answer_token_request(
+    stream: TcpStream,
+    audiences: &Mutex<Vec<String>>,
+    tokens: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut stream = stream;
+    let Some((head, _)) = read_message(&mut reader)? else {
+        return Ok(());
+    };
+    let target = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let audience = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("audience="))
+        .map(percent_decode);
+    let authorized = header(&head, "authorization")
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(scheme, token)| {
+            scheme.eq_ignore_ascii_case("bearer") && token == REQUEST_TOKEN
+        });
+    let api_version_kept = query.split('&').any(|p| p == "api-version=2.0");
+    let (status, body) = match (authorized, audience, api_version_kept) {
+        (false, _, _) => (
+            "401 Unauthorized",
+            r#"{"message":"bad bearer token"}"#.to_owned(),
+        ),
+        (true, None, _) | (true, _, false) => (
+            "400 Bad Request",
+            r#"{"message":"audience or api-version missing"}"#.to_owned(),
+        ),
+        (true, Some(audience), true) => {
+            let token = jwt(&audience);
+            audiences.lock().expect("lock").push(audience);
+            tokens.lock().expect("lock").push(token.clone());
+            (
+                "200 OK",
+                serde_json::json!({ "count": 1, "value": token }).to_string(),
+            )
+        }
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}
+
+/// A JWT with the claims GitHub puts in an Actions token, signed with HS256.
+fn jwt(audience: &str) -> String {
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let header = serde_json::json!({"alg": "HS256", "typ": "JWT", "kid": "test"});
+    let nonce: u64 = rand_u64();
+    let claims = serde_json::json!({
+        "iss": "https://token.actions.githubusercontent.com",
+        "aud": audience,
+        "sub": SUB,
+        "repository": "octo-org/octo-repo",
+        "repository_owner": "octo-org",
+        "ref": "refs/heads/main",
+        "ref_type": "branch",
+        "sha": "0123456789abcdef0123456789abcdef01234567",
+        "workflow": "release",
+        "actor": "octocat",
+        "run_id": "42",
+        "jti": format!("{nonce:016x}"),
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature = hmac_sha256(b"test-signing-key", signing_input.as_bytes());
+    format!("{signing_input}.{}", b64(&signature))
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    let mut block = [0u8; 64];
+    block[..key.len()].copy_from_slice(key);
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new_with_prefix(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    Sha256::new_with_prefix(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .to_vec()
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    h.finish()
+}
+
+// ---------------------------------------------------------------- test images
+
+/// Reproducible pseudo-random bytes (xorshift64*), so layers differ without a
+/// random-number crate and a failing case can be re-run.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+pub struct Blob {
+    pub digest: String,
+    pub size: usize,
+}
+
+/// An OCI image layout written by the test.
+pub struct Layout {
+    pub dir: PathBuf,
+    pub manifest: Vec<u8>,
+    pub digest: String,
+    pub config: Blob,
+    pub layers: Vec<Blob>,
+}
+
+impl Layout {
+    pub fn blob_digests(&self) -> Vec<String> {
+        std::iter::once(&self.config)
+            .chain(&self.layers)
+            .map(|b| b.digest.clone())
+            .collect()
+    }
+
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        self.dir
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    }
+
+    pub fn reference(&self, tag: &str) -> String {
+        format!("oci:{}:{tag}", self.dir.display())
+    }
+}
+
+/// Writes an OCI layout at `dir` holding one image with these layers, named `tag`.
+pub fn write_layout(dir: &Path, tag: &str, layers: &[Vec<u8>]) -> Layout {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("create layout");
+    let put = |bytes: &[u8]| {
+        let digest = sha256(bytes);
+        std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), bytes)
+            .expect("write blob");
+        Blob {
+            digest,
+            size: bytes.len(),
+        }
+    };
+    let layer_blobs: Vec<Blob> = layers.iter().map(|l| put(l)).collect();
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/app"]},
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": layer_blobs.iter().map(|b| b.digest.clone()).collect::<Vec<_>>()
+        }
+    });
+    let config = put(config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config.digest,
+            "size": config.size,
+        },
+        "layers": layer_blobs.iter().map(|b| serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": b.digest,
+            "size": b.size,
+        })).collect::<Vec<_>>(),
+    });
+    // Pretty-printed on purpose: a tool that re-serialised it would change the digest.
+    let manifest = serde_json::to_vec_pretty(&manifest).expect("manifest JSON");
+    let manifest_blob = put(&manifest);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_blob.digest,
+            "size": manifest_blob.size,
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).expect("index.json");
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
+        .expect("oci-layout");
+    Layout {
+        dir: dir.to_owned(),
+        manifest,
+        digest: manifest_blob.digest,
+        config,
+        layers: layer_blobs,
+    }
+}
+
+/// An uncompressed tar with no entries: what an empty layer is.
+pub fn empty_layer() -> Vec<u8> {
+    vec![0; 1024]
+}
+
+// ---------------------------------------------------------------- running the tool
+
+/// What one run of the binary left behind.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub outputs: HashMap<String, String>,
+    pub output_file: String,
+    pub summary: String,
+    pub home: tempfile::TempDir,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The `::error::` line's message, or stderr's `error:` line.
+    pub fn error(&self) -> String {
+        self.stdout
+            .lines()
+            .chain(self.stderr.lines())
+            .find_map(|l| {
+                l.split_once("::error")
+                    .map(|(_, rest)| rest.split_once("::").map(|x| x.1).unwrap_or(rest))
+                    .or_else(|| l.strip_prefix("error: "))
+            })
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Every value the tool asked the runner to mask.
+    pub fn masks(&self) -> Vec<String> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("::add-mask::"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn log(&self) -> String {
+        format!("--- stdout\n{}--- stderr\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// The binary, run the way the Actions runner runs a container action: inputs as
+/// `INPUT_*` variables, the ID-token variables, and the file-command files.
+pub struct Action {
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+}
+
+impl Action {
+    pub fn new(recorder: &Recorder, oidc: &OidcEndpoint) -> Self {
+        let mut action = Self::bare(recorder);
+        action.env.push(("GITHUB_ACTIONS".into(), "true".into()));
+        action
+            .env
+            .push(("ACTIONS_ID_TOKEN_REQUEST_URL".into(), oidc.url()));
+        action.env.push((
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN".into(),
+            REQUEST_TOKEN.into(),
+        ));
+        action
+            .input("aws-region", REGION)
+            .input("role-to-assume", PUSH_ROLE)
+    }
+
+    /// No Actions variables at all: the command line on a laptop.
+    pub fn bare(recorder: &Recorder) -> Self {
+        Self {
+            env: vec![
+                ("AWS_ENDPOINT_URL".into(), recorder.endpoint()),
+                ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+                ("GITHUB_REPOSITORY".into(), "octo-org/octo-repo".into()),
+                (
+                    "GITHUB_SHA".into(),
+                    "0123456789abcdef0123456789abcdef01234567".into(),
+                ),
+                ("GITHUB_ACTOR".into(), "octocat".into()),
+                ("GITHUB_WORKFLOW".into(), "release (prod)".into()),
+                ("GITHUB_REF_NAME".into(), "main".into()),
+                ("GITHUB_RUN_ID".into(), "42".into()),
+            ],
+            args: Vec::new(),
+        }
+    }
+
+    pub fn input(mut self, name: &str, value: &str) -> Self {
+        self.env
+            .push((format!("INPUT_{}", name.to_uppercase()), value.to_owned()));
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn without(mut self, name: &str) -> Self {
+        self.env.retain(|(k, _)| k != name);
+        self
+    }
+
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args = args.iter().map(|a| (*a).to_owned()).collect();
+        self
+    }
+
+    pub fn run(self) -> Run {
+        let home = tempfile::tempdir().expect("temp home");
+        let output_file = home.path().join("github_output");
+        let summary_file = home.path().join("step_summary");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ecr-push"));
+        command.env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            command.env("PATH", path);
+        }
+        command
+            .env("HOME", home.path())
+            .env("GITHUB_OUTPUT", &output_file)
+            .env("GITHUB_STEP_SUMMARY", &summary_file)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args(&self.args);
+        let output = command.output().expect("run ecr-push");
+        let output_text = std::fs::read_to_string(&output_file).unwrap_or_default();
+        let outputs = output_text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            outputs,
+            output_file: output_text,
+            summary: std::fs::read_to_string(&summary_file).unwrap_or_default(),
+            home,
+        }
+    }
+}
+
+/// moto, the recorder in front of it, and the token endpoint: one per test.
+pub struct Stack {
+    pub moto: Moto,
+    pub recorder: Recorder,
+    pub oidc: OidcEndpoint,
+}
+
+impl Stack {
+    pub fn start() -> Self {
+        let moto = Moto::start();
+        let recorder = Recorder::start(moto.port);
+        Self {
+            recorder,
+            moto,
+            oidc: OidcEndpoint::start(),
+        }
+    }
+
+    pub fn action(&self) -> Action {
+        Action::new(&self.recorder, &self.oidc)
+    }
+}
