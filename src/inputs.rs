@@ -350,20 +350,19 @@ pub fn check_tag(tag: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// ECR's repository name rule: lowercase components of `[a-z0-9]` joined by single
-/// `.`, `_` or `-` (or `__`), separated by `/`.
+/// ECR's repository name pattern, `(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*`:
+/// components of lowercase letters and digits with single `.`, `_` or `-` between them,
+/// separated by `/`.
 fn check_repository(name: &str) -> Result<(), Error> {
+    let separator = |b: u8| b"._-".contains(&b);
     let component_ok = |c: &str| {
         let bytes = c.as_bytes();
-        !c.is_empty()
-            && bytes[0].is_ascii_lowercase() | bytes[0].is_ascii_digit()
-            && bytes[bytes.len() - 1].is_ascii_lowercase() | bytes[bytes.len() - 1].is_ascii_digit()
-            && c.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-            && !c.contains("..")
-            && !c.contains("--")
-            && !c.contains("._")
-            && !c.contains("_.")
+        bytes.first().is_some_and(|b| !separator(*b))
+            && bytes.last().is_some_and(|b| !separator(*b))
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || separator(*b))
+            && !bytes.windows(2).any(|w| separator(w[0]) && separator(w[1]))
     };
     if !REPOSITORY_NAME_CHARS.contains(&name.len()) || !name.split('/').all(component_ok) {
         return Err(invalid(
@@ -522,7 +521,7 @@ mod tests {
 
     #[test]
     fn repository_names_follow_ecr() {
-        for good in ["ab", "team/app", "a.b_c-d/e1", "x__y"] {
+        for good in ["ab", "team/app", "a.b_c-d/e1", "9/x-y"] {
             assert!(check_repository(good).is_ok(), "{good}");
         }
         for bad in [
