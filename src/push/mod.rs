@@ -108,12 +108,19 @@ pub async fn push<D: Destination>(
             let blob_started = Instant::now();
             destination.upload(image.read_blob(descriptor)?).await?;
             let seconds = blob_started.elapsed().as_secs_f64();
+            // A rate over a few KiB measures round trips, not throughput.
+            let rate = if descriptor.size >= 1 << 20 {
+                format!(
+                    " ({:.1} MB/s)",
+                    descriptor.size as f64 / 1e6 / seconds.max(1e-3)
+                )
+            } else {
+                String::new()
+            };
             tracing::info!(
-                "pushed {} {} in {:.1} s ({:.1} MB/s)",
+                "pushed {} {} in {seconds:.1} s{rate}",
                 descriptor.digest.short(),
                 crate::report::human_bytes(descriptor.size),
-                seconds,
-                descriptor.size as f64 / 1e6 / seconds.max(1e-3)
             );
             Ok(())
         })
