@@ -10,6 +10,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_sts::error::ProvideErrorMetadata;
@@ -25,6 +26,10 @@ const CHAINED_MAX_SECONDS: i32 = 3600;
 /// STS session tag values: at most 256 characters of `[\p{L}\p{Z}\p{N}_.:/=+\-@]`.
 const MAX_TAG_VALUE_CHARS: usize = 256;
 const TOKEN_REQUEST_ATTEMPTS: u32 = 3;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// One attempt of one call, a 20 MiB part included (at 70 KB/s); past it the SDK
+/// retries, so a stalled connection cannot hang the job.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
 const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +90,12 @@ pub async fn authenticate(
     runtime: &Runtime,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Session, Error> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .build(),
+    );
     if let Some(region) = region {
         loader = loader.region(Region::new(region.to_owned()));
     }

@@ -701,3 +701,82 @@ fn every_declared_input_passed_as_the_runner_does_is_accepted() {
     );
     assert_landed(&stack, CI_ACCOUNT, "app", "v1", &layout);
 }
+
+#[test]
+fn part_whose_answer_was_lost_is_not_sent_twice_into_the_layer() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "flaky", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(17, 12 * MIB)]);
+    stack.recorder.lose_answer_once("UploadLayerPart");
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "flaky")
+        .input("concurrency", "1")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert_landed(&stack, CI_ACCOUNT, "flaky", "v1", &layout);
+    let digest = &layout.layers[0].digest;
+    let upload_id = stack
+        .recorder
+        .calls_to("CompleteLayerUpload")
+        .iter()
+        .map(|c| c.json())
+        .find(|c| c["layerDigests"][0] == digest.as_str())
+        .expect("the layer was completed")["uploadId"]
+        .clone();
+    let first_bytes: Vec<u64> = stack
+        .recorder
+        .calls_to("UploadLayerPart")
+        .iter()
+        .map(|c| c.json())
+        .filter(|c| c["uploadId"] == upload_id)
+        .map(|c| c["partFirstByte"].as_u64().unwrap())
+        .collect();
+    // The SDK retried the first part; ECR (moto) had it, said so, and the upload went on
+    // from the second part.
+    assert_eq!(first_bytes, [0, 0, 10 * MIB as u64], "{first_bytes:?}");
+}
+
+#[test]
+fn unreadable_sts_answer_is_reported_without_its_body() {
+    // An STS answer the SDK cannot read (a malformed expiry): it carries credentials
+    // the tool has not masked yet, and the SDK keeps the raw answer in its error.
+    let sts = serve_canned(
+        "200 OK",
+        "text/xml",
+        "<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>\
+         <AccessKeyId>ASIALEAKEDKEY0000000</AccessKeyId>\
+         <SecretAccessKey>LeakedSecretAccessKeyValue0000000000000</SecretAccessKey>\
+         <SessionToken>LeakedSessionToken</SessionToken>\
+         <Expiration>next tuesday</Expiration>\
+         </Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>",
+    );
+    let stack = Stack::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 18);
+
+    let run = stack
+        .action()
+        .env("AWS_ENDPOINT_URL_STS", &format!("http://127.0.0.1:{sts}"))
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .run();
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(
+        run.error().starts_with("web-identity assume of"),
+        "{}",
+        run.log()
+    );
+    for leaked in ["ASIALEAKEDKEY", "LeakedSecret", "LeakedSessionToken"] {
+        assert!(
+            !run.log().contains(leaked),
+            "{leaked} printed: {}",
+            run.log()
+        );
+    }
+}

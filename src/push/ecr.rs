@@ -9,7 +9,9 @@
 
 use std::collections::HashSet;
 
+use aws_sdk_ecr::config::http::HttpResponse;
 use aws_sdk_ecr::error::ProvideErrorMetadata;
+use aws_sdk_ecr::operation::upload_layer_part::UploadLayerPartError;
 use aws_sdk_ecr::primitives::Blob;
 use aws_sdk_ecr::types::{ImageIdentifier, LayerAvailability};
 use base64::Engine as _;
@@ -25,6 +27,8 @@ const MAX_DIGESTS_PER_BATCH: usize = 100;
 const MIN_PART_BYTES: i64 = 5 * 1024 * 1024;
 /// …and no part may exceed 20,971,520 bytes (`layerPartBlob`'s limit).
 const MAX_PART_BYTES: i64 = 20 * 1024 * 1024;
+/// …and a layer has at most 4,200 parts.
+const MAX_PARTS: u64 = 4200;
 /// What ECR returns as `partSize` in practice, used if it returns none.
 const DEFAULT_PART_BYTES: i64 = 10 * 1024 * 1024;
 /// The manifest types BatchGetImage may answer with when a tag is checked; without
@@ -115,20 +119,23 @@ impl Ecr {
         )
     }
 
-    fn api_error<E, R>(
+    fn api_error<E>(
         &self,
         call: &'static str,
-        err: &aws_sdk_ecr::error::SdkError<E, R>,
+        err: &aws_sdk_ecr::error::SdkError<E, HttpResponse>,
         code: Option<&str>,
     ) -> Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         let hint = match code {
             Some("RepositoryNotFoundException") => {
                 "; create the repository, or set create-repository: true".to_owned()
             }
+            Some("AccessDeniedException") if call == "GetAuthorizationToken" => format!(
+                "; {} needs ecr:GetAuthorizationToken on \"*\" (the only resource it has) for docker-login",
+                self.principal
+            ),
             Some("AccessDeniedException") => format!(
                 "; {} needs ecr:{call} on arn:{}:ecr:{}:{}:repository/{} in its permissions policy{}",
                 self.principal,
@@ -142,6 +149,14 @@ impl Ecr {
                     ", and the repository policy must allow it across accounts"
                 }
             ),
+            Some("ExpiredTokenException") => {
+                "; the role session expired during the push: a chained role lasts at most an hour, a single role as long as role-duration-seconds"
+                    .to_owned()
+            }
+            Some("InvalidLayerException") => {
+                "; ECR hashed other bytes than the blob's: nothing was tagged, run the push again"
+                    .to_owned()
+            }
             Some("ThrottlingException") | Some("LimitExceededException") => {
                 "; ECR's request quota for this account and region is exhausted, try again later"
                     .to_owned()
@@ -262,6 +277,16 @@ impl Ecr {
     }
 }
 
+/// The part size for a blob of `size` bytes: ECR's `partSize`, raised when the blob
+/// would otherwise need more than [`MAX_PARTS`], within ECR's bounds.
+fn part_bytes(part_size: Option<i64>, size: u64) -> usize {
+    let needed = size.div_ceil(MAX_PARTS).min(MAX_PART_BYTES as u64) as i64;
+    part_size
+        .unwrap_or(DEFAULT_PART_BYTES)
+        .max(needed)
+        .clamp(MIN_PART_BYTES, MAX_PART_BYTES) as usize
+}
+
 /// Reads the next part off the reactor; the reader travels with the task.
 fn read_next(
     mut reader: BlobReader,
@@ -284,6 +309,14 @@ impl Destination for Ecr {
 
     async fn upload(&self, blob: BlobReader) -> Result<(), Error> {
         let digest = blob.descriptor().digest.clone();
+        let size = blob.descriptor().size;
+        if size > MAX_PARTS * MAX_PART_BYTES as u64 {
+            return Err(Error::BlobTooLarge {
+                digest,
+                size,
+                limit: MAX_PARTS * MAX_PART_BYTES as u64,
+            });
+        }
         let initiated = self
             .client
             .initiate_layer_upload()
@@ -293,10 +326,7 @@ impl Destination for Ecr {
             .await
             .map_err(|err| self.api_error("InitiateLayerUpload", &err, err.code()))?;
         let upload_id = initiated.upload_id().unwrap_or_default().to_owned();
-        let part_bytes = initiated
-            .part_size()
-            .unwrap_or(DEFAULT_PART_BYTES)
-            .clamp(MIN_PART_BYTES, MAX_PART_BYTES) as usize;
+        let part_bytes = part_bytes(initiated.part_size(), size);
 
         let mut part_first_byte: i64 = 0;
         let mut pending = Some(read_next(blob, part_bytes));
@@ -311,7 +341,8 @@ impl Destination for Ecr {
                 "UploadLayerPart {} bytes {part_first_byte}-{part_last_byte}",
                 digest.short()
             );
-            self.client
+            let sent = self
+                .client
                 .upload_layer_part()
                 .registry_id(&self.registry_id)
                 .repository_name(&self.repository)
@@ -320,8 +351,25 @@ impl Destination for Ecr {
                 .part_last_byte(part_last_byte)
                 .layer_part_blob(Blob::new(part))
                 .send()
-                .await
-                .map_err(|err| self.api_error("UploadLayerPart", &err, err.code()))?;
+                .await;
+            match sent {
+                Ok(_) => {}
+                // The SDK retried a part whose answer was lost though ECR had stored it:
+                // ECR says how far it got, and that is exactly this part's end.
+                Err(err)
+                    if matches!(
+                        err.as_service_error(),
+                        Some(UploadLayerPartError::InvalidLayerPartException(e))
+                            if e.last_valid_byte_received() == Some(part_last_byte)
+                    ) =>
+                {
+                    tracing::debug!(
+                        "UploadLayerPart {} bytes {part_first_byte}-{part_last_byte} had reached ECR before its answer was lost",
+                        digest.short()
+                    );
+                }
+                Err(err) => return Err(self.api_error("UploadLayerPart", &err, err.code())),
+            }
             part_first_byte = part_last_byte + 1;
         }
 
@@ -400,5 +448,34 @@ impl Destination for Ecr {
             }
             Err(err) => Err(self.api_error("PutImage", &err, err.code())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn part_size_follows_ecr_within_its_bounds() {
+        assert_eq!(
+            part_bytes(Some(10 * MIB as i64), 100 * MIB),
+            10 * MIB as usize
+        );
+        assert_eq!(part_bytes(None, 100 * MIB), 10 * MIB as usize);
+        assert_eq!(part_bytes(Some(1024), 100 * MIB), 5 * MIB as usize);
+        assert_eq!(
+            part_bytes(Some(64 * MIB as i64), 100 * MIB),
+            20 * MIB as usize
+        );
+    }
+
+    #[test]
+    fn part_size_grows_to_stay_within_4200_parts() {
+        let size = 50_000 * MIB;
+        let bytes = part_bytes(Some(10 * MIB as i64), size) as u64;
+        assert!(size.div_ceil(bytes) <= MAX_PARTS, "{bytes}");
+        assert!(bytes <= MAX_PART_BYTES as u64);
     }
 }

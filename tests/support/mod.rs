@@ -264,10 +264,12 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Forwards every request to moto unchanged and keeps a copy of it.
+/// Forwards every request to moto unchanged and keeps a copy of it; on request, it
+/// loses moto's answer to one call, as a network that drops a connection would.
 pub struct Recorder {
     pub port: u16,
     calls: Arc<Mutex<Vec<Call>>>,
+    lose_answer: Arc<Mutex<Option<String>>>,
 }
 
 impl Recorder {
@@ -275,16 +277,26 @@ impl Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let port = listener.local_addr().expect("proxy address").port();
         let calls = Arc::new(Mutex::new(Vec::new()));
-        let shared = Arc::clone(&calls);
+        let lose_answer = Arc::new(Mutex::new(None));
+        let (shared, lose) = (Arc::clone(&calls), Arc::clone(&lose_answer));
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let calls = Arc::clone(&shared);
+                let (calls, lose) = (Arc::clone(&shared), Arc::clone(&lose));
                 thread::spawn(move || {
-                    let _ = relay(client, upstream, &calls);
+                    let _ = relay(client, upstream, &calls, &lose);
                 });
             }
         });
-        Self { port, calls }
+        Self {
+            port,
+            calls,
+            lose_answer,
+        }
+    }
+
+    /// The next call to `action` reaches moto, but its answer never reaches the tool.
+    pub fn lose_answer_once(&self, action: &str) {
+        *self.lose_answer.lock().expect("lock") = Some(action.to_owned());
     }
 
     pub fn endpoint(&self) -> String {
@@ -303,7 +315,12 @@ impl Recorder {
     }
 }
 
-fn relay(client: TcpStream, upstream: u16, calls: &Mutex<Vec<Call>>) -> std::io::Result<()> {
+fn relay(
+    client: TcpStream,
+    upstream: u16,
+    calls: &Mutex<Vec<Call>>,
+    lose_answer: &Mutex<Option<String>>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
     loop {
@@ -322,6 +339,14 @@ fn relay(client: TcpStream, upstream: u16, calls: &Mutex<Vec<Call>>) -> std::io:
             .form("Action")
             .unwrap_or_default();
         }
+        let lose = {
+            let mut pending = lose_answer.lock().expect("lock");
+            let matches = pending.as_deref() == Some(action.as_str());
+            if matches {
+                *pending = None;
+            }
+            matches
+        };
         calls
             .lock()
             .expect("calls lock")
@@ -338,6 +363,10 @@ fn relay(client: TcpStream, upstream: u16, calls: &Mutex<Vec<Call>>) -> std::io:
         up.write_all(&body)?;
         let mut response = Vec::new();
         up.read_to_end(&mut response)?;
+        if lose {
+            let _ = client.shutdown(Shutdown::Both);
+            return Ok(());
+        }
         client.write_all(&response)?;
         let closes = String::from_utf8_lossy(&response[..response.len().min(4096)])
             .to_ascii_lowercase()
@@ -530,6 +559,32 @@ fn rand_u64() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(0);
     h.finish()
+}
+
+// ---------------------------------------------------------------- canned answers
+
+/// A server that answers every request with the same status and body: a broken or
+/// impostor endpoint.
+pub fn serve_canned(status: &'static str, content_type: &'static str, body: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the canned server");
+    let port = listener.local_addr().expect("address").port();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(match stream.try_clone() {
+                Ok(s) => s,
+                Err(_) => continue,
+            });
+            let mut stream = stream;
+            while let Ok(Some(_)) = read_message(&mut reader) {
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        }
+    });
+    port
 }
 
 // ---------------------------------------------------------------- test images
