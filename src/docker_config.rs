@@ -3,7 +3,7 @@
 //! else the file holds. The file is replaced atomically and readable by its owner only.
 
 use std::fs;
-use std::io::Write;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -19,12 +19,20 @@ pub enum Error {
     NotJson { path: PathBuf },
 }
 
-/// Writes `auth` (base64 of `user:password`) for `registry`; returns the file written.
+/// What [`store`] wrote.
+pub struct Stored {
+    pub path: PathBuf,
+    /// A credential helper docker consults for this registry before `auths`, if the
+    /// file names one (`credHelpers.REGISTRY` or `credsStore`).
+    pub shadowed_by: Option<String>,
+}
+
+/// Writes `auth` (base64 of `user:password`) for `registry`.
 pub fn store(
     registry: &str,
     auth: &str,
     env: &impl Fn(&str) -> Option<String>,
-) -> Result<PathBuf, Error> {
+) -> Result<Stored, Error> {
     let dir = match env("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(env("HOME").ok_or(Error::NoHome)?).join(".docker"),
@@ -53,19 +61,26 @@ pub fn store(
         .ok_or_else(|| Error::NotJson { path: path.clone() })?;
     auths.insert(registry.to_owned(), serde_json::json!({ "auth": auth }));
 
-    let temporary = dir.join(".config.json.ecr-push");
-    let text = serde_json::to_vec_pretty(&config).map_err(|e| io_err(&path)(e.into()))?;
-    write_private(&temporary, &text).map_err(io_err(&temporary))?;
-    fs::rename(&temporary, &path).map_err(io_err(&path))?;
-    Ok(path)
-}
+    let shadowed_by = ["credHelpers", "credsStore"].iter().find_map(|key| {
+        let entry = config.get(*key)?;
+        let helper = if *key == "credHelpers" {
+            entry.get(registry)?
+        } else {
+            entry
+        };
+        helper.as_str().filter(|h| !h.is_empty()).map(str::to_owned)
+    });
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(bytes)
+    let text = serde_json::to_vec_pretty(&config).map_err(|e| io_err(&path)(e.into()))?;
+    // A fresh file of the owner's only (mode 0600), renamed over the old one.
+    let mut temporary = tempfile::NamedTempFile::new_in(&dir).map_err(io_err(&dir))?;
+    temporary
+        .write_all(&text)
+        .map_err(io_err(temporary.path()))?;
+    temporary
+        .persist(&path)
+        .map_err(|e| io_err(&path)(e.error))?;
+    Ok(Stored { path, shadowed_by })
 }
 
 #[cfg(test)]
@@ -78,13 +93,14 @@ mod tests {
         let config = dir.path().join("config.json");
         fs::write(
             &config,
-            r#"{"auths":{"ghcr.io":{"auth":"eA=="}},"credHelpers":{}}"#,
+            r#"{"auths":{"ghcr.io":{"auth":"eA=="}},"credHelpers":{"1.dkr.ecr.us-east-1.amazonaws.com":"ecr-login"}}"#,
         )
         .unwrap();
         let home = dir.path().to_str().unwrap().to_owned();
         let env = |name: &str| (name == "DOCKER_CONFIG").then(|| home.clone());
-        let written = store("1.dkr.ecr.us-east-1.amazonaws.com", "QVdTOnB3", &env).unwrap();
-        assert_eq!(written, config);
+        let stored = store("1.dkr.ecr.us-east-1.amazonaws.com", "QVdTOnB3", &env).unwrap();
+        assert_eq!(stored.path, config);
+        assert_eq!(stored.shadowed_by.as_deref(), Some("ecr-login"));
         let value: serde_json::Value = serde_json::from_slice(&fs::read(&config).unwrap()).unwrap();
         assert_eq!(value["auths"]["ghcr.io"]["auth"], "eA==");
         assert_eq!(

@@ -331,6 +331,22 @@ fn parse_tags(text: &str) -> Result<Vec<String>, Error> {
     Ok(tags)
 }
 
+/// The tag when `tags` is empty: the image reference's REF, else `latest`.
+pub fn default_tag(reference_tag: Option<&str>) -> Result<String, Error> {
+    match reference_tag {
+        None => Ok("latest".to_owned()),
+        Some(tag) => match check_tag(tag) {
+            Ok(()) => Ok(tag.to_owned()),
+            Err(_) => Err(invalid(
+                "image",
+                format!(
+                    "its REF `{tag}` is not a valid tag, so it cannot be the default; set tags"
+                ),
+            )),
+        },
+    }
+}
+
 /// An image tag as ECR and the distribution spec accept it: a letter, digit or
 /// underscore, then letters, digits, `_`, `.` and `-`.
 pub fn check_tag(tag: &str) -> Result<(), Error> {

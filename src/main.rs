@@ -95,21 +95,21 @@ async fn run(
     runtime: &Runtime,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<(), Error> {
-    let image = Image::open(&push.image)?;
+    let reference = push.image.clone();
+    // Opening reads and indexes files: off the reactor.
+    let image = tokio::task::spawn_blocking(move || Image::open(&reference))
+        .await
+        .map_err(|e| Error::Runtime(std::io::Error::other(e)))??;
     let tags = match push.tags {
         Some(tags) => tags,
-        None => {
-            let tag = image.tag.clone().unwrap_or_else(|| "latest".to_owned());
-            inputs::check_tag(&tag)?;
-            vec![tag]
-        }
+        None => vec![inputs::default_tag(image.tag.as_deref())?],
     };
     tracing::info!(
         "image {} ({}, {} blobs, {})",
         image.manifest.digest,
         image.manifest.media_type,
         image.blobs().len(),
-        report::human_bytes(image.blobs().iter().map(|d| d.size).sum())
+        report::human_bytes(push::total_size(&image.blobs()))
     );
 
     let session = {
@@ -128,14 +128,29 @@ async fn run(
         session.principal,
     );
     let registry = ecr.registry_host();
+    // The login is fetched before anything is pushed, so a role without
+    // ecr:GetAuthorizationToken fails before a tag moves; it is stored after.
+    let login = if push.docker_login {
+        Some(ecr.login(|secret| runtime.mask(secret)).await?)
+    } else {
+        None
+    };
     let report = {
         let _group = runtime.group(&format!("Push to {registry}/{}", push.repository));
         push::push(&ecr, &image, &tags, push.concurrency).await?
     };
-    if push.docker_login {
-        let auth = ecr.login(|secret| runtime.mask(secret)).await?;
-        let path = docker_config::store(&registry, &auth, env)?;
-        tracing::info!("docker login for {registry} stored in {}", path.display());
+    if let Some(auth) = login {
+        let stored = docker_config::store(&registry, &auth, env)?;
+        tracing::info!(
+            "docker login for {registry} stored in {}",
+            stored.path.display()
+        );
+        if let Some(helper) = stored.shadowed_by {
+            tracing::warn!(
+                "{} names the credential helper `{helper}`, which docker asks before `auths`; remove it for this login to be used",
+                stored.path.display()
+            );
+        }
     }
 
     let pushed = report::Pushed {

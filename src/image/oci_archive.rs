@@ -38,9 +38,17 @@ impl Files for Archive {
 pub(super) fn open(rest: &str) -> Result<Image, Error> {
     let (path, reference) = split_path_ref(rest);
     let path = PathBuf::from(path);
-    let entries = index(&path).map_err(|source| Error::Io {
-        path: path.clone(),
-        source,
+    let entries = index(&path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => Error::Io {
+            path: path.clone(),
+            source,
+        },
+        _ => Error::Layout {
+            path: path.clone(),
+            reason: format!(
+                "it is not an uncompressed tar ({source}); an OCI archive is a plain tar of a layout"
+            ),
+        },
     })?;
     open_layout(Archive { path, entries }, reference)
 }
@@ -48,7 +56,9 @@ pub(super) fn open(rest: &str) -> Result<Image, Error> {
 fn index(path: &Path) -> io::Result<HashMap<String, (u64, u64)>> {
     let mut archive = tar::Archive::new(File::open(path)?);
     let mut entries = HashMap::new();
-    for entry in archive.entries()? {
+    // Seeking past file data instead of reading it: the index costs one pass over the
+    // headers, not over the layers.
+    for entry in archive.entries_with_seek()? {
         let entry = entry?;
         if !entry.header().entry_type().is_file() {
             continue;

@@ -15,7 +15,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 pub use ecr::Ecr;
 
-use crate::image::{self, BlobReader, Digest, Image, Manifest};
+use crate::image::{self, BlobReader, Descriptor, Digest, Image, Manifest};
 use crate::report::Report;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,10 +48,29 @@ pub enum Error {
     },
     #[error("image: blob {0} is empty, and ECR's layer-upload API cannot store a 0-byte blob")]
     EmptyBlob(Digest),
+    #[error(
+        "image: blob {digest} declares {size} bytes; ECR's layer-upload API takes at most {limit} (4,200 parts of 20 MiB)"
+    )]
+    BlobTooLarge {
+        digest: Digest,
+        size: u64,
+        limit: u64,
+    },
+    #[error("{source} (tags already set on {digest}: {set})")]
+    PartlyTagged {
+        source: Box<Error>,
+        digest: Digest,
+        set: String,
+    },
     #[error("image: manifest {0} is not UTF-8 text, which PutImage requires")]
     ManifestNotText(Digest),
     #[error("internal error in a blob reader: {0}")]
     Task(String),
+}
+
+/// The sum of the blobs' declared sizes; manifests are input, so it must not overflow.
+pub fn total_size(blobs: &[&Descriptor]) -> u64 {
+    blobs.iter().fold(0, |sum, d| sum.saturating_add(d.size))
 }
 
 /// Whether a tag had to be written.
@@ -86,9 +105,9 @@ pub async fn push<D: Destination>(
     to_upload.sort_by_key(|d| std::cmp::Reverse(d.size));
     let mut report = Report {
         blobs_uploaded: to_upload.len(),
-        bytes_uploaded: to_upload.iter().map(|d| d.size).sum(),
+        bytes_uploaded: total_size(&to_upload),
         blobs_skipped: present.len(),
-        bytes_skipped: present.iter().map(|d| d.size).sum(),
+        bytes_skipped: total_size(&present),
         ..Report::default()
     };
     if !present.is_empty() {
@@ -129,7 +148,28 @@ pub async fn push<D: Destination>(
         .await?;
 
     for tag in tags {
-        match destination.put_manifest(&image.manifest, tag).await? {
+        let tagged = destination
+            .put_manifest(&image.manifest, tag)
+            .await
+            .map_err(|source| {
+                let set: Vec<&str> = report
+                    .tags_set
+                    .iter()
+                    .chain(&report.tags_unchanged)
+                    .map(String::as_str)
+                    .collect();
+                if set.is_empty() {
+                    source
+                } else {
+                    // Tags cannot be set atomically; say which ones did land.
+                    Error::PartlyTagged {
+                        source: Box::new(source),
+                        digest: image.manifest.digest.clone(),
+                        set: set.join(", "),
+                    }
+                }
+            })?;
+        match tagged {
             Tagged::Set => report.tags_set.push(tag.clone()),
             Tagged::AlreadySet => report.tags_unchanged.push(tag.clone()),
         }
