@@ -428,12 +428,16 @@ fn role_of(arn: &str) -> String {
 
 /// One claim of a JWT, decoded but not verified: for messages only.
 fn token_claim(token: &str, claim: &str) -> Option<String> {
+    jwt_claims(token)?.get(claim)?.as_str().map(str::to_owned)
+}
+
+/// The claims of a JWT, decoded but not verified.
+pub fn jwt_claims(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get(claim)?.as_str().map(str::to_owned)
+    serde_json::from_slice(&bytes).ok()
 }
 
 #[cfg(test)]

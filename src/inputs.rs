@@ -58,6 +58,172 @@ pub struct Cli {
 pub enum Command {
     /// Push an image to an ECR repository
     Push(Box<PushArgs>),
+    /// Write, check and lint the IAM documents a keyless push needs
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Print the minimal IAM documents: the GitHub OIDC trust, the push permissions,
+    /// the pull and scan personas, and the cross-account pieces
+    Generate(Box<GenerateArgs>),
+    /// Evaluate a role's trust policy against a job's token claims, as STS would
+    Check(CheckArgs),
+    /// Find the usual mistakes in IAM and ECR policy documents
+    Lint(LintArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("subject").required(true)
+    .args(["branch", "tag", "environment", "pull_request"])))]
+pub struct GenerateArgs {
+    /// The account of the CI role (and of the registry, unless --registry-account)
+    #[arg(long, value_name = "ID")]
+    pub account: String,
+    #[arg(long, value_name = "REGION")]
+    pub region: String,
+    /// A repository to push to; repeat for several
+    #[arg(long = "repository", value_name = "NAME", required = true)]
+    pub repositories: Vec<String>,
+    /// The GitHub repository whose workflows may assume the role
+    #[arg(long, value_name = "ORG/REPO")]
+    pub github_repo: String,
+    /// Jobs running on this branch (a `*` makes it a pattern)
+    #[arg(long, value_name = "BRANCH")]
+    pub branch: Option<String>,
+    /// Jobs running for this tag, e.g. 'v*'
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+    /// Jobs running in this GitHub environment
+    #[arg(long, value_name = "NAME")]
+    pub environment: Option<String>,
+    /// Jobs running for pull requests
+    #[arg(long)]
+    pub pull_request: bool,
+    /// The token audience the trust policy requires
+    #[arg(long, value_name = "AUD", default_value = "sts.amazonaws.com")]
+    pub audience: String,
+    /// The name of the role the workflow assumes
+    #[arg(long, value_name = "NAME", default_value = "ecr-ci-push-role")]
+    pub role_name: String,
+    /// The account that owns the registry, when it is another one
+    #[arg(long, value_name = "ID")]
+    pub registry_account: Option<String>,
+    /// With --registry-account: a role there that the CI role assumes (role chaining);
+    /// without it, the CI role pushes directly, allowed by a repository policy
+    #[arg(long, value_name = "NAME", requires = "registry_account")]
+    pub publisher_role: Option<String>,
+    /// The sts:ExternalId the publisher role requires
+    #[arg(long, value_name = "ID", requires = "publisher_role")]
+    pub external_id: Option<String>,
+    /// Allow sts:TagSession on the chained hop (for session-tags: true)
+    #[arg(long, requires = "publisher_role")]
+    pub session_tags: bool,
+    /// Add ecr:GetAuthorizationToken (on "*", its only resource) for docker-login
+    #[arg(long)]
+    pub docker_login: bool,
+    /// Add ecr:BatchGetImage, to tell a re-push from a conflict in immutable repositories
+    #[arg(long)]
+    pub immutable_tags: bool,
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: crate::policy::render::Format,
+    /// Also write each JSON document to DIR/NAME.json
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("token_source").required(true).args(["claims", "token"])))]
+pub struct CheckArgs {
+    /// The role's trust policy (JSON)
+    #[arg(long, value_name = "FILE")]
+    pub trust: std::path::PathBuf,
+    /// The token's claims as a JSON object
+    #[arg(long, value_name = "FILE")]
+    pub claims: Option<std::path::PathBuf>,
+    /// A token (JWT); its claims are decoded, not verified, and it is never printed
+    #[arg(long, value_name = "JWT")]
+    pub token: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LintArgs {
+    /// Policy documents (JSON)
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<std::path::PathBuf>,
+}
+
+impl GenerateArgs {
+    pub fn validate(self) -> Result<crate::policy::generate::Request, Error> {
+        use crate::policy::generate::{Request, Subject};
+        check_account("account", &self.account)?;
+        check_region(&self.region)?;
+        for repository in &self.repositories {
+            check_repository(repository)?;
+        }
+        let repo_ok = self.github_repo.split_once('/').is_some_and(|(org, name)| {
+            [org, name].iter().all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            })
+        });
+        if !repo_ok {
+            return Err(invalid(
+                "github-repo",
+                format!("`{}` is not ORG/REPO", self.github_repo),
+            ));
+        }
+        let subject = match (self.branch, self.tag, self.environment) {
+            (Some(b), _, _) => Subject::Branch(check_ref("branch", b)?),
+            (_, Some(t), _) => Subject::Tag(check_ref("tag", t)?),
+            (_, _, Some(e)) => Subject::Environment(check_ref("environment", e)?),
+            _ => Subject::PullRequest,
+        };
+        check_chars("role-name", &self.role_name, 1..=64, "+=,.@-")?;
+        if let Some(id) = &self.registry_account {
+            check_account("registry-account", id)?;
+        }
+        if let Some(name) = &self.publisher_role {
+            check_chars("publisher-role", name, 1..=64, "+=,.@-")?;
+        }
+        if let Some(id) = &self.external_id {
+            check_chars("external-id", id, EXTERNAL_ID_CHARS, "+=,.@:/-")?;
+        }
+        Ok(Request {
+            account: self.account,
+            region: self.region,
+            repositories: self.repositories,
+            github_repo: self.github_repo,
+            subject,
+            audience: self.audience,
+            role_name: self.role_name,
+            registry_account: self.registry_account,
+            publisher_role: self.publisher_role,
+            external_id: self.external_id,
+            session_tags: self.session_tags,
+            docker_login: self.docker_login,
+            immutable_tags: self.immutable_tags,
+        })
+    }
+}
+
+/// A branch, tag or environment name as it goes into a `sub` claim: no spaces, quotes
+/// or colons (the claim's separator).
+fn check_ref(input: &'static str, value: String) -> Result<String, Error> {
+    if value.is_empty()
+        || value
+            .chars()
+            .any(|c| c.is_whitespace() || "'\":\\".contains(c))
+    {
+        return Err(invalid(
+            input,
+            format!("`{value}` cannot be part of a `sub` claim (no spaces, quotes or colons)"),
+        ));
+    }
+    Ok(value)
 }
 
 #[derive(Args, Debug)]

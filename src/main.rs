@@ -9,6 +9,7 @@ mod auth;
 mod docker_config;
 mod image;
 mod inputs;
+mod policy;
 mod push;
 mod report;
 mod sdk;
@@ -69,7 +70,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Command::Push(args) = cli.command;
+    let args = match cli.command {
+        Command::Push(args) => args,
+        Command::Policy(command) => {
+            init_logging(false, &runtime);
+            return match policy::run(command) {
+                Ok(code) => code,
+                Err(err) => {
+                    runtime.error(&err.to_string());
+                    ExitCode::from(2)
+                }
+            };
+        }
+    };
     init_logging(args.verbose, &runtime);
     let result = args.validate().map_err(Error::from).and_then(|push| {
         tokio::runtime::Builder::new_multi_thread()

@@ -1,0 +1,370 @@
+//! `policy check`: does a role's trust policy let a job with these token claims in?
+//!
+//! The same decision STS makes for AssumeRoleWithWebIdentity, on the parts that depend
+//! on the token: statements that allow the action for the GitHub OIDC provider, their
+//! conditions over `token.actions.githubusercontent.com:*` keys, and explicit denies.
+//! IAM's rules, as documented: all operators of a block and all keys of an operator
+//! must hold, any value of a key may match; a key absent from the token fails a
+//! condition, except negated operators and `…IfExists`, which pass; `ForAllValues`
+//! passes on an absent key, `ForAnyValue` fails. String values are case-sensitive
+//! except with `…IgnoreCase`; condition key names are not.
+
+use serde_json::{Map, Value};
+
+use super::{GITHUB_OIDC_HOST, statements, strings, wildcard_match};
+
+const ACTION: &str = "sts:AssumeRoleWithWebIdentity";
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed { statement: String },
+    Denied { reasons: Vec<String> },
+}
+
+/// Why one condition of a statement failed, for people.
+struct Failure(String);
+
+pub fn check_trust(policy: &Value, claims: &Map<String, Value>) -> Verdict {
+    let mut reasons = Vec::new();
+    let mut allowed_by = None;
+    for (index, statement) in statements(policy).into_iter().enumerate() {
+        let name = match statement.get("Sid").and_then(Value::as_str) {
+            Some(sid) => format!("statement {index} ({sid})"),
+            None => format!("statement {index}"),
+        };
+        if !covers_action(statement) {
+            reasons.push(format!("{name} does not allow {ACTION}"));
+            continue;
+        }
+        if !names_github_provider(statement) {
+            reasons.push(format!(
+                "{name} does not name the federated principal oidc-provider/{GITHUB_OIDC_HOST}"
+            ));
+            continue;
+        }
+        let holds = match statement.get("Condition") {
+            None => Ok(()),
+            Some(block) => condition_block(block, claims),
+        };
+        let deny = statement.get("Effect").and_then(Value::as_str) == Some("Deny");
+        match (holds, deny) {
+            (Ok(()), true) => {
+                return Verdict::Denied {
+                    reasons: vec![format!("{name} denies it explicitly")],
+                };
+            }
+            (Ok(()), false) => {
+                allowed_by.get_or_insert(name);
+            }
+            (Err(Failure(why)), false) => reasons.push(format!("{name}: {why}")),
+            (Err(_), true) => {}
+        }
+    }
+    match allowed_by {
+        Some(statement) => Verdict::Allowed { statement },
+        None => {
+            if reasons.is_empty() {
+                reasons.push("the policy has no statements".into());
+            }
+            Verdict::Denied { reasons }
+        }
+    }
+}
+
+fn covers_action(statement: &Value) -> bool {
+    if let Some(not) = statement.get("NotAction") {
+        return !strings(Some(not))
+            .iter()
+            .any(|a| wildcard_match(a, ACTION, true));
+    }
+    strings(statement.get("Action"))
+        .iter()
+        .any(|a| wildcard_match(a, ACTION, true))
+}
+
+fn names_github_provider(statement: &Value) -> bool {
+    match statement.get("Principal") {
+        Some(Value::String(s)) => s == "*",
+        Some(principal) => strings(principal.get("Federated"))
+            .iter()
+            .any(|p| p == "*" || p.ends_with(&format!(":oidc-provider/{GITHUB_OIDC_HOST}"))),
+        None => false,
+    }
+}
+
+fn condition_block(block: &Value, claims: &Map<String, Value>) -> Result<(), Failure> {
+    let Some(operators) = block.as_object() else {
+        return Err(Failure("its Condition is not an object".into()));
+    };
+    for (operator, keys) in operators {
+        let Some(keys) = keys.as_object() else {
+            return Err(Failure(format!("{operator} is not an object of keys")));
+        };
+        for (key, expected) in keys {
+            let expected = strings(Some(expected));
+            let actual = claim_values(key, claims);
+            condition(operator, &expected, actual.as_deref()).map_err(|why| {
+                let shown = match &actual {
+                    None => "no such claim".to_owned(),
+                    Some(values) => values
+                        .iter()
+                        .map(|v| format!("`{v}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                };
+                Failure(format!(
+                    "{operator} on {key} wants {} and the token has {shown}{why}",
+                    expected
+                        .iter()
+                        .map(|v| format!("`{v}`"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The token's values for a condition key, `None` when the token does not carry it.
+/// Keys other than the GitHub provider's are not in a token: absent.
+fn claim_values(key: &str, claims: &Map<String, Value>) -> Option<Vec<String>> {
+    let key = key.to_ascii_lowercase();
+    let claim = key.strip_prefix(&format!("{GITHUB_OIDC_HOST}:"))?;
+    let value = claims
+        .iter()
+        .find(|(name, _)| name.to_ascii_lowercase() == claim)?
+        .1;
+    match value {
+        Value::Array(items) => Some(items.iter().map(scalar).collect()),
+        other => Some(vec![scalar(other)]),
+    }
+}
+
+fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// One operator on one key. `Err` carries an extra word on why, may be empty.
+fn condition(operator: &str, expected: &[String], actual: Option<&[String]>) -> Result<(), String> {
+    let (set, base) = match operator.split_once(':') {
+        Some((set, base)) => (Some(set), base),
+        None => (None, operator),
+    };
+    let (base, if_exists) = match base.strip_suffix("IfExists") {
+        Some(base) => (base, true),
+        None => (base, false),
+    };
+    let (negated, matches): (bool, fn(&str, &str) -> bool) = match base {
+        "StringEquals" => (false, |p, v| p == v),
+        "StringNotEquals" => (true, |p, v| p == v),
+        "StringEqualsIgnoreCase" => (false, |p, v| p.to_lowercase() == v.to_lowercase()),
+        "StringNotEqualsIgnoreCase" => (true, |p, v| p.to_lowercase() == v.to_lowercase()),
+        "StringLike" => (false, |p, v| wildcard_match(p, v, false)),
+        "StringNotLike" => (true, |p, v| wildcard_match(p, v, false)),
+        other => {
+            return Err(format!(
+                " (ecr-push does not evaluate {other}; treated as failing)"
+            ));
+        }
+    };
+    let hit = |value: &String| expected.iter().any(|p| matches(p, value)) != negated;
+    let Some(values) = actual.filter(|v| !v.is_empty()) else {
+        let passes = match set {
+            Some("ForAllValues") => true,
+            Some(_) => false,
+            None => if_exists || negated,
+        };
+        return if passes { Ok(()) } else { Err(String::new()) };
+    };
+    let holds = match set {
+        Some("ForAllValues") => values.iter().all(hit),
+        Some("ForAnyValue") => values.iter().any(hit),
+        Some(other) => return Err(format!(" (unknown set operator {other})")),
+        // A negated operator holds when no value matches; a positive one when any does.
+        None if negated => values.iter().all(hit),
+        None => values.iter().any(hit),
+    };
+    if holds {
+        Ok(())
+    } else if expected
+        .iter()
+        .any(|e| values.iter().any(|v| e.eq_ignore_ascii_case(v)))
+        && !base.ends_with("IgnoreCase")
+    {
+        Err(" (they differ only in case, and this comparison is case-sensitive)".into())
+    } else {
+        Err(String::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims() -> Map<String, Value> {
+        json!({
+            "sub": "repo:octo-org/octo-repo:ref:refs/heads/main",
+            "aud": "sts.amazonaws.com",
+            "repository": "octo-org/octo-repo",
+            "ref": "refs/heads/main",
+            "groups": ["a", "b"],
+        })
+        .as_object()
+        .cloned()
+        .unwrap()
+    }
+
+    fn trust(condition: Value) -> Value {
+        json!({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"Federated": "arn:aws:iam::111111111111:oidc-provider/token.actions.githubusercontent.com"},
+                "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": condition,
+            }]
+        })
+    }
+
+    fn allowed(condition: Value) -> bool {
+        matches!(
+            check_trust(&trust(condition), &claims()),
+            Verdict::Allowed { .. }
+        )
+    }
+
+    #[test]
+    fn iam_condition_semantics_table() {
+        let sub = "token.actions.githubusercontent.com:sub";
+        let aud = "token.actions.githubusercontent.com:aud";
+        let env = "token.actions.githubusercontent.com:environment";
+        let groups = "token.actions.githubusercontent.com:groups";
+        let cases = [
+            (
+                json!({"StringEquals": {sub: "repo:octo-org/octo-repo:ref:refs/heads/main"}}),
+                true,
+            ),
+            // Values are case-sensitive; key names are not.
+            (
+                json!({"StringEquals": {sub: "repo:Octo-Org/octo-repo:ref:refs/heads/main"}}),
+                false,
+            ),
+            (
+                json!({"StringEqualsIgnoreCase": {sub: "repo:Octo-Org/octo-repo:ref:refs/heads/main"}}),
+                true,
+            ),
+            (
+                json!({"StringEquals": {"Token.Actions.GithubUserContent.com:SUB": "repo:octo-org/octo-repo:ref:refs/heads/main"}}),
+                true,
+            ),
+            // A `*` is literal for StringEquals, a wildcard for StringLike.
+            (json!({"StringEquals": {sub: "repo:octo-org/*"}}), false),
+            (json!({"StringLike": {sub: "repo:octo-org/*"}}), true),
+            (
+                json!({"StringLike": {sub: "repo:octo-org/*:ref:refs/tags/*"}}),
+                false,
+            ),
+            // Any listed value may match; every key and operator must hold.
+            (
+                json!({"StringEquals": {sub: ["x", "repo:octo-org/octo-repo:ref:refs/heads/main"]}}),
+                true,
+            ),
+            (
+                json!({"StringEquals": {sub: "repo:octo-org/octo-repo:ref:refs/heads/main", aud: "other"}}),
+                false,
+            ),
+            (
+                json!({"StringEquals": {aud: "sts.amazonaws.com"}, "StringLike": {sub: "repo:other/*"}}),
+                false,
+            ),
+            // Absent keys: fail, except negated operators and IfExists.
+            (json!({"StringEquals": {env: "prod"}}), false),
+            (json!({"StringEqualsIfExists": {env: "prod"}}), true),
+            (json!({"StringNotEquals": {env: "prod"}}), true),
+            (
+                json!({"StringNotEquals": {sub: "repo:octo-org/octo-repo:ref:refs/heads/main"}}),
+                false,
+            ),
+            (json!({"StringNotLike": {sub: "repo:other/*"}}), true),
+            // Set operators over a multi-valued claim.
+            (json!({"ForAnyValue:StringEquals": {groups: "b"}}), true),
+            (json!({"ForAllValues:StringEquals": {groups: "b"}}), false),
+            (
+                json!({"ForAllValues:StringEquals": {groups: ["a", "b", "c"]}}),
+                true,
+            ),
+            (json!({"ForAllValues:StringEquals": {env: "prod"}}), true),
+            (json!({"ForAnyValue:StringEquals": {env: "prod"}}), false),
+            // Keys a token cannot carry are absent.
+            (json!({"StringEquals": {"aws:SourceIp": "1.2.3.4"}}), false),
+            (json!({"NumericLessThan": {aud: "3"}}), false),
+        ];
+        for (i, (condition, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(
+                allowed(condition.clone()),
+                expected,
+                "case {i}: {condition}"
+            );
+        }
+    }
+
+    #[test]
+    fn denial_names_the_statement_condition_and_the_tokens_value() {
+        let policy = trust(json!({
+            "StringEquals": {"token.actions.githubusercontent.com:sub": "repo:octo-org/octo-repo:ref:refs/heads/release"}
+        }));
+        let Verdict::Denied { reasons } = check_trust(&policy, &claims()) else {
+            panic!("allowed");
+        };
+        assert_eq!(
+            reasons,
+            [
+                "statement 0: StringEquals on token.actions.githubusercontent.com:sub wants `repo:octo-org/octo-repo:ref:refs/heads/release` and the token has `repo:octo-org/octo-repo:ref:refs/heads/main`"
+            ]
+        );
+        let policy = trust(json!({
+            "StringEquals": {"token.actions.githubusercontent.com:sub": "repo:Octo-Org/octo-repo:ref:refs/heads/main"}
+        }));
+        let Verdict::Denied { reasons } = check_trust(&policy, &claims()) else {
+            panic!("allowed");
+        };
+        assert!(
+            reasons[0]
+                .ends_with("(they differ only in case, and this comparison is case-sensitive)")
+        );
+    }
+
+    #[test]
+    fn explicit_deny_wins_and_wrong_principals_or_actions_do_not_count() {
+        let mut policy = trust(
+            json!({"StringLike": {"token.actions.githubusercontent.com:sub": "repo:octo-org/*"}}),
+        );
+        policy["Statement"].as_array_mut().unwrap().push(json!({
+            "Effect": "Deny",
+            "Principal": {"Federated": "arn:aws:iam::111111111111:oidc-provider/token.actions.githubusercontent.com"},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {"token.actions.githubusercontent.com:ref": "refs/heads/main"}},
+        }));
+        assert_eq!(
+            check_trust(&policy, &claims()),
+            Verdict::Denied {
+                reasons: vec!["statement 1 denies it explicitly".into()]
+            }
+        );
+        let wrong_action = json!({"Statement": {"Effect": "Allow", "Principal": {"Federated": "arn:aws:iam::1:oidc-provider/token.actions.githubusercontent.com"}, "Action": "sts:AssumeRole"}});
+        assert!(matches!(
+            check_trust(&wrong_action, &claims()),
+            Verdict::Denied { .. }
+        ));
+        let wrong_provider = json!({"Statement": {"Effect": "Allow", "Principal": {"Federated": "arn:aws:iam::1:oidc-provider/gitlab.com"}, "Action": "sts:AssumeRoleWithWebIdentity"}});
+        assert!(matches!(
+            check_trust(&wrong_provider, &claims()),
+            Verdict::Denied { .. }
+        ));
+    }
+}

@@ -1,0 +1,530 @@
+//! `policy generate`: the minimal documents for a keyless push, for given accounts,
+//! region, repositories and GitHub subject. Every statement names its actions and its
+//! resources exactly; the one `*` is `ecr:GetAuthorizationToken`'s, which has no other
+//! resource, and it appears only when asked for (`--docker-login`, the puller).
+
+use serde_json::{Value, json};
+
+use super::{GITHUB_OIDC_HOST, PUSH_ACTIONS};
+
+/// Which jobs of the GitHub repository may assume the role: the `sub` claim's shape.
+#[derive(Debug, Clone)]
+pub enum Subject {
+    Branch(String),
+    Tag(String),
+    Environment(String),
+    PullRequest,
+}
+
+impl Subject {
+    /// The `sub` claim GitHub puts in such a job's token.
+    pub fn sub(&self, github_repo: &str) -> String {
+        match self {
+            Self::Branch(b) => format!("repo:{github_repo}:ref:refs/heads/{b}"),
+            Self::Tag(t) => format!("repo:{github_repo}:ref:refs/tags/{t}"),
+            Self::Environment(e) => format!("repo:{github_repo}:environment:{e}"),
+            Self::PullRequest => format!("repo:{github_repo}:pull_request"),
+        }
+    }
+}
+
+/// What to generate for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub account: String,
+    pub region: String,
+    pub repositories: Vec<String>,
+    pub github_repo: String,
+    pub subject: Subject,
+    pub audience: String,
+    pub role_name: String,
+    /// The account that owns the registry, when it is not `account`.
+    pub registry_account: Option<String>,
+    /// Chaining: the role in the registry account that the first role assumes.
+    pub publisher_role: Option<String>,
+    pub external_id: Option<String>,
+    pub session_tags: bool,
+    pub docker_login: bool,
+    /// BatchGetImage, which tells a re-push of the same image from a changed one when
+    /// an immutable repository reports a tag conflict.
+    pub immutable_tags: bool,
+}
+
+/// Where a document goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attach {
+    /// The trust (assume-role) policy of a role.
+    Trust { role: String },
+    /// An inline permissions policy of a role.
+    RolePolicy { role: String, policy: String },
+    /// A managed policy, for roles this tool does not create (the personas).
+    ManagedPolicy { policy: String },
+    /// The repository policy of each repository.
+    RepositoryPolicy,
+}
+
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// The file name under docs/iam/policies.
+    pub name: &'static str,
+    pub account: String,
+    pub attach: Attach,
+    /// One sentence on what it is for.
+    pub purpose: &'static str,
+    pub body: Value,
+}
+
+impl Request {
+    fn partition(&self) -> &'static str {
+        crate::inputs::partition(&self.region)
+    }
+
+    fn registry_account(&self) -> &str {
+        self.registry_account.as_deref().unwrap_or(&self.account)
+    }
+
+    pub fn role_arn(&self) -> String {
+        format!(
+            "arn:{}:iam::{}:role/{}",
+            self.partition(),
+            self.account,
+            self.role_name
+        )
+    }
+
+    fn publisher_arn(&self, name: &str) -> String {
+        format!(
+            "arn:{}:iam::{}:role/{name}",
+            self.partition(),
+            self.registry_account()
+        )
+    }
+
+    fn repository_arns(&self) -> Vec<String> {
+        self.repositories
+            .iter()
+            .map(|r| {
+                format!(
+                    "arn:{}:ecr:{}:{}:repository/{r}",
+                    self.partition(),
+                    self.region,
+                    self.registry_account()
+                )
+            })
+            .collect()
+    }
+
+    fn push_actions(&self) -> Vec<&'static str> {
+        let mut actions = PUSH_ACTIONS.to_vec();
+        if self.immutable_tags {
+            actions.push("ecr:BatchGetImage");
+        }
+        actions
+    }
+
+    pub fn oidc_provider_arn(&self) -> String {
+        format!(
+            "arn:{}:iam::{}:oidc-provider/{GITHUB_OIDC_HOST}",
+            self.partition(),
+            self.account
+        )
+    }
+
+    fn trust(&self) -> Value {
+        let sub = self.subject.sub(&self.github_repo);
+        let aud_key = format!("{GITHUB_OIDC_HOST}:aud");
+        let sub_key = format!("{GITHUB_OIDC_HOST}:sub");
+        // StringLike only where a wildcard was asked for: with StringEquals a `*` is a
+        // literal character, and with StringLike everywhere a stray `*` would widen it.
+        let condition = if sub.contains(['*', '?']) {
+            json!({
+                "StringEquals": { aud_key: self.audience },
+                "StringLike": { sub_key: sub },
+            })
+        } else {
+            json!({ "StringEquals": { aud_key: self.audience, sub_key: sub } })
+        };
+        policy(json!([{
+            "Sid": "GitHubActionsOidc",
+            "Effect": "Allow",
+            "Principal": { "Federated": self.oidc_provider_arn() },
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": condition,
+        }]))
+    }
+
+    fn push(&self) -> Value {
+        let mut statements = vec![json!({
+            "Sid": "PushToRepository",
+            "Effect": "Allow",
+            "Action": self.push_actions(),
+            "Resource": one_or_many(self.repository_arns()),
+        })];
+        if self.docker_login {
+            statements.push(authorization_token_statement("DockerLogin"));
+        }
+        policy(Value::Array(statements))
+    }
+}
+
+/// Generates every document the request calls for, in the order they are set up.
+pub fn generate(request: &Request) -> Vec<Document> {
+    let mut documents = vec![Document {
+        name: "aws-github-oidc-trust.json",
+        account: request.account.clone(),
+        attach: Attach::Trust {
+            role: request.role_name.clone(),
+        },
+        purpose: "lets only the chosen jobs of the GitHub repository assume the CI role with their OIDC token",
+        body: request.trust(),
+    }];
+    let push_role = match (&request.registry_account, &request.publisher_role) {
+        (Some(registry), Some(publisher)) => {
+            let mut trust_actions = vec!["sts:AssumeRole"];
+            if request.session_tags {
+                trust_actions.push("sts:TagSession");
+            }
+            let mut statement = json!({
+                "Sid": "AssumeFromCiRole",
+                "Effect": "Allow",
+                "Principal": { "AWS": request.role_arn() },
+                "Action": one_or_many(trust_actions.clone()),
+            });
+            if let Some(external_id) = &request.external_id {
+                statement["Condition"] =
+                    json!({ "StringEquals": { "sts:ExternalId": external_id } });
+            }
+            documents.push(Document {
+                name: "aws-ecr-publisher-trust.json",
+                account: registry.clone(),
+                attach: Attach::Trust {
+                    role: publisher.clone(),
+                },
+                purpose: "lets exactly the CI role assume the publisher role in the registry account",
+                body: policy(json!([statement])),
+            });
+            documents.push(Document {
+                name: "aws-ecr-ci-assume-publisher.json",
+                account: request.account.clone(),
+                attach: Attach::RolePolicy {
+                    role: request.role_name.clone(),
+                    policy: "assume-ecr-publisher".into(),
+                },
+                purpose: "lets the CI role assume the publisher role, and nothing else",
+                body: policy(json!([{
+                    "Sid": "AssumePublisherRole",
+                    "Effect": "Allow",
+                    "Action": one_or_many(trust_actions),
+                    "Resource": request.publisher_arn(publisher),
+                }])),
+            });
+            (registry.clone(), publisher.clone())
+        }
+        (Some(registry), None) => {
+            documents.push(Document {
+                name: "aws-ecr-cross-account-repository-policy.json",
+                account: registry.clone(),
+                attach: Attach::RepositoryPolicy,
+                purpose: "lets exactly the CI role push to the repository from its own account",
+                body: policy(json!([{
+                    "Sid": "PushFromCiRole",
+                    "Effect": "Allow",
+                    "Principal": { "AWS": request.role_arn() },
+                    "Action": request.push_actions(),
+                }])),
+            });
+            (request.account.clone(), request.role_name.clone())
+        }
+        (None, _) => (request.account.clone(), request.role_name.clone()),
+    };
+    documents.push(Document {
+        name: "aws-ecr-ci-push.json",
+        account: push_role.0,
+        attach: Attach::RolePolicy {
+            role: push_role.1,
+            policy: "ecr-push".into(),
+        },
+        purpose: "the push, on the named repositories only",
+        body: request.push(),
+    });
+    let arns = one_or_many(request.repository_arns());
+    documents.push(Document {
+        name: "aws-ecr-readonly-pull.json",
+        account: request.registry_account().to_owned(),
+        attach: Attach::ManagedPolicy {
+            policy: "ecr-readonly-pull".into(),
+        },
+        purpose: "for runtimes that pull the images (attach it to their role)",
+        body: policy(json!([
+            {
+                "Sid": "PullFromRepository",
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                    "ecr:BatchCheckLayerAvailability",
+                ],
+                "Resource": arns,
+            },
+            authorization_token_statement("RegistryLogin"),
+        ])),
+    });
+    documents.push(Document {
+        name: "aws-ecr-scanner.json",
+        account: request.registry_account().to_owned(),
+        attach: Attach::ManagedPolicy {
+            policy: "ecr-scanner".into(),
+        },
+        purpose: "for tools that list and inspect images and their scan findings, read-only",
+        body: policy(json!([{
+            "Sid": "InspectRepository",
+            "Effect": "Allow",
+            "Action": [
+                "ecr:DescribeRepositories",
+                "ecr:DescribeImages",
+                "ecr:ListImages",
+                "ecr:DescribeImageScanFindings",
+                "ecr:BatchGetImage",
+            ],
+            "Resource": arns,
+        }])),
+    });
+    documents
+}
+
+/// `ecr:GetAuthorizationToken` exists only on `*`: the registry login.
+fn authorization_token_statement(sid: &str) -> Value {
+    json!({
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": "ecr:GetAuthorizationToken",
+        "Resource": "*",
+    })
+}
+
+fn policy(statements: Value) -> Value {
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// One value as a string, several as a list: how people write IAM documents.
+fn one_or_many<T: Into<Value>>(mut items: Vec<T>) -> Value {
+    if items.len() == 1 {
+        items.remove(0).into()
+    } else {
+        Value::Array(items.into_iter().map(Into::into).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{statements, strings};
+
+    fn request() -> Request {
+        Request {
+            account: "111111111111".into(),
+            region: "us-east-1".into(),
+            repositories: vec!["secure-flask".into()],
+            github_repo: "ORG/REPO".into(),
+            subject: Subject::Branch("main".into()),
+            audience: "sts.amazonaws.com".into(),
+            role_name: "ecr-ci-push-role".into(),
+            registry_account: None,
+            publisher_role: None,
+            external_id: None,
+            session_tags: false,
+            docker_login: false,
+            immutable_tags: false,
+        }
+    }
+
+    fn find<'a>(documents: &'a [Document], name: &str) -> &'a Document {
+        documents.iter().find(|d| d.name == name).expect(name)
+    }
+
+    #[test]
+    fn default_push_policy_has_no_star_and_exactly_the_push_actions() {
+        let documents = generate(&request());
+        let push = &find(&documents, "aws-ecr-ci-push.json").body;
+        assert_eq!(statements(push).len(), 1);
+        assert_eq!(strings(statements(push)[0].get("Action")), PUSH_ACTIONS);
+        assert_eq!(
+            statements(push)[0]["Resource"],
+            "arn:aws:ecr:us-east-1:111111111111:repository/secure-flask"
+        );
+    }
+
+    #[test]
+    fn trust_uses_string_like_only_for_a_wildcard_subject() {
+        let exact = generate(&request());
+        let condition =
+            &statements(&find(&exact, "aws-github-oidc-trust.json").body)[0]["Condition"];
+        assert_eq!(
+            condition["StringEquals"]["token.actions.githubusercontent.com:sub"],
+            "repo:ORG/REPO:ref:refs/heads/main"
+        );
+        assert!(condition.get("StringLike").is_none());
+        let mut tags = request();
+        tags.subject = Subject::Tag("v*".into());
+        let wild = generate(&tags);
+        let condition =
+            &statements(&find(&wild, "aws-github-oidc-trust.json").body)[0]["Condition"];
+        assert_eq!(
+            condition["StringLike"]["token.actions.githubusercontent.com:sub"],
+            "repo:ORG/REPO:ref:refs/tags/v*"
+        );
+        assert_eq!(
+            condition["StringEquals"]["token.actions.githubusercontent.com:aud"],
+            "sts.amazonaws.com"
+        );
+        assert!(
+            condition["StringEquals"]
+                .get("token.actions.githubusercontent.com:sub")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn chaining_puts_the_push_on_the_publisher_in_the_registry_account() {
+        let mut r = request();
+        r.registry_account = Some("222222222222".into());
+        r.publisher_role = Some("ecr-publisher".into());
+        r.external_id = Some("EXTERNAL_ID".into());
+        r.session_tags = true;
+        let documents = generate(&r);
+        let push = find(&documents, "aws-ecr-ci-push.json");
+        assert_eq!(push.account, "222222222222");
+        assert_eq!(
+            push.attach,
+            Attach::RolePolicy {
+                role: "ecr-publisher".into(),
+                policy: "ecr-push".into()
+            }
+        );
+        let trust = &statements(&find(&documents, "aws-ecr-publisher-trust.json").body)[0];
+        assert_eq!(
+            trust["Principal"]["AWS"],
+            "arn:aws:iam::111111111111:role/ecr-ci-push-role"
+        );
+        assert_eq!(
+            strings(trust.get("Action")),
+            ["sts:AssumeRole", "sts:TagSession"]
+        );
+        assert_eq!(
+            trust["Condition"]["StringEquals"]["sts:ExternalId"],
+            "EXTERNAL_ID"
+        );
+        let assume = &statements(&find(&documents, "aws-ecr-ci-assume-publisher.json").body)[0];
+        assert_eq!(
+            assume["Resource"],
+            "arn:aws:iam::222222222222:role/ecr-publisher"
+        );
+        assert!(
+            documents
+                .iter()
+                .all(|d| d.name != "aws-ecr-cross-account-repository-policy.json")
+        );
+    }
+
+    #[test]
+    fn direct_cross_account_push_gets_a_repository_policy_for_the_exact_role() {
+        let mut r = request();
+        r.registry_account = Some("222222222222".into());
+        let documents = generate(&r);
+        let repo =
+            &statements(&find(&documents, "aws-ecr-cross-account-repository-policy.json").body)[0];
+        assert_eq!(
+            repo["Principal"]["AWS"],
+            "arn:aws:iam::111111111111:role/ecr-ci-push-role"
+        );
+        assert!(
+            repo.get("Resource").is_none(),
+            "repository policies have no Resource"
+        );
+        let push = find(&documents, "aws-ecr-ci-push.json");
+        assert_eq!(push.account, "111111111111");
+        assert_eq!(
+            statements(&push.body)[0]["Resource"],
+            "arn:aws:ecr:us-east-1:222222222222:repository/secure-flask"
+        );
+    }
+
+    /// Property: whatever the input, no statement has a wildcard action, and the only
+    /// `*` resource is GetAuthorizationToken's.
+    #[test]
+    fn no_generated_statement_is_wider_than_needed() {
+        let mut seed: u64 = 0x5eed;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let regions = [
+            "us-east-1",
+            "eu-west-3",
+            "cn-north-1",
+            "us-gov-west-1",
+            "ap-south-2",
+        ];
+        for _ in 0..500 {
+            let mut r = request();
+            r.region = regions[next(regions.len() as u64) as usize].into();
+            r.repositories = (0..=next(3))
+                .map(|i| format!("team{i}/app-{}", next(100)))
+                .collect();
+            r.subject = match next(4) {
+                0 => Subject::Branch(format!("release/{}", next(9))),
+                1 => Subject::Tag("v*".into()),
+                2 => Subject::Environment("prod".into()),
+                _ => Subject::PullRequest,
+            };
+            if next(2) == 1 {
+                r.registry_account = Some("222222222222".into());
+                if next(2) == 1 {
+                    r.publisher_role = Some("publisher".into());
+                    r.session_tags = next(2) == 1;
+                    r.external_id = (next(2) == 1).then(|| "x-1".into());
+                }
+            }
+            r.docker_login = next(2) == 1;
+            r.immutable_tags = next(2) == 1;
+            for document in generate(&r) {
+                for statement in statements(&document.body) {
+                    let actions = strings(statement.get("Action"));
+                    assert!(!actions.is_empty() && statement.get("NotAction").is_none());
+                    for action in &actions {
+                        assert!(!action.contains('*'), "{}: {action}", document.name);
+                    }
+                    let resources = strings(statement.get("Resource"));
+                    if resources.iter().any(|r| r.contains('*')) {
+                        assert_eq!(resources, ["*"], "{}", document.name);
+                        assert_eq!(actions, ["ecr:GetAuthorizationToken"], "{}", document.name);
+                    }
+                    for resource in &resources {
+                        assert!(
+                            resource == "*"
+                                || resource.starts_with(&format!(
+                                    "arn:{}:",
+                                    crate::inputs::partition(&r.region)
+                                )),
+                            "{resource}"
+                        );
+                    }
+                    if let Some(principal) = statement.get("Principal") {
+                        assert_ne!(principal, "*");
+                        let text = principal.to_string();
+                        assert!(!text.contains(":root"), "{text}");
+                    }
+                }
+                if document.name == "aws-ecr-ci-push.json" && !r.docker_login {
+                    assert_eq!(
+                        statements(&document.body).len(),
+                        1,
+                        "no * statement by default"
+                    );
+                }
+            }
+        }
+    }
+}
