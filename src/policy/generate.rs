@@ -181,18 +181,26 @@ pub fn generate(request: &Request) -> Vec<Document> {
     let push_role = match (&request.registry_account, &request.publisher_role) {
         (Some(registry), Some(publisher)) => {
             let mut trust_actions = vec!["sts:AssumeRole"];
-            if request.session_tags {
-                trust_actions.push("sts:TagSession");
-            }
-            let mut statement = json!({
+            let mut assume = json!({
                 "Sid": "AssumeFromCiRole",
                 "Effect": "Allow",
                 "Principal": { "AWS": request.role_arn() },
-                "Action": one_or_many(trust_actions.clone()),
+                "Action": "sts:AssumeRole",
             });
             if let Some(external_id) = &request.external_id {
-                statement["Condition"] =
-                    json!({ "StringEquals": { "sts:ExternalId": external_id } });
+                assume["Condition"] = json!({ "StringEquals": { "sts:ExternalId": external_id } });
+            }
+            let mut statements = vec![assume];
+            if request.session_tags {
+                trust_actions.push("sts:TagSession");
+                // Its own statement, as in AWS's session-tag examples: the external id
+                // is a condition of the assume, and need not be in TagSession's context.
+                statements.push(json!({
+                    "Sid": "TagSessionFromCiRole",
+                    "Effect": "Allow",
+                    "Principal": { "AWS": request.role_arn() },
+                    "Action": "sts:TagSession",
+                }));
             }
             documents.push(Document {
                 name: "aws-ecr-publisher-trust.json",
@@ -201,7 +209,7 @@ pub fn generate(request: &Request) -> Vec<Document> {
                     role: publisher.clone(),
                 },
                 purpose: "lets exactly the CI role assume the publisher role in the registry account",
-                body: policy(json!([statement])),
+                body: policy(Value::Array(statements)),
             });
             documents.push(Document {
                 name: "aws-ecr-ci-assume-publisher.json",

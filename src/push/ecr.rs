@@ -238,8 +238,8 @@ impl Ecr {
         }
     }
 
-    /// The digest `tag` points at now, if any.
-    async fn tagged_digest(&self, tag: &str) -> Result<Option<String>, Error> {
+    /// What `tag` points at now.
+    async fn tagged_digest(&self, tag: &str) -> Result<TagLookup, Error> {
         let output = self
             .client
             .batch_get_image()
@@ -253,28 +253,49 @@ impl Ecr {
                     .collect(),
             ))
             .send()
-            .await
-            .map_err(|err| self.api_error("BatchGetImage", &err, err.code()))?;
+            .await;
+        let output = match output {
+            Ok(output) => output,
+            Err(err) if err.code() == Some("AccessDeniedException") => {
+                return Ok(TagLookup::NotAllowed);
+            }
+            Err(err) => return Err(self.api_error("BatchGetImage", &err, err.code())),
+        };
         Ok(output
             .images()
             .first()
             .and_then(|i| i.image_id())
             .and_then(|id| id.image_digest())
-            .map(str::to_owned))
+            .map_or(TagLookup::Absent, |d| TagLookup::Points(d.to_owned())))
     }
 
-    /// Decides a PutImage conflict by what the tag points at now.
+    /// Decides a PutImage conflict by what the tag points at now. Without
+    /// ecr:BatchGetImage (optional in the push policy) the conflict still fails, without
+    /// naming the other image.
     async fn resolve_conflict(&self, manifest: &Manifest, tag: &str) -> Result<Tagged, Error> {
-        match self.tagged_digest(tag).await? {
-            Some(existing) if existing == manifest.digest.as_str() => Ok(Tagged::AlreadySet),
-            existing => Err(Error::TagImmutable {
-                tag: tag.to_owned(),
-                repository: self.repository.clone(),
-                existing: existing.unwrap_or_else(|| "another image".into()),
-                digest: manifest.digest.clone(),
-            }),
-        }
+        let existing = match self.tagged_digest(tag).await? {
+            TagLookup::Points(digest) if digest == manifest.digest.as_str() => {
+                return Ok(Tagged::AlreadySet);
+            }
+            TagLookup::Points(digest) => digest,
+            TagLookup::Absent => "another image".into(),
+            TagLookup::NotAllowed => {
+                "another image (ecr:BatchGetImage is not allowed, so which one is unknown)".into()
+            }
+        };
+        Err(Error::TagImmutable {
+            tag: tag.to_owned(),
+            repository: self.repository.clone(),
+            existing,
+            digest: manifest.digest.clone(),
+        })
     }
+}
+
+enum TagLookup {
+    Points(String),
+    Absent,
+    NotAllowed,
 }
 
 /// The part size for a blob of `size` bytes: ECR's `partSize`, raised when the blob
