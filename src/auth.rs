@@ -230,11 +230,7 @@ async fn assume_web_identity(
         .await
         .map_err(|err| {
             let hint = match err.code() {
-                Some("AccessDenied") => format!(
-                    "; the trust policy of {role} must allow sts:AssumeRoleWithWebIdentity for the federated principal token.actions.githubusercontent.com with `aud` = `{}` and a `sub` condition that matches this job's token: `{}`",
-                    auth.audience,
-                    token_claim(token, "sub").unwrap_or_else(|| "?".into())
-                ),
+                Some("AccessDenied") => denied_token_hint(role, token),
                 Some("InvalidIdentityToken") => format!(
                     "; the account of {role} needs an IAM OIDC provider for https://token.actions.githubusercontent.com with client id (audience) `{}`",
                     auth.audience
@@ -264,6 +260,27 @@ async fn assume_web_identity(
         provider: masked_provider(credentials, runtime),
         arn,
     })
+}
+
+/// What a denied web-identity assume needs said: the claims the trust policy saw (they
+/// are not secrets) and the condition that would let them in.
+fn denied_token_hint(role: &str, token: &str) -> String {
+    let claims = jwt_claims(token).unwrap_or_default();
+    let claim = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    let sub = claim("sub").unwrap_or_else(|| "?".into());
+    let aud = claims
+        .get("aud")
+        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+        .unwrap_or_else(|| "?".into());
+    let mut seen = format!("sub `{sub}`, aud `{aud}`");
+    for name in ["repository", "ref", "environment"] {
+        if let Some(value) = claim(name) {
+            seen.push_str(&format!(", {name} `{value}`"));
+        }
+    }
+    format!(
+        "; the trust policy of {role} does not let this job in. Its token has {seen}. A statement for the federated principal oidc-provider/token.actions.githubusercontent.com with StringEquals \"token.actions.githubusercontent.com:aud\": \"{aud}\", \"token.actions.githubusercontent.com:sub\": \"{sub}\" would (ecr-push policy check --trust FILE --token … names the condition that fails)"
+    )
 }
 
 async fn default_chain(base: &SdkConfig) -> Result<Hop, Error> {
@@ -426,11 +443,6 @@ fn role_of(arn: &str) -> String {
     }
 }
 
-/// One claim of a JWT, decoded but not verified: for messages only.
-fn token_claim(token: &str, claim: &str) -> Option<String> {
-    jwt_claims(token)?.get(claim)?.as_str().map(str::to_owned)
-}
-
 /// The claims of a JWT, decoded but not verified.
 pub fn jwt_claims(token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
     let payload = token.split('.').nth(1)?;
@@ -479,9 +491,9 @@ mod tests {
             .encode(br#"{"sub":"repo:org/app:ref:refs/heads/main"}"#);
         let token = format!("e30.{claims}.sig");
         assert_eq!(
-            token_claim(&token, "sub").as_deref(),
-            Some("repo:org/app:ref:refs/heads/main")
+            jwt_claims(&token).unwrap()["sub"],
+            "repo:org/app:ref:refs/heads/main"
         );
-        assert_eq!(token_claim("garbage", "sub"), None);
+        assert!(jwt_claims("garbage").is_none());
     }
 }

@@ -780,3 +780,112 @@ fn unreadable_sts_answer_is_reported_without_its_body() {
         );
     }
 }
+
+#[test]
+fn denied_web_identity_assume_quotes_the_tokens_claims() {
+    let stack = Stack::start();
+    stack.recorder.xml_error_once(
+        "AssumeRoleWithWebIdentity",
+        "403 Forbidden",
+        "AccessDenied",
+        "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 19);
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .run();
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    let error = run.error();
+    assert!(
+        error.starts_with(&format!(
+            "web-identity assume of {PUSH_ROLE} failed: AccessDenied: Not authorized"
+        )),
+        "{error}"
+    );
+    assert!(error.contains(&format!("sub `{SUB}`, aud `sts.amazonaws.com`, repository `octo-org/octo-repo`, ref `refs/heads/main`")), "{error}");
+    assert!(
+        error.contains(&format!(
+            "\"token.actions.githubusercontent.com:sub\": \"{SUB}\""
+        )),
+        "{error}"
+    );
+    assert!(
+        stack
+            .recorder
+            .calls_to("BatchCheckLayerAvailability")
+            .is_empty()
+    );
+}
+
+#[test]
+fn denied_cross_account_assume_names_both_sides_and_tag_session() {
+    let stack = Stack::start();
+    stack.recorder.xml_error_once(
+        "AssumeRole",
+        "403 Forbidden",
+        "AccessDenied",
+        "User is not authorized to perform: sts:TagSession",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 20);
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .input("cross-account-role", PUBLISHER_ROLE)
+        .input("session-tags", "true")
+        .run();
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    let error = run.error();
+    assert!(
+        error.starts_with(&format!(
+            "cross-account assume of {PUBLISHER_ROLE} failed: AccessDenied"
+        )),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!("the trust policy of {PUBLISHER_ROLE} must allow sts:AssumeRole and sts:TagSession (session-tags is on) for {PUSH_ROLE}")),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!("needs sts:AssumeRole on {PUBLISHER_ROLE}")),
+        "{error}"
+    );
+}
+
+#[test]
+fn denied_ecr_call_names_action_resource_and_both_sides_across_accounts() {
+    let stack = Stack::start();
+    stack.recorder.json_error_once(
+        "BatchCheckLayerAvailability",
+        "400 Bad Request",
+        "AccessDeniedException",
+        "not authorized to perform: ecr:BatchCheckLayerAvailability",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 21);
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .input("registry-id", "333333333333")
+        .run();
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    let error = run.error();
+    assert!(error.starts_with("ECR BatchCheckLayerAvailability failed for repository app in registry 333333333333 (us-east-1): AccessDeniedException"), "{error}");
+    assert!(error.contains("needs ecr:BatchCheckLayerAvailability on arn:aws:ecr:us-east-1:333333333333:repository/app in its permissions policy, and the repository policy must allow it across accounts"), "{error}");
+    assert!(
+        error.contains("arn:aws:sts::111111111111:assumed-role/ecr-ci-push-role/"),
+        "{error}"
+    );
+    assert!(stack.recorder.calls_to("PutImage").is_empty());
+}

@@ -269,7 +269,20 @@ fn percent_decode(text: &str) -> String {
 pub struct Recorder {
     pub port: u16,
     calls: Arc<Mutex<Vec<Call>>>,
-    lose_answer: Arc<Mutex<Option<String>>>,
+    fault: Arc<Mutex<Option<(String, Fault)>>>,
+}
+
+/// What the recorder does to the next call of one action.
+#[derive(Clone)]
+pub enum Fault {
+    /// Forward it, then drop moto's answer.
+    LoseAnswer,
+    /// Answer it without moto: an HTTP status and a body, as AWS would.
+    Answer {
+        status: &'static str,
+        content_type: &'static str,
+        body: String,
+    },
 }
 
 impl Recorder {
@@ -277,26 +290,54 @@ impl Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
         let port = listener.local_addr().expect("proxy address").port();
         let calls = Arc::new(Mutex::new(Vec::new()));
-        let lose_answer = Arc::new(Mutex::new(None));
-        let (shared, lose) = (Arc::clone(&calls), Arc::clone(&lose_answer));
+        let fault = Arc::new(Mutex::new(None));
+        let (shared, faults) = (Arc::clone(&calls), Arc::clone(&fault));
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (calls, lose) = (Arc::clone(&shared), Arc::clone(&lose));
+                let (calls, faults) = (Arc::clone(&shared), Arc::clone(&faults));
                 thread::spawn(move || {
-                    let _ = relay(client, upstream, &calls, &lose);
+                    let _ = relay(client, upstream, &calls, &faults);
                 });
             }
         });
-        Self {
-            port,
-            calls,
-            lose_answer,
-        }
+        Self { port, calls, fault }
     }
 
     /// The next call to `action` reaches moto, but its answer never reaches the tool.
     pub fn lose_answer_once(&self, action: &str) {
-        *self.lose_answer.lock().expect("lock") = Some(action.to_owned());
+        self.fault_once(action, Fault::LoseAnswer);
+    }
+
+    /// The next call to `action` gets AWS's JSON error `code` (as ECR answers).
+    pub fn json_error_once(&self, action: &str, status: &'static str, code: &str, message: &str) {
+        let body = serde_json::json!({"__type": code, "message": message}).to_string();
+        self.fault_once(
+            action,
+            Fault::Answer {
+                status,
+                content_type: "application/x-amz-json-1.1",
+                body,
+            },
+        );
+    }
+
+    /// The next call to `action` gets AWS's XML error `code` (as STS answers).
+    pub fn xml_error_once(&self, action: &str, status: &'static str, code: &str, message: &str) {
+        let body = format!(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>test</RequestId></ErrorResponse>"
+        );
+        self.fault_once(
+            action,
+            Fault::Answer {
+                status,
+                content_type: "text/xml",
+                body,
+            },
+        );
+    }
+
+    fn fault_once(&self, action: &str, fault: Fault) {
+        *self.fault.lock().expect("lock") = Some((action.to_owned(), fault));
     }
 
     pub fn endpoint(&self) -> String {
@@ -319,7 +360,7 @@ fn relay(
     client: TcpStream,
     upstream: u16,
     calls: &Mutex<Vec<Call>>,
-    lose_answer: &Mutex<Option<String>>,
+    faults: &Mutex<Option<(String, Fault)>>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
@@ -339,19 +380,31 @@ fn relay(
             .form("Action")
             .unwrap_or_default();
         }
-        let lose = {
-            let mut pending = lose_answer.lock().expect("lock");
-            let matches = pending.as_deref() == Some(action.as_str());
-            if matches {
-                *pending = None;
+        let fault = {
+            let mut pending = faults.lock().expect("lock");
+            match pending.as_ref() {
+                Some((target, _)) if *target == action => pending.take().map(|(_, f)| f),
+                _ => None,
             }
-            matches
         };
         calls
             .lock()
             .expect("calls lock")
             .push(Call { action, body: text });
 
+        if let Some(Fault::Answer {
+            status,
+            content_type,
+            body,
+        }) = &fault
+        {
+            write!(
+                client,
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )?;
+            continue;
+        }
         // One upstream connection per request, closed by moto after its answer.
         let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
         let mut head_lines: Vec<&str> = head
@@ -363,7 +416,7 @@ fn relay(
         up.write_all(&body)?;
         let mut response = Vec::new();
         up.read_to_end(&mut response)?;
-        if lose {
+        if matches!(fault, Some(Fault::LoseAnswer)) {
             let _ = client.shutdown(Shutdown::Both);
             return Ok(());
         }
