@@ -889,3 +889,152 @@ fn denied_ecr_call_names_action_resource_and_both_sides_across_accounts() {
     );
     assert!(stack.recorder.calls_to("PutImage").is_empty());
 }
+
+/// moto evaluates ECR actions against resource `*` only, so the role here holds the
+/// generated push *actions* on `*`: this proves the action set is enough and no wider.
+/// That the generated resources are the repository ARNs is the generator's own test.
+#[test]
+fn role_with_only_the_generated_push_actions_pushes_and_can_do_nothing_else() {
+    let stack = Stack::start();
+    stack
+        .moto
+        .create_repository(CI_ACCOUNT, "secure-flask", false);
+    let generated = std::process::Command::new(env!("CARGO_BIN_EXE_ecr-push"))
+        .args([
+            "policy",
+            "generate",
+            "--account",
+            CI_ACCOUNT,
+            "--region",
+            REGION,
+            "--repository",
+            "secure-flask",
+            "--github-repo",
+            "octo-org/octo-repo",
+            "--branch",
+            "main",
+        ])
+        .output()
+        .unwrap();
+    let documents: serde_json::Value = serde_json::from_slice(&generated.stdout).unwrap();
+    let trust = documents["aws-github-oidc-trust.json"].to_string();
+    let mut push = documents["aws-ecr-ci-push.json"].clone();
+    assert_eq!(push["Statement"].as_array().unwrap().len(), 1);
+    push["Statement"][0]["Resource"] = "*".into();
+    stack.moto.iam(
+        CI_ACCOUNT,
+        &[
+            ("Action", "CreateRole"),
+            ("RoleName", "ecr-ci-push-role"),
+            ("AssumeRolePolicyDocument", &trust),
+        ],
+    );
+    stack.moto.iam(
+        CI_ACCOUNT,
+        &[
+            ("Action", "PutRolePolicy"),
+            ("RoleName", "ecr-ci-push-role"),
+            ("PolicyName", "ecr-push"),
+            ("PolicyDocument", &push.to_string()),
+        ],
+    );
+    let credentials = stack.moto.web_identity_credentials(PUSH_ROLE);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 22);
+
+    // The tool's AssumeRoleWithWebIdentity is unsigned by nature; every call after it
+    // is authenticated and evaluated.
+    stack.moto.enforce_iam_after(1);
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "secure-flask")
+        .run();
+    let role = stack.moto.ecr_as(&credentials);
+    let denied = |result: Result<(), String>, action: &str| {
+        let err = result.expect_err(&format!("{action} was allowed"));
+        assert!(
+            err.contains("AccessDenied") || err.contains("not authorized"),
+            "{action}: {err}"
+        );
+    };
+    let repository = "secure-flask";
+    denied(
+        stack
+            .moto
+            .block_on(
+                role.batch_get_image()
+                    .repository_name(repository)
+                    .image_ids(
+                        aws_sdk_ecr::types::ImageIdentifier::builder()
+                            .image_tag("v1")
+                            .build(),
+                    )
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| format!("{}", aws_sdk_ecr::error::DisplayErrorContext(e))),
+        "BatchGetImage",
+    );
+    denied(
+        stack
+            .moto
+            .block_on(role.list_images().repository_name(repository).send())
+            .map(|_| ())
+            .map_err(|e| format!("{}", aws_sdk_ecr::error::DisplayErrorContext(e))),
+        "ListImages",
+    );
+    denied(
+        stack
+            .moto
+            .block_on(
+                role.delete_repository()
+                    .repository_name(repository)
+                    .force(true)
+                    .send(),
+            )
+            .map(|_| ())
+            .map_err(|e| format!("{}", aws_sdk_ecr::error::DisplayErrorContext(e))),
+        "DeleteRepository",
+    );
+    stack.moto.stop_enforcing_iam();
+    assert!(
+        run.ok(),
+        "the generated actions were not enough: {}",
+        run.log()
+    );
+    assert_landed(&stack, CI_ACCOUNT, "secure-flask", "v1", &layout);
+
+    // One action fewer, and a push of a new image fails naming it.
+    push["Statement"][0]["Action"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|a| a != "ecr:PutImage");
+    stack.moto.iam(
+        CI_ACCOUNT,
+        &[
+            ("Action", "PutRolePolicy"),
+            ("RoleName", "ecr-ci-push-role"),
+            ("PolicyName", "ecr-push"),
+            ("PolicyDocument", &push.to_string()),
+        ],
+    );
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = small_image(other_dir.path(), 23);
+    stack.moto.enforce_iam_after(1);
+    let refused = stack
+        .action()
+        .input("image", &other.reference("v1"))
+        .input("repository", "secure-flask")
+        .run();
+    stack.moto.stop_enforcing_iam();
+    assert_eq!(refused.code, Some(1), "{}", refused.log());
+    assert!(
+        refused.error().contains(
+            "needs ecr:PutImage on arn:aws:ecr:us-east-1:111111111111:repository/secure-flask"
+        ),
+        "{}",
+        refused.log()
+    );
+    assert_landed(&stack, CI_ACCOUNT, "secure-flask", "v1", &layout);
+}

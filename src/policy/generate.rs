@@ -409,19 +409,19 @@ mod tests {
                 policy: "ecr-push".into()
             }
         );
-        let trust = &statements(&find(&documents, "aws-ecr-publisher-trust.json").body)[0];
+        let trust = statements(&find(&documents, "aws-ecr-publisher-trust.json").body);
         assert_eq!(
-            trust["Principal"]["AWS"],
+            trust[0]["Principal"]["AWS"],
             "arn:aws:iam::111111111111:role/ecr-ci-push-role"
         );
+        assert_eq!(strings(trust[0].get("Action")), ["sts:AssumeRole"]);
         assert_eq!(
-            strings(trust.get("Action")),
-            ["sts:AssumeRole", "sts:TagSession"]
-        );
-        assert_eq!(
-            trust["Condition"]["StringEquals"]["sts:ExternalId"],
+            trust[0]["Condition"]["StringEquals"]["sts:ExternalId"],
             "EXTERNAL_ID"
         );
+        // sts:TagSession in a statement of its own, for the same principal.
+        assert_eq!(trust[1]["Principal"], trust[0]["Principal"]);
+        assert_eq!(strings(trust[1].get("Action")), ["sts:TagSession"]);
         let assume = &statements(&find(&documents, "aws-ecr-ci-assume-publisher.json").body)[0];
         assert_eq!(
             assume["Resource"],

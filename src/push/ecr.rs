@@ -128,6 +128,10 @@ impl Ecr {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
+        // A 403 whose body carries no code (some proxies and emulators answer so) is
+        // still a refusal of this identity.
+        let forbidden = err.raw_response().map(|r| r.status().as_u16()) == Some(403);
+        let code = code.or(forbidden.then_some("AccessDeniedException"));
         let hint = match code {
             Some("RepositoryNotFoundException") => {
                 "; create the repository, or set create-repository: true".to_owned()

@@ -107,8 +107,8 @@ impl Moto {
         )
     }
 
-    /// An ECR client acting in `account`, for setting up and inspecting the test.
-    pub fn ecr(&self, account: &str) -> aws_sdk_ecr::Client {
+    /// Credentials moto files under `account`, for setting up the test.
+    fn credentials_in(&self, account: &str) -> aws_sdk_sts::types::Credentials {
         let base = self.config(aws_sdk_sts::config::Credentials::new(
             "AKIAIOSFODNN7EXAMPLE",
             "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
@@ -116,7 +116,6 @@ impl Moto {
             None,
             "test",
         ));
-        // moto files a request under the account its credentials were issued for.
         let assumed = self
             .rt
             .block_on(
@@ -127,7 +126,84 @@ impl Moto {
                     .send(),
             )
             .expect("moto AssumeRole");
-        let c = assumed.credentials().expect("credentials");
+        assumed.credentials().expect("credentials").clone()
+    }
+
+    /// Calls moto's IAM (query protocol) in `account`. moto checks no signature until
+    /// IAM enforcement is on, and routes by the credential scope, so the request is sent
+    /// unsigned with a scope naming iam: the IAM SDK crate is not worth its build time
+    /// for three calls.
+    pub fn iam(&self, account: &str, params: &[(&str, &str)]) {
+        let key = self.credentials_in(account).access_key_id().to_owned();
+        let mut body = String::from("Version=2010-05-08");
+        for (k, v) in params {
+            body.push_str(&format!("&{k}={}", percent_encode(v)));
+        }
+        let response = self.rt.block_on(async {
+            reqwest::Client::new()
+                .post(self.endpoint())
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .header(
+                    "Authorization",
+                    format!("AWS4-HMAC-SHA256 Credential={key}/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0"),
+                )
+                .body(body)
+                .send()
+                .await
+        });
+        let response = response.expect("moto IAM answers");
+        assert!(
+            response.status().is_success(),
+            "IAM {params:?}: {}",
+            response.status()
+        );
+    }
+
+    /// From the next `free_requests` requests on, moto authenticates every request and
+    /// evaluates IAM policies (one counter for the whole server).
+    pub fn enforce_iam_after(&self, free_requests: u32) {
+        self.reset_auth(&free_requests.to_string());
+    }
+
+    pub fn stop_enforcing_iam(&self) {
+        self.reset_auth("inf");
+    }
+
+    fn reset_auth(&self, count: &str) {
+        let response = self.rt.block_on(
+            reqwest::Client::new()
+                .post(format!("{}/moto-api/reset-auth", self.endpoint()))
+                .body(count.to_owned())
+                .send(),
+        );
+        assert!(response.expect("moto reset-auth").status().is_success());
+    }
+
+    /// Credentials of `role`, as a job would get them with its token.
+    pub fn web_identity_credentials(&self, role: &str) -> aws_sdk_sts::types::Credentials {
+        let config = self.rt.block_on(
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new(REGION))
+                .endpoint_url(self.endpoint())
+                .no_credentials()
+                .load(),
+        );
+        let output = self
+            .rt
+            .block_on(
+                aws_sdk_sts::Client::new(&config)
+                    .assume_role_with_web_identity()
+                    .role_arn(role)
+                    .role_session_name("test")
+                    .web_identity_token("header.e30.signature")
+                    .send(),
+            )
+            .expect("moto AssumeRoleWithWebIdentity");
+        output.credentials().expect("credentials").clone()
+    }
+
+    /// An ECR client with these credentials.
+    pub fn ecr_as(&self, c: &aws_sdk_sts::types::Credentials) -> aws_sdk_ecr::Client {
         aws_sdk_ecr::Client::new(&self.config(aws_sdk_sts::config::Credentials::new(
             c.access_key_id(),
             c.secret_access_key(),
@@ -135,6 +211,15 @@ impl Moto {
             None,
             "test",
         )))
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.rt.block_on(future)
+    }
+
+    /// An ECR client acting in `account`, for setting up and inspecting the test.
+    pub fn ecr(&self, account: &str) -> aws_sdk_ecr::Client {
+        self.ecr_as(&self.credentials_in(account))
     }
 
     pub fn create_repository(&self, account: &str, name: &str, immutable: bool) {
@@ -238,6 +323,17 @@ impl Call {
             (k == key).then(|| percent_decode(v))
         })
     }
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn percent_decode(text: &str) -> String {
