@@ -243,6 +243,11 @@ pub struct PushArgs {
     #[arg(long, value_name = "TAGS")]
     pub tags: Option<String>,
 
+    /// For a multi-platform image: the platforms to keep, as OS/ARCH[/VARIANT] separated
+    /// by commas or newlines (when empty: the whole index, as it is)
+    #[arg(long, value_name = "PLATFORMS")]
+    pub platforms: Option<String>,
+
     /// AWS region of the registry (when empty: AWS_REGION, AWS_DEFAULT_REGION or the
     /// profile's)
     #[arg(long, value_name = "REGION")]
@@ -348,6 +353,8 @@ pub struct Push {
     /// `None`: the default (the image reference's tag, else `latest`), known once the
     /// image is open.
     pub tags: Option<Vec<String>>,
+    /// Empty: push every platform of an index.
+    pub platforms: Vec<crate::image::Platform>,
     pub region: Option<String>,
     pub auth: Auth,
     pub registry_id: Option<String>,
@@ -386,6 +393,7 @@ impl PushArgs {
         }
         check_repository(&self.repository)?;
         let tags = self.tags.as_deref().map(parse_tags).transpose()?;
+        let platforms = self.platforms.as_deref().map(parse_platforms).transpose()?;
         let region = self.aws_region.filter(|r| !r.is_empty());
         if let Some(region) = &region {
             check_region(region)?;
@@ -462,6 +470,7 @@ impl PushArgs {
             image: self.image,
             repository: self.repository,
             tags,
+            platforms: platforms.unwrap_or_default(),
             region,
             auth: Auth {
                 role_to_assume: self.role_to_assume,
@@ -495,6 +504,31 @@ fn parse_tags(text: &str) -> Result<Vec<String>, Error> {
         return Err(invalid("tags", "lists no tag"));
     }
     Ok(tags)
+}
+
+/// Splits `platforms` on commas and newlines into OS/ARCH[/VARIANT], dropping blanks
+/// and repeats.
+fn parse_platforms(text: &str) -> Result<Vec<crate::image::Platform>, Error> {
+    let mut platforms: Vec<crate::image::Platform> = Vec::new();
+    for item in text
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let platform = crate::image::Platform::parse(item).map_err(|_| {
+            invalid(
+                "platforms",
+                format!("`{item}` is not OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm64/v8"),
+            )
+        })?;
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
+        }
+    }
+    if platforms.is_empty() {
+        return Err(invalid("platforms", "lists no platform"));
+    }
+    Ok(platforms)
 }
 
 /// The tag when `tags` is empty: the image reference's REF, else `latest`.
@@ -717,6 +751,17 @@ mod tests {
             &"a".repeat(257),
         ] {
             assert!(check_repository(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn platforms_split_like_tags_and_must_name_os_and_arch() {
+        let parsed = parse_platforms("linux/amd64, linux/arm64/v8\nlinux/amd64").unwrap();
+        let shown: Vec<String> = parsed.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["linux/amd64", "linux/arm64/v8"]);
+        for bad in ["amd64", "linux/", "linux/amd64/v8/x", "linux amd64", " , "] {
+            let err = parse_platforms(bad).unwrap_err().to_string();
+            assert!(err.starts_with("platforms: "), "{bad}: {err}");
         }
     }
 

@@ -109,20 +109,36 @@ async fn run(
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<(), Error> {
     let reference = push.image.clone();
+    let platforms = push.platforms.clone();
     // Opening reads and indexes files: off the reactor.
-    let image = tokio::task::spawn_blocking(move || Image::open(&reference))
+    let image = tokio::task::spawn_blocking(move || Image::open(&reference, &platforms))
         .await
         .map_err(|e| Error::Runtime(std::io::Error::other(e)))??;
     let tags = match push.tags {
         Some(tags) => tags,
         None => vec![inputs::default_tag(image.tag.as_deref())?],
     };
+    if let Some(original) = &image.original_digest {
+        tracing::info!(
+            "index {original} rewritten for platforms {}: {}",
+            push.platforms
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            image.manifest.digest
+        );
+    }
     tracing::info!(
-        "image {} ({}, {} blobs, {})",
+        "image {} ({}{}, {} blobs, {})",
         image.manifest.digest,
         image.manifest.media_type,
+        match image.children.len() {
+            0 => String::new(),
+            n => format!(" of {n} manifests"),
+        },
         image.blobs().len(),
-        report::human_bytes(push::total_size(&image.blobs()))
+        report::human_bytes(push::total_size(image.blobs()))
     );
 
     let session = {
@@ -170,6 +186,7 @@ async fn run(
         registry: &registry,
         repository: &push.repository,
         digest: &image.manifest.digest,
+        original_digest: image.original_digest.as_ref(),
         tags: &tags,
         report: &report,
     };

@@ -13,6 +13,8 @@ pub struct Report {
     pub bytes_skipped: u64,
     pub tags_set: Vec<String>,
     pub tags_unchanged: Vec<String>,
+    /// Manifests stored: the top one and, for an index, its children.
+    pub manifests: usize,
     pub elapsed: Duration,
 }
 
@@ -21,6 +23,8 @@ pub struct Pushed<'a> {
     pub registry: &'a str,
     pub repository: &'a str,
     pub digest: &'a Digest,
+    /// The source index's digest, when `platforms` made a new index.
+    pub original_digest: Option<&'a Digest>,
     pub tags: &'a [String],
     pub report: &'a Report,
 }
@@ -67,11 +71,25 @@ impl Pushed<'_> {
                     .join(", ")
             }
         };
+        let mut digest_rows = format!("| Digest | `{}` |\n", self.digest);
+        if let Some(original) = self.original_digest {
+            digest_rows = format!(
+                "| Digest | `{}` (a new index: only the platforms asked for) |\n\
+                 | Source index | `{original}` |\n",
+                self.digest
+            );
+        }
+        if r.manifests > 1 {
+            digest_rows.push_str(&format!(
+                "| Manifests | {} (an index and its children) |\n",
+                r.manifests
+            ));
+        }
         format!(
             "### ecr-push: pushed `{repository}`\n\n\
              | | |\n|---|---|\n\
              | Image | `{uri}` |\n\
-             | Digest | `{digest}` |\n\
+             {digest_rows}\
              | Tags set | {set} |\n\
              | Tags already in place | {unchanged} |\n\
              | Uploaded | {up_bytes} in {up_blobs} blobs |\n\
@@ -79,7 +97,6 @@ impl Pushed<'_> {
              | Time | {secs:.1} s |\n\n",
             repository = self.repository,
             uri = self.image_uri(),
-            digest = self.digest,
             set = tag_list(&r.tags_set),
             unchanged = tag_list(&r.tags_unchanged),
             up_bytes = human_bytes(r.bytes_uploaded),

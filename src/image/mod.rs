@@ -1,11 +1,12 @@
 //! The image model: what a push needs from a source, whatever the source is.
 //!
-//! An image is its manifest's exact bytes (the digest is over those bytes, so they are
-//! never re-serialised), the descriptors of its config and layers, and a way to open each
-//! blob. Every source format is one adapter in this folder that builds an [`Image`]; the
-//! destination side sees only this model. Blob bytes are read through [`BlobReader`],
-//! which checks size and digest as it reads, so a corrupt blob stops the push before any
-//! manifest is written.
+//! An image is its top manifest's exact bytes (the digest is over those bytes, so they
+//! are never re-serialised), for an index the child manifests it lists, every blob of
+//! every manifest once, and a way to open each blob. Every source format is one adapter
+//! in this folder that hands [`load`] a blob store and the top descriptor; the
+//! destination side sees only this model. Blob and manifest bytes are read through
+//! [`BlobReader`], which checks size and digest as it reads, so a corrupt blob stops the
+//! push before any manifest is written.
 
 mod oci;
 mod oci_archive;
@@ -21,6 +22,13 @@ use sha2::{Digest as _, Sha256};
 /// ECR's PutImage refuses manifests over 4 MiB; so does the OCI distribution spec's
 /// recommended limit, so nothing larger is worth reading into memory.
 pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+
+/// An index of indexes is legal and rare; deeper nesting is a mistake or an attack.
+const MAX_INDEX_DEPTH: usize = 4;
+
+/// buildx marks its provenance and SBOM manifests so, naming the image they describe.
+const REFERENCE_TYPE: &str = "vnd.docker.reference.type";
+const REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
 
 const INDEX_MEDIA_TYPES: [&str; 2] = [
     "application/vnd.oci.image.index.v1+json",
@@ -53,10 +61,22 @@ pub enum Error {
     MissingBlob { path: PathBuf, digest: Digest },
     #[error("image: manifest {digest} is {size} bytes; ECR accepts at most {MAX_MANIFEST_BYTES}")]
     ManifestTooLarge { digest: Digest, size: u64 },
+    #[error("image: index {digest} lists itself or an index above it")]
+    IndexCycle { digest: Digest },
+    #[error("image: indexes are nested more than {MAX_INDEX_DEPTH} deep under {digest}")]
+    IndexTooDeep { digest: Digest },
     #[error(
-        "image: {digest} is an image index (multi-platform); pushing indexes is not supported yet, build a single-platform image (buildx: --platform ONE --provenance=false)"
+        "platforms: {digest} is a single-platform manifest, not an index; leave platforms empty"
     )]
-    Index { digest: Digest },
+    NotAnIndex { digest: Digest },
+    #[error("platforms: index {digest} has none of {wanted}; it has {available}")]
+    NoPlatform {
+        digest: Digest,
+        wanted: String,
+        available: String,
+    },
+    #[error("platforms: `{0}` is not OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm64/v8")]
+    Platform(String),
     #[error(
         "image: manifest {digest} declares media type {in_manifest} but its descriptor says {in_descriptor}"
     )]
@@ -155,51 +175,98 @@ pub trait Blobs: Send + Sync {
     fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, Error>;
 }
 
-/// An image ready to push: a single-platform manifest, its blobs, and the tag its
-/// reference named, if any.
+/// An image ready to push: the top manifest (what tags point at), for an index its
+/// child manifests, every blob once, and the tag its reference named, if any.
 pub struct Image {
     pub manifest: Manifest,
-    pub config: Descriptor,
-    pub layers: Vec<Descriptor>,
+    /// For an index: the manifests it lists, each after those it lists itself, so
+    /// pushing them in order never references a manifest not yet there.
+    pub children: Vec<Manifest>,
+    /// The digest the source had, when `platforms` rewrote the index.
+    pub original_digest: Option<Digest>,
     pub tag: Option<String>,
-    blobs: Arc<dyn Blobs>,
+    blobs: Vec<Descriptor>,
+    store: Arc<dyn Blobs>,
 }
 
 impl Image {
     /// Opens an image from a reference in skopeo's transport syntax. Local sources only
     /// touch the file system, so a bad image fails before any network call.
-    pub fn open(reference: &str) -> Result<Self, Error> {
+    pub fn open(reference: &str, platforms: &[Platform]) -> Result<Self, Error> {
         let (transport, rest) = reference
             .split_once(':')
             .ok_or_else(|| Error::Reference(reference.to_owned()))?;
-        match transport {
-            "oci" => oci::open_dir(rest),
-            "oci-archive" => oci_archive::open(rest),
+        let (store, top, tag) = match transport {
+            "oci" => oci::open_dir(rest)?,
+            "oci-archive" => oci_archive::open(rest)?,
             "docker" | "docker-daemon" | "docker-archive" | "containers-storage" | "dir" => {
-                Err(Error::UnsupportedTransport {
+                return Err(Error::UnsupportedTransport {
                     transport: transport.to_owned(),
-                })
+                });
             }
-            _ => Err(Error::Reference(reference.to_owned())),
-        }
+            _ => return Err(Error::Reference(reference.to_owned())),
+        };
+        load(store, &top, tag, platforms)
     }
 
-    /// Config first, then layers, each digest once: a blob listed twice is pushed once.
-    pub fn blobs(&self) -> Vec<&Descriptor> {
-        let mut seen = HashSet::new();
-        std::iter::once(&self.config)
-            .chain(&self.layers)
-            .filter(|d| seen.insert(&d.digest))
-            .collect()
+    /// Every blob of every manifest, each digest once: a blob listed twice is pushed once.
+    pub fn blobs(&self) -> &[Descriptor] {
+        &self.blobs
     }
 
     pub fn read_blob(&self, descriptor: &Descriptor) -> Result<BlobReader, Error> {
-        Ok(BlobReader {
-            inner: self.blobs.open(&descriptor.digest)?,
-            descriptor: descriptor.clone(),
-            hasher: Sha256::new(),
-            read: 0,
-        })
+        Ok(BlobReader::new(
+            self.store.open(&descriptor.digest)?,
+            descriptor.clone(),
+        ))
+    }
+}
+
+/// A platform as `platforms` names it: `os/arch[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    os: String,
+    architecture: String,
+    variant: Option<String>,
+}
+
+impl Platform {
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let parts: Vec<&str> = text.split('/').collect();
+        let valid =
+            |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        match parts.as_slice() {
+            [os, arch] if [os, arch].iter().all(|p| valid(p)) => Ok(Self {
+                os: (*os).to_owned(),
+                architecture: (*arch).to_owned(),
+                variant: None,
+            }),
+            [os, arch, variant] if [os, arch, variant].iter().all(|p| valid(p)) => Ok(Self {
+                os: (*os).to_owned(),
+                architecture: (*arch).to_owned(),
+                variant: Some((*variant).to_owned()),
+            }),
+            _ => Err(Error::Platform(text.to_owned())),
+        }
+    }
+
+    /// Whether an index entry's `platform` object is this one; a platform named without
+    /// a variant takes any variant.
+    fn matches(&self, platform: &serde_json::Value) -> bool {
+        let field = |name: &str| platform.get(name).and_then(|v| v.as_str());
+        field("os") == Some(self.os.as_str())
+            && field("architecture") == Some(self.architecture.as_str())
+            && (self.variant.is_none() || field("variant") == self.variant.as_deref())
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(variant) = &self.variant {
+            write!(f, "/{variant}")?;
+        }
+        Ok(())
     }
 }
 
@@ -212,95 +279,216 @@ fn split_path_ref(rest: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Builds an [`Image`] from a manifest's bytes and the descriptor that pointed at it,
-/// checking the bytes against the descriptor first.
-fn image_from_manifest(
-    bytes: Vec<u8>,
-    descriptor: &oci_spec::image::Descriptor,
+/// Builds an [`Image`] from a blob store and the descriptor of its top manifest: reads
+/// and verifies every manifest below it, and gathers their blobs.
+pub(crate) fn load(
+    store: Arc<dyn Blobs>,
+    top: &Descriptor,
     tag: Option<String>,
-    blobs: Arc<dyn Blobs>,
-    path: &std::path::Path,
+    platforms: &[Platform],
 ) -> Result<Image, Error> {
-    let expected = Descriptor::from_spec(descriptor)?;
-    verify_whole(&bytes, &expected)?;
+    let mut manifest = read_manifest(&*store, top)?;
+    let mut original_digest = None;
+    if !platforms.is_empty() {
+        if !is_index(&manifest.media_type) {
+            return Err(Error::NotAnIndex {
+                digest: manifest.digest,
+            });
+        }
+        let bytes = keep_platforms(&manifest, platforms)?;
+        original_digest = Some(manifest.digest);
+        manifest = Manifest {
+            digest: Digest::of(&bytes),
+            bytes,
+            media_type: manifest.media_type,
+        };
+    }
+    let mut walk = Walk {
+        store: &*store,
+        children: Vec::new(),
+        blobs: Vec::new(),
+        seen: HashSet::new(),
+    };
+    walk.manifest(&manifest, &mut vec![manifest.digest.clone()])?;
+    Ok(Image {
+        children: walk.children,
+        blobs: walk.blobs,
+        manifest,
+        original_digest,
+        tag,
+        store,
+    })
+}
+
+fn is_index(media_type: &str) -> bool {
+    INDEX_MEDIA_TYPES.contains(&media_type)
+}
+
+/// Reads one manifest whole, verified against its descriptor, with its media type from
+/// itself or, where it has none (umoci writes it so), from the descriptor.
+fn read_manifest(store: &dyn Blobs, descriptor: &Descriptor) -> Result<Manifest, Error> {
+    if descriptor.size > MAX_MANIFEST_BYTES {
+        return Err(Error::ManifestTooLarge {
+            digest: descriptor.digest.clone(),
+            size: descriptor.size,
+        });
+    }
+    let mut reader = BlobReader::new(store.open(&descriptor.digest)?, descriptor.clone());
+    let bytes = reader.read_part(descriptor.size as usize)?;
     #[derive(serde::Deserialize)]
     struct MediaTypeOnly {
         #[serde(rename = "mediaType")]
         media_type: Option<String>,
     }
-    let json_err = |source| Error::Json {
-        path: path.to_owned(),
-        what: format!("manifest {}", expected.digest),
-        source,
-    };
     let declared = serde_json::from_slice::<MediaTypeOnly>(&bytes)
-        .map_err(json_err)?
+        .map_err(|source| Error::Json {
+            path: PathBuf::from(descriptor.digest.as_str()),
+            what: "the manifest".into(),
+            source,
+        })?
         .media_type;
-    // umoci and some exporters leave `mediaType` out of the manifest; the index
-    // descriptor then carries it, and PutImage needs it as a parameter.
     let media_type = match declared {
         Some(in_manifest)
-            if !expected.media_type.is_empty() && in_manifest != expected.media_type =>
+            if !descriptor.media_type.is_empty() && in_manifest != descriptor.media_type =>
         {
             return Err(Error::MediaTypeConflict {
-                digest: expected.digest,
+                digest: descriptor.digest.clone(),
                 in_manifest,
-                in_descriptor: expected.media_type,
+                in_descriptor: descriptor.media_type.clone(),
             });
         }
         Some(in_manifest) => in_manifest,
-        None if !expected.media_type.is_empty() => expected.media_type.clone(),
+        None if !descriptor.media_type.is_empty() => descriptor.media_type.clone(),
         None => {
             return Err(Error::NoMediaType {
-                digest: expected.digest,
+                digest: descriptor.digest.clone(),
             });
         }
     };
-    if INDEX_MEDIA_TYPES.contains(&media_type.as_str()) {
-        return Err(Error::Index {
-            digest: expected.digest,
-        });
-    }
-    let parsed: oci_spec::image::ImageManifest =
-        serde_json::from_slice(&bytes).map_err(json_err)?;
-    let layers = parsed
-        .layers()
-        .iter()
-        .map(Descriptor::from_spec)
-        .collect::<Result<_, _>>()?;
-    Ok(Image {
-        config: Descriptor::from_spec(parsed.config())?,
-        layers,
-        manifest: Manifest {
-            bytes,
-            media_type,
-            digest: expected.digest,
-        },
-        tag,
-        blobs,
+    Ok(Manifest {
+        bytes,
+        media_type,
+        digest: descriptor.digest.clone(),
     })
 }
 
-/// Checks bytes already in memory (a manifest) against their descriptor.
-fn verify_whole(bytes: &[u8], expected: &Descriptor) -> Result<(), Error> {
-    let actual = Digest::of(bytes);
-    if bytes.len() as u64 != expected.size {
-        return Err(Error::Corrupt {
-            digest: expected.digest.clone(),
-            reason: format!(
-                "{} bytes where the descriptor says {}",
-                bytes.len(),
-                expected.size
-            ),
+/// The walk down from the top manifest.
+struct Walk<'a> {
+    store: &'a dyn Blobs,
+    children: Vec<Manifest>,
+    blobs: Vec<Descriptor>,
+    seen: HashSet<Digest>,
+}
+
+impl Walk<'_> {
+    /// `path`: the digests from the top down to this manifest, to refuse cycles.
+    fn manifest(&mut self, manifest: &Manifest, path: &mut Vec<Digest>) -> Result<(), Error> {
+        let json_err = |source| Error::Json {
+            path: PathBuf::from(manifest.digest.as_str()),
+            what: "the manifest".into(),
+            source,
+        };
+        if !is_index(&manifest.media_type) {
+            let parsed: oci_spec::image::ImageManifest =
+                serde_json::from_slice(&manifest.bytes).map_err(json_err)?;
+            for spec in std::iter::once(parsed.config()).chain(parsed.layers()) {
+                let descriptor = Descriptor::from_spec(spec)?;
+                if self.seen.insert(descriptor.digest.clone()) {
+                    self.blobs.push(descriptor);
+                }
+            }
+            return Ok(());
+        }
+        if path.len() > MAX_INDEX_DEPTH {
+            return Err(Error::IndexTooDeep {
+                digest: manifest.digest.clone(),
+            });
+        }
+        let index: oci_spec::image::ImageIndex =
+            serde_json::from_slice(&manifest.bytes).map_err(json_err)?;
+        for spec in index.manifests() {
+            let descriptor = Descriptor::from_spec(spec)?;
+            if path.contains(&descriptor.digest) {
+                return Err(Error::IndexCycle {
+                    digest: descriptor.digest,
+                });
+            }
+            if self.children.iter().any(|c| c.digest == descriptor.digest) {
+                continue;
+            }
+            let child = read_manifest(self.store, &descriptor)?;
+            path.push(child.digest.clone());
+            self.manifest(&child, path)?;
+            path.pop();
+            self.children.push(child);
+        }
+        Ok(())
+    }
+}
+
+/// A new index with only the entries for `platforms`, and the attestation manifests
+/// that describe them. Everything else in the index is kept as it was.
+fn keep_platforms(index: &Manifest, platforms: &[Platform]) -> Result<Vec<u8>, Error> {
+    let json_err = |source| Error::Json {
+        path: PathBuf::from(index.digest.as_str()),
+        what: "the index".into(),
+        source,
+    };
+    let mut value: serde_json::Value = serde_json::from_slice(&index.bytes).map_err(json_err)?;
+    let entries = value
+        .get("manifests")
+        .and_then(|m| m.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let annotation = |entry: &serde_json::Value, key: &str| {
+        entry
+            .get("annotations")
+            .and_then(|a| a.get(key))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let kept_images: Vec<String> = entries
+        .iter()
+        .filter(|e| annotation(e, REFERENCE_TYPE).is_none())
+        .filter(|e| {
+            e.get("platform")
+                .is_some_and(|p| platforms.iter().any(|wanted| wanted.matches(p)))
+        })
+        .filter_map(|e| e.get("digest").and_then(|d| d.as_str()).map(str::to_owned))
+        .collect();
+    if kept_images.is_empty() {
+        let available: Vec<String> = entries
+            .iter()
+            .filter_map(|e| e.get("platform"))
+            .map(|p| {
+                let field = |n: &str| p.get(n).and_then(|v| v.as_str()).unwrap_or("?");
+                match p.get("variant").and_then(|v| v.as_str()) {
+                    Some(v) => format!("{}/{}/{v}", field("os"), field("architecture")),
+                    None => format!("{}/{}", field("os"), field("architecture")),
+                }
+            })
+            .filter(|p| p != "unknown/unknown")
+            .collect();
+        return Err(Error::NoPlatform {
+            digest: index.digest.clone(),
+            wanted: platforms
+                .iter()
+                .map(Platform::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            available: available.join(", "),
         });
     }
-    if actual != expected.digest {
-        return Err(Error::Corrupt {
-            digest: expected.digest.clone(),
-            reason: format!("its bytes hash to {actual}"),
-        });
-    }
-    Ok(())
+    let kept: Vec<serde_json::Value> = entries
+        .into_iter()
+        .filter(|e| {
+            let digest = e.get("digest").and_then(|d| d.as_str()).unwrap_or_default();
+            kept_images.iter().any(|k| k == digest)
+                || annotation(e, REFERENCE_DIGEST).is_some_and(|d| kept_images.contains(&d))
+        })
+        .collect();
+    value["manifests"] = serde_json::Value::Array(kept);
+    serde_json::to_vec(&value).map_err(json_err)
 }
 
 /// Reads a blob part by part, hashing as it goes; the part that ends the blob is only
@@ -314,6 +502,15 @@ pub struct BlobReader {
 }
 
 impl BlobReader {
+    fn new(inner: Box<dyn Read + Send>, descriptor: Descriptor) -> Self {
+        Self {
+            inner,
+            descriptor,
+            hasher: Sha256::new(),
+            read: 0,
+        }
+    }
+
     pub fn descriptor(&self) -> &Descriptor {
         &self.descriptor
     }
@@ -397,12 +594,7 @@ mod tests {
     use super::*;
 
     fn reader(bytes: &'static [u8], descriptor: Descriptor) -> BlobReader {
-        BlobReader {
-            inner: Box::new(bytes),
-            descriptor,
-            hasher: Sha256::new(),
-            read: 0,
-        }
+        BlobReader::new(Box::new(bytes), descriptor)
     }
 
     fn descriptor_of(bytes: &[u8]) -> Descriptor {

@@ -9,7 +9,11 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{Blobs, Digest, Error, Image, MAX_MANIFEST_BYTES, image_from_manifest, split_path_ref};
+use super::{Blobs, Descriptor, Digest, Error, split_path_ref};
+
+/// What a layout adapter hands to [`super::load`]: the blob store, the descriptor of
+/// the manifest to push, and the tag its reference named.
+pub(super) type Opened = (Arc<dyn Blobs>, Descriptor, Option<String>);
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -62,7 +66,7 @@ impl Files for Dir {
     }
 }
 
-pub(super) fn open_dir(rest: &str) -> Result<Image, Error> {
+pub(super) fn open_dir(rest: &str) -> Result<Opened, Error> {
     let (path, reference) = split_path_ref(rest);
     let root = PathBuf::from(path);
     if !root.is_dir() {
@@ -74,7 +78,7 @@ pub(super) fn open_dir(rest: &str) -> Result<Image, Error> {
     open_layout(Dir(root), reference)
 }
 
-pub(super) fn open_layout<F: Files>(files: F, reference: Option<&str>) -> Result<Image, Error> {
+pub(super) fn open_layout<F: Files>(files: F, reference: Option<&str>) -> Result<Opened, Error> {
     let root = files.root().to_owned();
     let layout_err = |reason: String| Error::Layout {
         path: root.clone(),
@@ -127,21 +131,9 @@ pub(super) fn open_layout<F: Files>(files: F, reference: Option<&str>) -> Result
         }
     };
 
-    let digest = Digest::parse(descriptor.digest().as_ref())?;
-    if descriptor.size() > MAX_MANIFEST_BYTES {
-        return Err(Error::ManifestTooLarge {
-            digest,
-            size: descriptor.size(),
-        });
-    }
-    let path = format!("blobs/sha256/{}", digest.hex());
-    let bytes =
-        read_small(&files, &path, MAX_MANIFEST_BYTES)?.ok_or_else(|| Error::MissingBlob {
-            path: root.clone(),
-            digest: digest.clone(),
-        })?;
+    let top = Descriptor::from_spec(descriptor)?;
     let tag = reference.map(str::to_owned);
-    image_from_manifest(bytes, descriptor, tag, Arc::new(Layout(files)), &root)
+    Ok((Arc::new(Layout(files)), top, tag))
 }
 
 /// Reads a whole file that must stay small; `None` when it does not exist.

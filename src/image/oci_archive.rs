@@ -11,8 +11,8 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::oci::{Files, open_layout};
-use super::{Error, Image, split_path_ref};
+use super::oci::{Files, Opened, open_layout};
+use super::{Error, split_path_ref};
 
 struct Archive {
     path: PathBuf,
@@ -35,7 +35,7 @@ impl Files for Archive {
     }
 }
 
-pub(super) fn open(rest: &str) -> Result<Image, Error> {
+pub(super) fn open(rest: &str) -> Result<Opened, Error> {
     let (path, reference) = split_path_ref(rest);
     let path = PathBuf::from(path);
     let entries = index(&path).map_err(|source| match source.kind() {

@@ -422,7 +422,7 @@ impl Destination for Ecr {
         }
     }
 
-    async fn put_manifest(&self, manifest: &Manifest, tag: &str) -> Result<Tagged, Error> {
+    async fn put_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> Result<Tagged, Error> {
         let text = std::str::from_utf8(&manifest.bytes)
             .map_err(|_| Error::ManifestNotText(manifest.digest.clone()))?;
         let result = self
@@ -433,7 +433,7 @@ impl Destination for Ecr {
             .image_manifest(text)
             .image_manifest_media_type(&manifest.media_type)
             .image_digest(manifest.digest.as_str())
-            .image_tag(tag)
+            .set_image_tag(tag.map(str::to_owned))
             .send()
             .await;
         match result {
@@ -469,7 +469,11 @@ impl Destination for Ecr {
                     Some("ImageAlreadyExistsException" | "ImageTagAlreadyExistsException")
                 ) =>
             {
-                self.resolve_conflict(manifest, tag).await
+                match tag {
+                    Some(tag) => self.resolve_conflict(manifest, tag).await,
+                    // By digest, the manifest there is this one.
+                    None => Ok(Tagged::AlreadySet),
+                }
             }
             Err(err) => Err(self.api_error("PutImage", &err, err.code())),
         }

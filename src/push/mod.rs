@@ -69,8 +69,10 @@ pub enum Error {
 }
 
 /// The sum of the blobs' declared sizes; manifests are input, so it must not overflow.
-pub fn total_size(blobs: &[&Descriptor]) -> u64 {
-    blobs.iter().fold(0, |sum, d| sum.saturating_add(d.size))
+pub fn total_size<'a>(blobs: impl IntoIterator<Item = &'a Descriptor>) -> u64 {
+    blobs
+        .into_iter()
+        .fold(0, |sum, d| sum.saturating_add(d.size))
 }
 
 /// Whether a tag had to be written.
@@ -86,8 +88,8 @@ pub trait Destination {
     async fn missing(&self, digests: &[&Digest]) -> Result<HashSet<Digest>, Error>;
     /// Uploads one blob; the reader proves its bytes before the upload completes.
     async fn upload(&self, blob: BlobReader) -> Result<(), Error>;
-    /// Points `tag` at the manifest.
-    async fn put_manifest(&self, manifest: &Manifest, tag: &str) -> Result<Tagged, Error>;
+    /// Stores the manifest, under `tag` or, for the children of an index, by digest only.
+    async fn put_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> Result<Tagged, Error>;
 }
 
 pub async fn push<D: Destination>(
@@ -97,7 +99,7 @@ pub async fn push<D: Destination>(
     concurrency: usize,
 ) -> Result<Report, Error> {
     let started = Instant::now();
-    let blobs = image.blobs();
+    let blobs: Vec<&Descriptor> = image.blobs().iter().collect();
     let digests: Vec<&Digest> = blobs.iter().map(|d| &d.digest).collect();
     let missing = destination.missing(&digests).await?;
     let (mut to_upload, present): (Vec<_>, Vec<_>) =
@@ -105,9 +107,9 @@ pub async fn push<D: Destination>(
     to_upload.sort_by_key(|d| std::cmp::Reverse(d.size));
     let mut report = Report {
         blobs_uploaded: to_upload.len(),
-        bytes_uploaded: total_size(&to_upload),
+        bytes_uploaded: total_size(to_upload.iter().copied()),
         blobs_skipped: present.len(),
-        bytes_skipped: total_size(&present),
+        bytes_skipped: total_size(present.iter().copied()),
         ..Report::default()
     };
     if !present.is_empty() {
@@ -147,9 +149,15 @@ pub async fn push<D: Destination>(
         .try_collect::<Vec<()>>()
         .await?;
 
+    // An index's children go first, by digest: ECR refuses an index whose manifests
+    // it does not hold (ReferencedImagesNotFoundException).
+    for child in &image.children {
+        destination.put_manifest(child, None).await?;
+    }
+    report.manifests = image.children.len() + 1;
     for tag in tags {
         let tagged = destination
-            .put_manifest(&image.manifest, tag)
+            .put_manifest(&image.manifest, Some(tag))
             .await
             .map_err(|source| {
                 let set: Vec<&str> = report

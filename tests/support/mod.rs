@@ -262,6 +262,34 @@ impl Moto {
         ))
     }
 
+    /// The manifest stored under a digest in moto: (media type, bytes), or None.
+    pub fn manifest_by_digest(
+        &self,
+        account: &str,
+        repository: &str,
+        digest: &str,
+    ) -> Option<(String, String)> {
+        let ecr = self.ecr(account);
+        let output = self
+            .rt
+            .block_on(
+                ecr.batch_get_image()
+                    .repository_name(repository)
+                    .image_ids(
+                        aws_sdk_ecr::types::ImageIdentifier::builder()
+                            .image_digest(digest)
+                            .build(),
+                    )
+                    .send(),
+            )
+            .ok()?;
+        let image = output.images().first()?;
+        Some((
+            image.image_manifest_media_type()?.to_owned(),
+            image.image_manifest()?.to_owned(),
+        ))
+    }
+
     /// The size ECR reports for each available blob, by digest.
     pub fn available_blobs(
         &self,
@@ -849,6 +877,174 @@ pub fn write_layout(dir: &Path, tag: &str, layers: &[Vec<u8>]) -> Layout {
 }
 
 /// An uncompressed tar with no entries: what an empty layer is.
+/// A manifest in a multi-platform layout: its digest and exact bytes, and for an
+/// image its platform.
+pub struct Stored {
+    pub digest: String,
+    pub bytes: Vec<u8>,
+    pub platform: Option<&'static str>,
+}
+
+/// A multi-platform OCI layout as `docker buildx build --platform … --output type=oci`
+/// writes it: index.json names an image index that lists one image per platform (all
+/// sharing a base layer) and, after them, one attestation manifest per image.
+pub struct IndexLayout {
+    pub dir: PathBuf,
+    pub index: Stored,
+    pub images: Vec<Stored>,
+    pub attestations: Vec<Stored>,
+    /// Every blob of every manifest, each once: digest and size.
+    pub blobs: Vec<(String, usize)>,
+}
+
+impl IndexLayout {
+    pub fn reference(&self, tag: &str) -> String {
+        format!("oci:{}:{tag}", self.dir.display())
+    }
+}
+
+pub fn write_index_layout(dir: &Path, tag: &str, platforms: &[&'static str]) -> IndexLayout {
+    let blob_dir = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blob_dir).expect("create layout");
+    let mut blobs: Vec<(String, usize)> = Vec::new();
+    let mut put = |bytes: &[u8]| {
+        let digest = sha256(bytes);
+        std::fs::write(blob_dir.join(digest.trim_start_matches("sha256:")), bytes)
+            .expect("write blob");
+        if !blobs.iter().any(|(d, _)| *d == digest) {
+            blobs.push((digest.clone(), bytes.len()));
+        }
+        serde_json::json!({"digest": digest, "size": bytes.len()})
+    };
+    let with_type = |mut descriptor: serde_json::Value, media_type: &str| {
+        descriptor["mediaType"] = media_type.into();
+        descriptor
+    };
+    let base = put(&random_bytes(90, 200 * 1024));
+    let mut images = Vec::new();
+    let mut attestations = Vec::new();
+    for (n, platform) in platforms.iter().enumerate() {
+        let mut parts = platform.split('/');
+        let (os, arch) = (parts.next().unwrap(), parts.next().unwrap());
+        let variant = parts.next();
+        let own = put(&random_bytes(91 + n as u64, 50 * 1024 + n));
+        let config = put(
+            serde_json::json!({"architecture": arch, "os": os, "variant": variant,
+                "rootfs": {"type": "layers", "diff_ids": [base["digest"], own["digest"]]}})
+            .to_string()
+            .as_bytes(),
+        );
+        let manifest = serde_json::to_vec_pretty(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": with_type(config, "application/vnd.oci.image.config.v1+json"),
+            "layers": [
+                with_type(base.clone(), "application/vnd.oci.image.layer.v1.tar"),
+                with_type(own, "application/vnd.oci.image.layer.v1.tar"),
+            ],
+        }))
+        .unwrap();
+        put(&manifest);
+        images.push(Stored {
+            digest: sha256(&manifest),
+            bytes: manifest,
+            platform: Some(platform),
+        });
+    }
+    for image in &images {
+        let statement = put(
+            serde_json::json!({"_type": "https://in-toto.io/Statement/v0.1",
+                "subject": [{"digest": {"sha256": image.digest.trim_start_matches("sha256:")}}]})
+            .to_string()
+            .as_bytes(),
+        );
+        let config = put(br#"{"architecture":"unknown","os":"unknown","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#);
+        let mut layer = with_type(statement, "application/vnd.in-toto+json");
+        layer["annotations"] =
+            serde_json::json!({"in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2"});
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": with_type(config, "application/vnd.oci.image.config.v1+json"),
+            "layers": [layer],
+        }))
+        .unwrap();
+        put(&manifest);
+        attestations.push(Stored {
+            digest: sha256(&manifest),
+            bytes: manifest,
+            platform: None,
+        });
+    }
+    let mut entries: Vec<serde_json::Value> = images
+        .iter()
+        .map(|image| {
+            let mut parts = image.platform.unwrap().split('/');
+            let mut platform = serde_json::json!({"architecture": "", "os": parts.next()});
+            platform["architecture"] = parts.next().into();
+            if let Some(variant) = parts.next() {
+                platform["variant"] = variant.into();
+            }
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": image.digest, "size": image.bytes.len(), "platform": platform,
+            })
+        })
+        .collect();
+    entries.extend(
+        images
+            .iter()
+            .zip(&attestations)
+            .map(|(image, attestation)| {
+                serde_json::json!({
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": attestation.digest, "size": attestation.bytes.len(),
+                    "annotations": {
+                        "vnd.docker.reference.digest": image.digest,
+                        "vnd.docker.reference.type": "attestation-manifest",
+                    },
+                    "platform": {"architecture": "unknown", "os": "unknown"},
+                })
+            }),
+    );
+    let index = serde_json::to_vec_pretty(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    }))
+    .unwrap();
+    put(&index);
+    let top = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": sha256(&index),
+            "size": index.len(),
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), top.to_string()).expect("index.json");
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
+        .expect("oci-layout");
+    let manifests: Vec<&String> = images
+        .iter()
+        .chain(&attestations)
+        .map(|m| &m.digest)
+        .collect();
+    blobs.retain(|(digest, _)| !manifests.contains(&digest) && *digest != sha256(&index));
+    IndexLayout {
+        dir: dir.to_owned(),
+        index: Stored {
+            digest: sha256(&index),
+            bytes: index,
+            platform: None,
+        },
+        images,
+        attestations,
+        blobs,
+    }
+}
+
 pub fn empty_layer() -> Vec<u8> {
     vec![0; 1024]
 }
