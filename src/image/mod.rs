@@ -8,8 +8,10 @@
 //! [`BlobReader`], which checks size and digest as it reads, so a corrupt blob stops the
 //! push before any manifest is written.
 
+mod docker_archive;
 mod oci;
 mod oci_archive;
+mod tarball;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -38,15 +40,27 @@ const INDEX_MEDIA_TYPES: [&str; 2] = [
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "image: `{0}` is not a supported image reference; use oci:DIR[:REF] or oci-archive:FILE[:REF]"
+        "image: `{0}` is not a supported image reference; use oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:NAME:TAG]"
     )]
     Reference(String),
     #[error(
-        "image: the {transport}: transport is not supported yet; export the image as an OCI layout (oci:DIR) or OCI archive (oci-archive:FILE)"
+        "image: the {transport}: transport is not supported yet; export the image with docker save (docker-archive:FILE) or as an OCI layout (oci:DIR)"
     )]
     UnsupportedTransport { transport: String },
     #[error("image: {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("image: {path} is {size} bytes, more than the {limit} such a file may be")]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    #[error("image: {path} is not {kind}: {reason}")]
+    Archive {
+        path: PathBuf,
+        kind: &'static str,
+        reason: String,
+    },
     #[error("image: {path} is not an OCI image layout: {reason}")]
     Layout { path: PathBuf, reason: String },
     #[error("image: {path}: {what} is not valid JSON: {source}")]
@@ -199,7 +213,8 @@ impl Image {
         let (store, top, tag) = match transport {
             "oci" => oci::open_dir(rest)?,
             "oci-archive" => oci_archive::open(rest)?,
-            "docker" | "docker-daemon" | "docker-archive" | "containers-storage" | "dir" => {
+            "docker-archive" => docker_archive::open(rest)?,
+            "docker" | "docker-daemon" | "containers-storage" | "dir" => {
                 return Err(Error::UnsupportedTransport {
                     transport: transport.to_owned(),
                 });

@@ -136,8 +136,17 @@ pub(super) fn open_layout<F: Files>(files: F, reference: Option<&str>) -> Result
     Ok((Arc::new(Layout(files)), top, tag))
 }
 
+/// The blob store of a layout, whatever holds its files.
+pub(super) fn store<F: Files>(files: F) -> Arc<dyn Blobs> {
+    Arc::new(Layout(files))
+}
+
 /// Reads a whole file that must stay small; `None` when it does not exist.
-fn read_small<F: Files>(files: &F, path: &str, limit: u64) -> Result<Option<Vec<u8>>, Error> {
+pub(super) fn read_small<F: Files>(
+    files: &F,
+    path: &str,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, Error> {
     let io_err = |source| Error::Io {
         path: files.root().join(path),
         source,
@@ -146,9 +155,10 @@ fn read_small<F: Files>(files: &F, path: &str, limit: u64) -> Result<Option<Vec<
         return Ok(None);
     };
     if size > limit {
-        return Err(Error::Layout {
-            path: files.root().to_owned(),
-            reason: format!("{path} is {size} bytes, more than the {limit} it may be"),
+        return Err(Error::TooLarge {
+            path: files.root().join(path),
+            size,
+            limit,
         });
     }
     let mut bytes = Vec::with_capacity(size as usize);

@@ -10,6 +10,10 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the support code
 
+mod docker;
+#[allow(unused_imports)] // not every test binary uses them
+pub use docker::*;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};

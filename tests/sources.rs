@@ -1,0 +1,260 @@
+//! Every place an image comes from besides an OCI layout: `docker save` archives in both
+//! layouts, checked against skopeo and a real registry.
+
+mod support;
+
+use support::*;
+
+/// The image in moto under `tag` has exactly these manifest bytes, and every layer is
+/// there with its size.
+fn assert_in_moto(stack: &Stack, repository: &str, tag: &str, manifest: &[u8], layers: &[Vec<u8>]) {
+    let (digest, stored) = stack
+        .moto
+        .manifest(CI_ACCOUNT, repository, tag)
+        .unwrap_or_else(|| panic!("tag {tag} not in {repository}"));
+    assert_eq!(
+        stored.as_bytes(),
+        manifest,
+        "{}",
+        String::from_utf8_lossy(manifest)
+    );
+    assert_eq!(digest, sha256(manifest));
+    let digests: Vec<String> = layers.iter().map(|l| sha256(l)).collect();
+    let available = stack.moto.available_blobs(CI_ACCOUNT, repository, &digests);
+    for layer in layers {
+        assert_eq!(available.get(&sha256(layer)), Some(&(layer.len() as i64)));
+    }
+}
+
+fn layers() -> Vec<Vec<u8>> {
+    let empty = layer_tar("empty", b"");
+    vec![
+        layer_tar("bin/app", &random_bytes(21, 300 * 1024)),
+        empty.clone(),
+        layer_tar("etc/app.conf", &random_bytes(22, 900)),
+        // Docker writes a layer equal to an earlier one as a symlink to it.
+        empty,
+    ]
+}
+
+#[test]
+fn classic_docker_save_archive_gets_the_digest_skopeo_gives_it() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "app", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layers = layers();
+    let archive = write_classic_archive(
+        &dir.path().join("app.tar"),
+        &["example.test/app:v1", "app:stable"],
+        &layers,
+    );
+
+    let run = stack
+        .action()
+        .input("image", &archive.reference("example.test/app:v1"))
+        .input("repository", "app")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    let registry = Registry::start();
+    registry.skopeo_copy(&archive.reference("example.test/app:v1"), "app:v1");
+    let expected = registry.manifest("app:v1");
+    // The default tag is the one the reference names.
+    assert_in_moto(&stack, "app", "v1", &expected, &layers);
+    assert_eq!(run.outputs["digest"], sha256(&expected));
+    let manifest: serde_json::Value = serde_json::from_slice(&expected).unwrap();
+    assert_eq!(manifest["config"]["digest"], archive.config.as_str());
+    // Three distinct layers, and the config: the repeated layer went up once.
+    assert_eq!(stack.recorder.calls_to("InitiateLayerUpload").len(), 4);
+
+    // The same image by its other name, as Docker would match it.
+    let again = stack
+        .action()
+        .input("image", &archive.reference("docker.io/library/app:stable"))
+        .input("repository", "app")
+        .run();
+    assert!(again.ok(), "{}", again.log());
+    assert_eq!(again.outputs["digest"], sha256(&expected));
+    assert_eq!(again.outputs["tags"], "stable");
+}
+
+#[test]
+fn docker_25_archive_keeps_the_manifest_docker_wrote() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "app", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layers = layers();
+    let archive = write_oci_docker_archive(&dir.path().join("app.tar"), "app:v2", &layers);
+    let (digest, manifest) = archive.manifest.clone().unwrap();
+
+    for reference in ["", "app:v2", "@0"] {
+        let run = stack
+            .action()
+            .input("image", &archive.reference(reference))
+            .input("repository", "app")
+            .input("tags", "v2")
+            .run();
+        assert!(run.ok(), "{reference}: {}", run.log());
+        assert_eq!(run.outputs["digest"], digest, "{reference}");
+    }
+    assert_in_moto(&stack, "app", "v2", &manifest, &layers);
+}
+
+#[test]
+fn unusable_archives_are_named_with_what_to_do_and_nothing_is_pushed() {
+    let stack = Stack::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let layers = layers();
+
+    let good = write_classic_archive(&path("good.tar"), &["app:v1"], &layers);
+    let two = {
+        let mut tar = TarWriter::new();
+        let config = br#"{"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        tar.file("c.json", config);
+        tar.file(
+            "manifest.json",
+            br#"[{"Config":"c.json","RepoTags":["a:1"],"Layers":[]},{"Config":"c.json","RepoTags":["b:2"],"Layers":[]}]"#,
+        );
+        std::fs::write(path("two.tar"), tar.finish()).unwrap();
+        path("two.tar")
+    };
+    let missing_layer = {
+        let mut tar = TarWriter::new();
+        let config = format!(
+            r#"{{"rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+            sha256(&layers[0])
+        );
+        tar.file("c.json", config.as_bytes());
+        tar.file(
+            "manifest.json",
+            br#"[{"Config":"c.json","RepoTags":["a:1"],"Layers":["abc/layer.tar"]}]"#,
+        );
+        std::fs::write(path("missing.tar"), tar.finish()).unwrap();
+        path("missing.tar")
+    };
+    let with_entry = |name: &str, build: &dyn Fn(&mut TarWriter)| {
+        let mut tar = TarWriter::new();
+        build(&mut tar);
+        tar.file("manifest.json", b"[]");
+        std::fs::write(path(name), tar.finish()).unwrap();
+        path(name)
+    };
+    let dotdot = with_entry("dotdot.tar", &|tar| {
+        tar.file("x", b"")
+            .link(tar::EntryType::Symlink, "a/b", "../../../etc/passwd");
+    });
+    for (name, entry, bytes) in [
+        ("empty.tar", "repositories", "{}"),
+        ("none.tar", "manifest.json", "[]"),
+    ] {
+        let mut tar = TarWriter::new();
+        tar.file(entry, bytes.as_bytes());
+        std::fs::write(path(name), tar.finish()).unwrap();
+    }
+    let absolute = with_entry("absolute.tar", &|tar| {
+        tar.link(tar::EntryType::Link, "layer.tar", "/etc/passwd");
+    });
+    std::fs::write(path("text.tar"), "not a tar at all, ".repeat(100)).unwrap();
+    let gzipped = {
+        let mut bytes = vec![0x1f, 0x8b, 8, 0];
+        bytes.extend(random_bytes(3, 2000));
+        std::fs::write(path("app.tar.gz"), bytes).unwrap();
+        path("app.tar.gz")
+    };
+
+    let show = |p: &std::path::Path| p.display().to_string();
+    let cases: Vec<(String, String)> = vec![
+        (
+            format!("docker-archive:{}", show(&path("absent.tar"))),
+            format!(
+                "image: {}: No such file or directory (os error 2)",
+                show(&path("absent.tar"))
+            ),
+        ),
+        (
+            format!("docker-archive:{}", show(&path("text.tar"))),
+            format!(
+                "image: {} is not a docker-archive (the tar docker save writes): it is not a tar",
+                show(&path("text.tar"))
+            ),
+        ),
+        (
+            format!("docker-archive:{}", show(&gzipped)),
+            format!(
+                "image: {} is not a docker-archive (the tar docker save writes): it is gzip-compressed; decompress it first",
+                show(&gzipped)
+            ),
+        ),
+        (
+            format!("docker-archive:{}", show(&dotdot)).replace("dotdot", "empty"),
+            format!(
+                "image: {} is not a docker-archive (the tar docker save writes): it has neither manifest.json nor an OCI layout (index.json)",
+                show(&path("empty.tar"))
+            ),
+        ),
+        (
+            format!("docker-archive:{}", show(&path("none.tar"))),
+            format!(
+                "image: {} is not a docker-archive (the tar docker save writes): its manifest.json lists no image",
+                show(&path("none.tar"))
+            ),
+        ),
+        (
+            good.reference("app:v9"),
+            format!(
+                "image: {} is not a docker-archive (the tar docker save writes): no image is named docker.io/library/app:v9 (names: app:v1)",
+                show(&good.path)
+            ),
+        ),
+        (
+            format!("docker-archive:{}", show(&two)),
+            format!(
+                "image: {} is not a docker-archive (the tar docker save writes): it holds 2 images; name one as FILE:NAME:TAG or FILE:@N (names: a:1, b:2)",
+                show(&two)
+            ),
+        ),
+        (
+            format!("docker-archive:{}:@2", show(&two)),
+            format!(
+                "image: {} is not a docker-archive (the tar docker save writes): it holds 2 images, so @2 is none",
+                show(&two)
+            ),
+        ),
+        (
+            format!("docker-archive:{}", show(&missing_layer)),
+            format!(
+                "image: {} is not a docker-archive (the tar docker save writes): manifest.json names the layer abc/layer.tar, which it does not hold",
+                show(&missing_layer)
+            ),
+        ),
+        (
+            format!("docker-archive:{}", show(&dotdot)),
+            format!(
+                "image: {} is not a docker-archive (the tar docker save writes): its entry `a/b` is refused: it links out of the archive",
+                show(&dotdot)
+            ),
+        ),
+        (
+            format!("docker-archive:{}", show(&absolute)),
+            format!(
+                "image: {} is not a docker-archive (the tar docker save writes): its entry `layer.tar` is refused: it links out of the archive",
+                show(&absolute)
+            ),
+        ),
+    ];
+    for (image, message) in cases {
+        let run = stack
+            .action()
+            .input("image", &image)
+            .input("repository", "app")
+            .run();
+        assert!(!run.ok(), "{image}: {}", run.log());
+        assert_eq!(run.error(), message, "{image}");
+    }
+    assert!(
+        stack.recorder.calls().is_empty(),
+        "{:?}",
+        stack.recorder.calls()
+    );
+}
