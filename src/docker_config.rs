@@ -1,6 +1,7 @@
-//! `docker-login`: stores the registry's credentials in the Docker CLI's config file
-//! (`$DOCKER_CONFIG/config.json`, default `~/.docker/config.json`), keeping whatever
-//! else the file holds. The file is replaced atomically and readable by its owner only.
+//! The Docker CLI's config file (`$DOCKER_CONFIG/config.json`, default
+//! `~/.docker/config.json`): `docker-login` stores the registry's credentials in it,
+//! keeping whatever else the file holds (replaced atomically, readable by its owner
+//! only), and a registry source reads the login for its host from it.
 
 use std::fs;
 use std::io::Write as _;
@@ -17,6 +18,82 @@ pub enum Error {
     },
     #[error("docker-login: {path} is not a JSON object; fix or remove it")]
     NotJson { path: PathBuf },
+}
+
+/// A registry login the Docker CLI would use.
+pub struct Login {
+    pub username: String,
+    pub password: String,
+}
+
+/// The login for `registry` in the Docker config: from the credential helper the file
+/// names for it (`credHelpers`, else `credsStore`), else from `auths`. `None` when
+/// there is none, and the registry is then used anonymously.
+pub fn lookup(registry: &str, env: &impl Fn(&str) -> Option<String>) -> Option<Login> {
+    let dir = match env("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env("HOME")?).join(".docker"),
+    };
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("config.json")).ok()?).ok()?;
+    // Docker Hub is stored under its v1 address.
+    let keys: Vec<String> = if registry == "docker.io" {
+        vec![
+            "https://index.docker.io/v1/".into(),
+            "docker.io".into(),
+            "index.docker.io".into(),
+        ]
+    } else {
+        vec![
+            registry.to_owned(),
+            format!("https://{registry}"),
+            format!("http://{registry}"),
+        ]
+    };
+    let helper = keys
+        .iter()
+        .find_map(|k| config.get("credHelpers")?.get(k)?.as_str())
+        .or_else(|| config.get("credsStore")?.as_str())
+        .filter(|h| !h.is_empty());
+    if let Some(helper) = helper
+        && let Some(login) = from_helper(helper, &keys[0])
+    {
+        return Some(login);
+    }
+    let auth = keys
+        .iter()
+        .find_map(|k| config.get("auths")?.get(k)?.get("auth")?.as_str())?;
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(auth.trim())
+        .ok()?;
+    let (username, password) = String::from_utf8(decoded)
+        .ok()?
+        .split_once(':')
+        .map(|(u, p)| (u.to_owned(), p.to_owned()))?;
+    Some(Login { username, password })
+}
+
+/// Asks `docker-credential-HELPER get`, as the Docker CLI does.
+fn from_helper(helper: &str, registry: &str) -> Option<Login> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(format!("docker-credential-{helper}"))
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(registry.as_bytes()).ok()?;
+    let output = child.wait_with_output().ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    Some(Login {
+        username: answer.get("Username")?.as_str()?.to_owned(),
+        password: answer.get("Secret")?.as_str()?.to_owned(),
+    })
 }
 
 /// What [`store`] wrote.

@@ -382,14 +382,8 @@ pub struct CrossAccount {
 
 impl PushArgs {
     pub fn validate(self) -> Result<Push, Error> {
-        if !self.image.contains(':') {
-            return Err(invalid(
-                "image",
-                format!(
-                    "`{}` has no transport; write oci:DIR[:REF] or oci-archive:FILE[:REF]",
-                    self.image
-                ),
-            ));
+        if self.image.trim().is_empty() {
+            return Err(invalid("image", "must not be empty"));
         }
         check_repository(&self.repository)?;
         let tags = self.tags.as_deref().map(parse_tags).transpose()?;

@@ -108,12 +108,17 @@ async fn run(
     runtime: &Runtime,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<(), Error> {
-    let reference = push.image.clone();
-    let platforms = push.platforms.clone();
-    // Opening reads and indexes files: off the reactor.
-    let image = tokio::task::spawn_blocking(move || Image::open(&reference, &platforms))
-        .await
-        .map_err(|e| Error::Runtime(std::io::Error::other(e)))??;
+    // A source registry's login is masked before it is used.
+    let login = |host: &str| {
+        docker_config::lookup(host, env).inspect(|login| runtime.mask(&login.password))
+    };
+    let image = Image::open(
+        &push.image,
+        &push.platforms,
+        env("DOCKER_HOST").as_deref(),
+        login,
+    )
+    .await?;
     let tags = match push.tags {
         Some(tags) => tags,
         None => vec![inputs::default_tag(image.tag.as_deref())?],

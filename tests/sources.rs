@@ -258,3 +258,81 @@ fn unusable_archives_are_named_with_what_to_do_and_nothing_is_pushed() {
         stack.recorder.calls()
     );
 }
+
+#[test]
+fn registry_image_is_copied_whole_by_tag_or_digest() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "copy", false);
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_index_layout(dir.path(), "v1", &["linux/amd64", "linux/arm64"]);
+    registry.skopeo_copy_with(&["--all"], &layout.reference("v1"), "team/app:v1");
+    assert_eq!(registry.manifest("team/app:v1"), layout.index.bytes);
+
+    let by_tag = stack
+        .action()
+        .input(
+            "image",
+            &format!("docker://{}/team/app:v1", registry.host()),
+        )
+        .input("repository", "copy")
+        .run();
+    assert!(by_tag.ok(), "{}", by_tag.log());
+    assert_eq!(by_tag.outputs["digest"], layout.index.digest);
+    assert_eq!(by_tag.outputs["tags"], "v1");
+    let (digest, bytes) = stack.moto.manifest(CI_ACCOUNT, "copy", "v1").unwrap();
+    assert_eq!(
+        (digest.as_str(), bytes.as_bytes()),
+        (layout.index.digest.as_str(), layout.index.bytes.as_slice())
+    );
+    for manifest in layout.images.iter().chain(&layout.attestations) {
+        let (_, stored) = stack
+            .moto
+            .manifest_by_digest(CI_ACCOUNT, "copy", &manifest.digest)
+            .unwrap();
+        assert_eq!(stored.as_bytes(), manifest.bytes.as_slice());
+    }
+    let digests: Vec<String> = layout.blobs.iter().map(|(d, _)| d.clone()).collect();
+    let available = stack.moto.available_blobs(CI_ACCOUNT, "copy", &digests);
+    for (digest, size) in &layout.blobs {
+        assert_eq!(available.get(digest), Some(&(*size as i64)), "{digest}");
+    }
+
+    // One platform's image, by digest: no tag in the reference, so the default.
+    let arm = &layout.images[1];
+    let by_digest = stack
+        .action()
+        .input(
+            "image",
+            &format!("docker://{}/team/app@{}", registry.host(), arm.digest),
+        )
+        .input("repository", "copy")
+        .input("tags", "arm")
+        .run();
+    assert!(by_digest.ok(), "{}", by_digest.log());
+    assert_eq!(by_digest.outputs["digest"], arm.digest);
+    let (_, stored) = stack.moto.manifest(CI_ACCOUNT, "copy", "arm").unwrap();
+    assert_eq!(stored.as_bytes(), arm.bytes.as_slice());
+}
+
+#[test]
+fn registry_without_the_image_is_named_and_nothing_is_pushed() {
+    let stack = Stack::start();
+    let registry = Registry::start();
+    let image = format!("docker://{}/team/app:v9", registry.host());
+    let run = stack
+        .action()
+        .input("image", &image)
+        .input("repository", "copy")
+        .run();
+    assert!(!run.ok(), "{}", run.log());
+    assert_eq!(
+        run.error(),
+        format!("image: {image}: it has no such manifest; check the name and tag")
+    );
+    assert!(
+        stack.recorder.calls().is_empty(),
+        "{:?}",
+        stack.recorder.calls()
+    );
+}

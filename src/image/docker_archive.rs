@@ -379,6 +379,14 @@ pub(super) fn normalize(name: &str) -> Option<String> {
     } else {
         domain
     };
+    let (host, port) = domain.split_once(':').unwrap_or((domain, "0"));
+    let valid_domain = host.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && host.ends_with(|c: char| c.is_ascii_alphanumeric())
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
+        && !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit());
     let valid_path = remainder.split('/').all(|part| {
         !part.is_empty()
             && part
@@ -390,7 +398,7 @@ pub(super) fn normalize(name: &str) -> Option<String> {
         && tag
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    (valid_path && valid_tag).then(|| format!("{domain}/{remainder}:{tag}"))
+    (valid_domain && valid_path && valid_tag).then(|| format!("{domain}/{remainder}:{tag}"))
 }
 
 /// The tag of a normalised name.
@@ -419,5 +427,8 @@ mod tests {
         assert_eq!(n("app@sha256:abc"), None);
         assert_eq!(n("app:"), None);
         assert_eq!(n("a//b"), None);
+        assert_eq!(n("oci-archve:./build/image.tar"), None);
+        assert_eq!(n("host:port/app"), None);
+        assert_eq!(n("./build/image"), None);
     }
 }

@@ -9,8 +9,10 @@
 //! push before any manifest is written.
 
 mod docker_archive;
+mod docker_daemon;
 mod oci;
 mod oci_archive;
+mod registry;
 mod tarball;
 
 use std::collections::HashSet;
@@ -49,6 +51,20 @@ pub enum Error {
     UnsupportedTransport { transport: String },
     #[error("image: {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(
+        "image: `{0}` is a path; write oci:{0} for an OCI layout folder, or oci-archive:{0} or docker-archive:{0} for a tar"
+    )]
+    Path(String),
+    #[error("image: {image}: {reason}")]
+    Registry { image: String, reason: String },
+    #[error("image: the Docker daemon at {host} {reason}")]
+    Daemon { host: String, reason: String },
+    #[error("image: the Docker daemon at {host} has no image {name}{}", listed(.close))]
+    NotInDaemon {
+        host: String,
+        name: String,
+        close: Vec<String>,
+    },
     #[error("image: {path} is {size} bytes, more than the {limit} such a file may be")]
     TooLarge {
         path: PathBuf,
@@ -105,6 +121,14 @@ pub enum Error {
     Corrupt { digest: Digest, reason: String },
     #[error("image: reading blob {digest}: {source}")]
     Read { digest: Digest, source: io::Error },
+}
+
+fn listed(close: &[String]) -> String {
+    if close.is_empty() {
+        "; build or pull it first, or check the name".to_owned()
+    } else {
+        format!("; it has {}", close.join(", "))
+    }
 }
 
 /// A sha256 content digest, `sha256:` and 64 lowercase hex digits: the only algorithm
@@ -187,6 +211,11 @@ pub struct Manifest {
 pub trait Blobs: Send + Sync {
     /// Opens the blob's bytes, unverified: callers read it through [`BlobReader`].
     fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, Error>;
+
+    /// Opens a manifest's bytes; only registries keep manifests apart from blobs.
+    fn open_manifest(&self, descriptor: &Descriptor) -> Result<Box<dyn Read + Send>, Error> {
+        self.open(&descriptor.digest)
+    }
 }
 
 /// An image ready to push: the top manifest (what tags point at), for an index its
@@ -204,24 +233,59 @@ pub struct Image {
 }
 
 impl Image {
-    /// Opens an image from a reference in skopeo's transport syntax. Local sources only
-    /// touch the file system, so a bad image fails before any network call.
-    pub fn open(reference: &str, platforms: &[Platform]) -> Result<Self, Error> {
+    /// Opens an image from a reference in skopeo's transport syntax. `docker_host` is
+    /// `DOCKER_HOST`, for daemon images; `login` gives the login for a registry host.
+    pub async fn open(
+        reference: &str,
+        platforms: &[Platform],
+        docker_host: Option<&str>,
+        login: impl Fn(&str) -> Option<crate::docker_config::Login>,
+    ) -> Result<Self, Error> {
+        let platforms = platforms.to_vec();
+        if !reference.contains(':') && std::path::Path::new(reference).exists() {
+            return Err(Error::Path(reference.to_owned()));
+        }
+        let opened = match docker_daemon::parse(reference) {
+            _ if reference.starts_with("docker:") => {
+                let name = registry::parse(&reference["docker:".len()..])?;
+                let login = login(&registry::host(&name));
+                Source::Opened(registry::open(name, login).await?)
+            }
+            Some(daemon_ref) => {
+                let spooled = docker_daemon::export(&daemon_ref?, docker_host).await?;
+                Source::Daemon(spooled)
+            }
+            None => Source::Local(reference.to_owned()),
+        };
+        // Reading and indexing files blocks: off the reactor.
+        tokio::task::spawn_blocking(move || {
+            let (store, top, tag) = match opened {
+                Source::Daemon(spooled) => spooled.open()?,
+                Source::Opened(opened) => opened,
+                Source::Local(reference) => Self::open_local(&reference)?,
+            };
+            load(store, &top, tag, &platforms)
+        })
+        .await
+        .map_err(|e| Error::Io {
+            path: PathBuf::from(reference),
+            source: io::Error::other(e),
+        })?
+    }
+
+    fn open_local(reference: &str) -> Result<oci::Opened, Error> {
         let (transport, rest) = reference
             .split_once(':')
             .ok_or_else(|| Error::Reference(reference.to_owned()))?;
-        let (store, top, tag) = match transport {
-            "oci" => oci::open_dir(rest)?,
-            "oci-archive" => oci_archive::open(rest)?,
-            "docker-archive" => docker_archive::open(rest)?,
-            "docker" | "docker-daemon" | "containers-storage" | "dir" => {
-                return Err(Error::UnsupportedTransport {
-                    transport: transport.to_owned(),
-                });
-            }
-            _ => return Err(Error::Reference(reference.to_owned())),
-        };
-        load(store, &top, tag, platforms)
+        match transport {
+            "oci" => oci::open_dir(rest),
+            "oci-archive" => oci_archive::open(rest),
+            "docker-archive" => docker_archive::open(rest),
+            "containers-storage" | "dir" => Err(Error::UnsupportedTransport {
+                transport: transport.to_owned(),
+            }),
+            _ => Err(Error::Reference(reference.to_owned())),
+        }
     }
 
     /// Every blob of every manifest, each digest once: a blob listed twice is pushed once.
@@ -235,6 +299,12 @@ impl Image {
             descriptor.clone(),
         ))
     }
+}
+
+enum Source {
+    Opened(oci::Opened),
+    Daemon(docker_daemon::Spooled),
+    Local(String),
 }
 
 /// A platform as `platforms` names it: `os/arch[/variant]`.
@@ -348,7 +418,7 @@ fn read_manifest(store: &dyn Blobs, descriptor: &Descriptor) -> Result<Manifest,
             size: descriptor.size,
         });
     }
-    let mut reader = BlobReader::new(store.open(&descriptor.digest)?, descriptor.clone());
+    let mut reader = BlobReader::new(store.open_manifest(descriptor)?, descriptor.clone());
     let bytes = reader.read_part(descriptor.size as usize)?;
     #[derive(serde::Deserialize)]
     struct MediaTypeOnly {

@@ -26,7 +26,11 @@ enum Entry {
 
 pub(super) struct Tarball {
     path: PathBuf,
+    /// What messages call it: the path, or what a spooled tar came from.
+    shown: PathBuf,
     entries: HashMap<String, Entry>,
+    /// A tar spooled to a temporary file, removed when the image is done with.
+    _spool: Option<tempfile::TempPath>,
 }
 
 /// Why a tar cannot be used.
@@ -74,6 +78,25 @@ impl Tarball {
         })
     }
 
+    /// Indexes a tar spooled to a temporary file; `shown` is what messages call it.
+    pub(super) fn open_spooled(
+        spool: tempfile::TempPath,
+        shown: PathBuf,
+        kind: &'static str,
+    ) -> Result<Self, Error> {
+        let mut tarball = Self::open(&spool, kind).map_err(|e| match e {
+            Error::Archive { kind, reason, .. } => Error::Archive {
+                path: shown.clone(),
+                kind,
+                reason,
+            },
+            other => other,
+        })?;
+        tarball.shown = shown;
+        tarball._spool = Some(spool);
+        Ok(tarball)
+    }
+
     fn index(path: &Path) -> Result<Self, IndexError> {
         let mut archive = tar::Archive::new(File::open(path)?);
         let mut entries = HashMap::new();
@@ -115,7 +138,9 @@ impl Tarball {
         }
         Ok(Self {
             path: path.to_owned(),
+            shown: path.to_owned(),
             entries,
+            _spool: None,
         })
     }
 
@@ -147,7 +172,7 @@ impl Files for Tarball {
     }
 
     fn root(&self) -> &Path {
-        &self.path
+        &self.shown
     }
 }
 

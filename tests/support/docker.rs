@@ -249,6 +249,11 @@ impl Registry {
     /// `skopeo copy --preserve-digests SOURCE docker://HOST/REPO`: no compression or
     /// conversion, so the digest is the one skopeo gives the source.
     pub fn skopeo_copy(&self, source: &str, repository: &str) {
+        self.skopeo_copy_with(&[], source, repository);
+    }
+
+    /// The same, with more options for skopeo (`--src-daemon-host`, …).
+    pub fn skopeo_copy_with(&self, options: &[&str], source: &str, repository: &str) {
         let output = Command::new("skopeo")
             .args([
                 "copy",
@@ -256,6 +261,7 @@ impl Registry {
                 "--dest-tls-verify=false",
                 "--preserve-digests",
             ])
+            .args(options)
             .arg(source)
             .arg(format!("docker://{}/{repository}", self.host()))
             .output()
