@@ -228,9 +228,9 @@ fn check_ref(input: &'static str, value: String) -> Result<String, Error> {
 
 #[derive(Args, Debug)]
 pub struct PushArgs {
-    /// The image, in skopeo's transport syntax: oci:DIR[:REF] (an OCI image layout) or
-    /// oci-archive:FILE[:REF] (the same as a tar). REF is the
-    /// org.opencontainers.image.ref.name of the manifest to push.
+    /// The image, in skopeo's transport syntax: NAME[:TAG] or docker-daemon:NAME[:TAG]
+    /// (the Docker engine's), oci:DIR[:REF] (an OCI layout), oci-archive:FILE[:REF],
+    /// docker-archive:FILE[:NAME:TAG] (docker save), docker://HOST/REPO:TAG (a registry)
     #[arg(long, value_name = "REFERENCE")]
     pub image: String,
 
