@@ -248,6 +248,15 @@ pub struct PushArgs {
     #[arg(long, value_name = "PLATFORMS")]
     pub platforms: Option<String>,
 
+    /// Layers as they are in the source (keep), or uncompressed layers compressed on the
+    /// way (gzip, zstd), which rewrites the manifests that list them
+    #[arg(long, value_name = "KEEP|GZIP|ZSTD", default_value = "keep")]
+    pub compression: String,
+
+    /// The level of compression: gzip 1-9 (when empty: 6), zstd 1-19 (when empty: 3)
+    #[arg(long, value_name = "N")]
+    pub compression_level: Option<String>,
+
     /// AWS region of the registry (when empty: AWS_REGION, AWS_DEFAULT_REGION or the
     /// profile's)
     #[arg(long, value_name = "REGION")]
@@ -355,6 +364,7 @@ pub struct Push {
     pub tags: Option<Vec<String>>,
     /// Empty: push every platform of an index.
     pub platforms: Vec<crate::image::Platform>,
+    pub compression: crate::image::Compression,
     pub region: Option<String>,
     pub auth: Auth,
     pub registry_id: Option<String>,
@@ -388,6 +398,7 @@ impl PushArgs {
         check_repository(&self.repository)?;
         let tags = self.tags.as_deref().map(parse_tags).transpose()?;
         let platforms = self.platforms.as_deref().map(parse_platforms).transpose()?;
+        let compression = parse_compression(&self.compression, self.compression_level.as_deref())?;
         let region = self.aws_region.filter(|r| !r.is_empty());
         if let Some(region) = &region {
             check_region(region)?;
@@ -465,6 +476,7 @@ impl PushArgs {
             repository: self.repository,
             tags,
             platforms: platforms.unwrap_or_default(),
+            compression,
             region,
             auth: Auth {
                 role_to_assume: self.role_to_assume,
@@ -498,6 +510,48 @@ fn parse_tags(text: &str) -> Result<Vec<String>, Error> {
         return Err(invalid("tags", "lists no tag"));
     }
     Ok(tags)
+}
+
+/// `compression` and `compression-level`, together.
+fn parse_compression(name: &str, level: Option<&str>) -> Result<crate::image::Compression, Error> {
+    use crate::image::Compression;
+    let level = level.map(str::trim).filter(|l| !l.is_empty());
+    let number = |range: std::ops::RangeInclusive<i64>| -> Result<Option<i64>, Error> {
+        level
+            .map(|l| {
+                l.parse::<i64>()
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .ok_or_else(|| {
+                        invalid(
+                            "compression-level",
+                            format!(
+                                "`{l}` is not a level of {name}; use {} to {}",
+                                range.start(),
+                                range.end()
+                            ),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    match name.trim().to_ascii_lowercase().as_str() {
+        "keep" if level.is_some() => Err(invalid(
+            "compression-level",
+            "is set but compression is keep; set compression to gzip or zstd",
+        )),
+        "keep" => Ok(Compression::Keep),
+        "gzip" => Ok(Compression::Gzip {
+            level: number(1..=9)?.unwrap_or(6) as u32,
+        }),
+        "zstd" => Ok(Compression::Zstd {
+            level: number(1..=19)?.unwrap_or(3) as i32,
+        }),
+        other => Err(invalid(
+            "compression",
+            format!("`{other}` is not keep, gzip or zstd"),
+        )),
+    }
 }
 
 /// Splits `platforms` on commas and newlines into OS/ARCH[/VARIANT], dropping blanks
@@ -745,6 +799,36 @@ mod tests {
             &"a".repeat(257),
         ] {
             assert!(check_repository(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn compression_levels_belong_to_their_algorithm() {
+        use crate::image::Compression;
+        assert_eq!(parse_compression("keep", None).unwrap(), Compression::Keep);
+        assert_eq!(
+            parse_compression("gzip", Some("")).unwrap(),
+            Compression::Gzip { level: 6 }
+        );
+        assert_eq!(
+            parse_compression("ZSTD", None).unwrap(),
+            Compression::Zstd { level: 3 }
+        );
+        assert_eq!(
+            parse_compression("zstd", Some("19")).unwrap(),
+            Compression::Zstd { level: 19 }
+        );
+        for (name, level, input) in [
+            ("gzip", Some("10"), "compression-level"),
+            ("zstd", Some("x"), "compression-level"),
+            ("keep", Some("6"), "compression-level"),
+            ("brotli", None, "compression"),
+        ] {
+            let err = parse_compression(name, level).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{input}: ")),
+                "{name} {level:?}: {err}"
+            );
         }
     }
 

@@ -117,20 +117,25 @@ async fn run(
         &push.platforms,
         env("DOCKER_HOST").as_deref(),
         login,
+        push.compression,
     )
     .await?;
     let tags = match push.tags {
         Some(tags) => tags,
         None => vec![inputs::default_tag(image.tag.as_deref())?],
     };
+    let mut rewritten_for = Vec::new();
+    if !push.platforms.is_empty() {
+        let platforms: Vec<String> = push.platforms.iter().map(ToString::to_string).collect();
+        rewritten_for.push(format!("platforms {}", platforms.join(", ")));
+    }
+    if push.compression != image::Compression::Keep {
+        rewritten_for.push("compression".to_owned());
+    }
     if let Some(original) = &image.original_digest {
         tracing::info!(
-            "index {original} rewritten for platforms {}: {}",
-            push.platforms
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
+            "manifest {original} rewritten for {}: {}",
+            rewritten_for.join(" and "),
             image.manifest.digest
         );
     }
@@ -192,6 +197,7 @@ async fn run(
         repository: &push.repository,
         digest: &image.manifest.digest,
         original_digest: image.original_digest.as_ref(),
+        rewritten_for: &rewritten_for.join(" and "),
         tags: &tags,
         report: &report,
     };

@@ -25,6 +25,8 @@ pub struct Pushed<'a> {
     pub digest: &'a Digest,
     /// The source index's digest, when `platforms` made a new index.
     pub original_digest: Option<&'a Digest>,
+    /// What made the new manifest: `platforms linux/arm64`, `compression`.
+    pub rewritten_for: &'a str,
     pub tags: &'a [String],
     pub report: &'a Report,
 }
@@ -74,9 +76,9 @@ impl Pushed<'_> {
         let mut digest_rows = format!("| Digest | `{}` |\n", self.digest);
         if let Some(original) = self.original_digest {
             digest_rows = format!(
-                "| Digest | `{}` (a new index: only the platforms asked for) |\n\
-                 | Source index | `{original}` |\n",
-                self.digest
+                "| Digest | `{}` (rewritten for {}) |\n\
+                 | Source digest | `{original}` |\n",
+                self.digest, self.rewritten_for
             );
         }
         if r.manifests > 1 {

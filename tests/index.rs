@@ -110,7 +110,7 @@ fn index_is_pushed_whole_children_first_with_original_bytes() {
         "{}",
         run.summary
     );
-    assert!(!run.summary.contains("Source index"), "{}", run.summary);
+    assert!(!run.summary.contains("Source digest"), "{}", run.summary);
 }
 
 #[test]
@@ -172,14 +172,16 @@ fn platforms_keep_those_images_and_their_attestations_in_a_new_index() {
     }
     assert!(
         run.summary
-            .contains(&format!("| Source index | `{}` |", layout.index.digest)),
+            .contains(&format!("| Source digest | `{}` |", layout.index.digest)),
         "{}",
         run.summary
     );
     assert!(run.summary.contains(&digest), "{}", run.summary);
     assert!(
-        run.log()
-            .contains(&format!("index {} rewritten", layout.index.digest)),
+        run.log().contains(&format!(
+            "manifest {} rewritten for platforms linux/arm64, linux/s390x",
+            layout.index.digest
+        )),
         "{}",
         run.log()
     );

@@ -8,12 +8,15 @@
 //! [`BlobReader`], which checks size and digest as it reads, so a corrupt blob stops the
 //! push before any manifest is written.
 
+mod compress;
 mod docker_archive;
 mod docker_daemon;
 mod oci;
 mod oci_archive;
 mod registry;
 mod tarball;
+
+pub use compress::Compression;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -55,6 +58,8 @@ pub enum Error {
         "image: `{0}` is a path; write oci:{0} for an OCI layout folder, or oci-archive:{0} or docker-archive:{0} for a tar"
     )]
     Path(String),
+    #[error("compression: {0}")]
+    Compression(String),
     #[error("image: {image}: {reason}")]
     Registry { image: String, reason: String },
     #[error("image: the Docker daemon at {host} {reason}")]
@@ -240,6 +245,7 @@ impl Image {
         platforms: &[Platform],
         docker_host: Option<&str>,
         login: impl Fn(&str) -> Option<crate::docker_config::Login>,
+        compression: Compression,
     ) -> Result<Self, Error> {
         let platforms = platforms.to_vec();
         if !reference.contains(':') && std::path::Path::new(reference).exists() {
@@ -264,7 +270,9 @@ impl Image {
                 Source::Opened(opened) => opened,
                 Source::Local(reference) => Self::open_local(&reference)?,
             };
-            load(store, &top, tag, &platforms)
+            let image = load(store, &top, tag, &platforms)?;
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+            compress::compress(image, compression, threads)
         })
         .await
         .map_err(|e| Error::Io {

@@ -479,6 +479,32 @@ impl Recorder {
         self.calls.lock().expect("calls lock").clone()
     }
 
+    /// The bytes of each completed layer upload, by the digest the tool completed it
+    /// with: its parts put together in order.
+    pub fn uploaded_layers(&self) -> HashMap<String, Vec<u8>> {
+        let mut parts: HashMap<String, Vec<(u64, Vec<u8>)>> = HashMap::new();
+        for call in self.calls_to("UploadLayerPart") {
+            let body = call.json();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(body["layerPartBlob"].as_str().unwrap_or_default())
+                .expect("base64 part");
+            parts
+                .entry(body["uploadId"].as_str().unwrap_or_default().to_owned())
+                .or_default()
+                .push((body["partFirstByte"].as_u64().unwrap_or_default(), bytes));
+        }
+        self.calls_to("CompleteLayerUpload")
+            .iter()
+            .filter_map(|call| {
+                let body = call.json();
+                let mut pieces = parts.remove(body["uploadId"].as_str()?)?;
+                pieces.sort_by_key(|(first, _)| *first);
+                let digest = body["layerDigests"][0].as_str()?.to_owned();
+                Some((digest, pieces.into_iter().flat_map(|(_, b)| b).collect()))
+            })
+            .collect()
+    }
+
     pub fn calls_to(&self, action: &str) -> Vec<Call> {
         self.calls()
             .into_iter()
