@@ -336,3 +336,60 @@ fn registry_without_the_image_is_named_and_nothing_is_pushed() {
         stack.recorder.calls()
     );
 }
+
+#[test]
+fn registry_login_comes_from_the_docker_config_and_is_masked() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "copy", false);
+    let password = "s3cret-registry-pass";
+    let registry = Registry::start_with_login("ci", password);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(51, 4000)]);
+    registry.skopeo_copy_with(
+        &["--dest-creds", &format!("ci:{password}")],
+        &layout.reference("v1"),
+        "app:v1",
+    );
+    let image = format!("docker://{}/app:v1", registry.host());
+
+    let anonymous = stack
+        .action()
+        .input("image", &image)
+        .input("repository", "copy")
+        .run();
+    assert!(!anonymous.ok());
+    assert_eq!(
+        anonymous.error(),
+        format!(
+            "image: {image}: {host} refused the credentials, or needs some: docker login {host} before this step (ecr-push reads the Docker config)",
+            host = registry.host()
+        )
+    );
+
+    let config = tempfile::tempdir().unwrap();
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("ci:{password}"),
+    );
+    std::fs::write(
+        config.path().join("config.json"),
+        serde_json::json!({"auths": {registry.host(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let run = stack
+        .action()
+        .env("DOCKER_CONFIG", &config.path().display().to_string())
+        .input("image", &image)
+        .input("repository", "copy")
+        .run();
+    assert!(run.ok(), "{}", run.log());
+    assert_eq!(run.outputs["digest"], layout.digest);
+    assert!(
+        run.masks().iter().any(|m| m == password),
+        "{:?}",
+        run.masks()
+    );
+    let log = run.log();
+    let unmasked = log.replace(&format!("::add-mask::{password}"), "");
+    assert!(!unmasked.contains(password), "{log}");
+}

@@ -212,17 +212,36 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A registry that wants this login (HTTP basic, from an htpasswd file).
+    pub fn start_with_login(username: &str, password: &str) -> Self {
+        Self::start_with(Some((username, password)))
+    }
+
+    fn start_with(login: Option<(&str, &str)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("storage").display()
-            ),
-        )
-        .unwrap();
+        let mut text = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("storage").display()
+        );
+        if let Some((username, password)) = login {
+            let output = Command::new("htpasswd")
+                .args(["-Bbn", username, password])
+                .output()
+                .expect("htpasswd runs (scripts/test installs apache2-utils)");
+            assert!(output.status.success());
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, output.stdout).unwrap();
+            text.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                file.display()
+            ));
+        }
+        std::fs::write(&config, text).unwrap();
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
