@@ -10,12 +10,12 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the support code
 
+mod daemon;
 mod docker;
-mod podman;
+#[allow(unused_imports)]
+pub use daemon::Daemon;
 #[allow(unused_imports)] // not every test binary uses them
 pub use docker::*;
-#[allow(unused_imports)]
-pub use podman::Daemon;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
