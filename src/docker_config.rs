@@ -37,7 +37,7 @@ pub fn lookup(registry: &str, env: &impl Fn(&str) -> Option<String>) -> Option<L
     let config: serde_json::Value =
         serde_json::from_slice(&fs::read(dir.join("config.json")).ok()?).ok()?;
     // Docker Hub is stored under its v1 address.
-    let keys: Vec<String> = if registry == "docker.io" {
+    let keys: Vec<String> = if registry == "docker.io" || registry == "index.docker.io" {
         vec![
             "https://index.docker.io/v1/".into(),
             "docker.io".into(),
@@ -74,8 +74,12 @@ pub fn lookup(registry: &str, env: &impl Fn(&str) -> Option<String>) -> Option<L
     Some(Login { username, password })
 }
 
+/// A credential helper that asks someone (a keychain prompt) is given up on after this.
+const HELPER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Asks `docker-credential-HELPER get`, as the Docker CLI does.
 fn from_helper(helper: &str, registry: &str) -> Option<Login> {
+    use std::io::Read as _;
     use std::process::{Command, Stdio};
     let mut child = Command::new(format!("docker-credential-{helper}"))
         .arg("get")
@@ -85,11 +89,30 @@ fn from_helper(helper: &str, registry: &str) -> Option<Login> {
         .spawn()
         .ok()?;
     child.stdin.take()?.write_all(registry.as_bytes()).ok()?;
-    let output = child.wait_with_output().ok()?;
-    if !output.status.success() {
+    let started = std::time::Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() < HELPER_TIMEOUT => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            _ => {
+                tracing::warn!(
+                    "docker-credential-{helper} did not answer in {} s; going on without its login",
+                    HELPER_TIMEOUT.as_secs()
+                );
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    };
+    let mut stdout = Vec::new();
+    child.stdout.take()?.read_to_end(&mut stdout).ok()?;
+    if !status.success() {
         return None;
     }
-    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    let answer: serde_json::Value = serde_json::from_slice(&stdout).ok()?;
     Some(Login {
         username: answer.get("Username")?.as_str()?.to_owned(),
         password: answer.get("Secret")?.as_str()?.to_owned(),
@@ -163,6 +186,30 @@ pub fn store(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_hub_login_is_found_under_its_v1_address() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("config.json"),
+            r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dXNlcjpwYXNz"},"ghcr.io":{"auth":"Z2g6dG9rZW4="}}}"#,
+        )
+        .unwrap();
+        let home = dir.path().to_str().unwrap().to_owned();
+        let env = |name: &str| (name == "DOCKER_CONFIG").then(|| home.clone());
+        for host in ["docker.io", "index.docker.io"] {
+            let login = lookup(host, &env).expect(host);
+            assert_eq!(
+                (login.username.as_str(), login.password.as_str()),
+                ("user", "pass")
+            );
+        }
+        assert_eq!(
+            lookup("ghcr.io", &env).map(|l| l.password).as_deref(),
+            Some("token")
+        );
+        assert!(lookup("quay.io", &env).is_none());
+    }
 
     #[test]
     fn keeps_other_entries_and_adds_the_registry() {

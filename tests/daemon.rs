@@ -65,6 +65,43 @@ fn daemon_image_gets_the_digest_skopeo_gives_it_with_or_without_the_transport() 
     }
 }
 
+/// Docker's engine exports every tag of a bare repository name (podman's takes the
+/// latest itself), so the tool asks for NAME:latest; the unit tests of the reference
+/// parser pin that, this one that the result is the latest image and tag.
+#[test]
+fn bare_name_is_the_latest_tag_not_every_tag() {
+    let daemon = Daemon::start();
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "app", false);
+    let dir = tempfile::tempdir().unwrap();
+    let latest = write_classic_archive(
+        &dir.path().join("latest.tar"),
+        &["example.test/app:latest"],
+        &layers(),
+    );
+    let cache_layers = vec![layer_tar("cache", &random_bytes(33, 2000))];
+    let cache = write_classic_archive(
+        &dir.path().join("cache.tar"),
+        &["example.test/app:cache"],
+        &cache_layers,
+    );
+    daemon.load(&latest.path);
+    daemon.load(&cache.path);
+
+    let run = stack
+        .action()
+        .env("DOCKER_HOST", &daemon.docker_host())
+        .input("image", "example.test/app")
+        .input("repository", "app")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert_eq!(run.outputs["tags"], "latest");
+    let (_, manifest) = stack.moto.manifest(CI_ACCOUNT, "app", "latest").unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    assert_eq!(manifest["config"]["digest"], latest.config.as_str());
+}
+
 #[test]
 fn missing_daemon_or_image_is_named_with_what_to_do_and_nothing_is_pushed() {
     let daemon = Daemon::start();

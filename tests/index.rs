@@ -188,6 +188,27 @@ fn platforms_keep_those_images_and_their_attestations_in_a_new_index() {
 }
 
 #[test]
+fn platforms_naming_every_image_keep_the_index_as_it_is() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "multi", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_index_layout(dir.path(), "v1", &PLATFORMS);
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "multi")
+        .input("platforms", "linux/amd64,linux/arm64")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert_eq!(run.outputs["digest"], layout.index.digest);
+    let (_, bytes) = stack.moto.manifest(CI_ACCOUNT, "multi", "v1").unwrap();
+    assert_eq!(bytes.as_bytes(), layout.index.bytes.as_slice());
+    assert!(!run.summary.contains("Source digest"), "{}", run.summary);
+}
+
+#[test]
 fn platforms_the_image_cannot_give_fail_before_any_call() {
     let stack = Stack::start();
     let dir = tempfile::tempdir().unwrap();

@@ -316,6 +316,41 @@ fn registry_image_is_copied_whole_by_tag_or_digest() {
 }
 
 #[test]
+fn registry_manifest_without_a_media_type_is_read_as_oci() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "copy", false);
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let layout = layout.to_str().unwrap();
+    let umoci = |args: &[&str]| {
+        let status = std::process::Command::new("umoci")
+            .args(args)
+            .status()
+            .expect("umoci runs");
+        assert!(status.success(), "umoci {args:?}");
+    };
+    // umoci writes manifests with no mediaType field.
+    umoci(&["init", "--layout", layout]);
+    umoci(&["new", "--image", &format!("{layout}:v1")]);
+    registry.skopeo_copy(&format!("oci:{layout}:v1"), "bare:v1");
+    let expected = registry.manifest("bare:v1");
+    let parsed: serde_json::Value = serde_json::from_slice(&expected).unwrap();
+    assert!(parsed.get("mediaType").is_none(), "{parsed}");
+
+    let run = stack
+        .action()
+        .input("image", &format!("docker://{}/bare:v1", registry.host()))
+        .input("repository", "copy")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert_eq!(run.outputs["digest"], sha256(&expected));
+    let (_, stored) = stack.moto.manifest(CI_ACCOUNT, "copy", "v1").unwrap();
+    assert_eq!(stored.as_bytes(), expected.as_slice());
+}
+
+#[test]
 fn registry_without_the_image_is_named_and_nothing_is_pushed() {
     let stack = Stack::start();
     let registry = Registry::start();

@@ -85,12 +85,16 @@ pub(super) fn compress(
             if ![OCI_LAYER, DOCKER_LAYER, DOCKER_LAYER_PLAIN].contains(&media_type) {
                 continue;
             }
-            if matches!(compression, Compression::Zstd { .. })
-                && manifest.media_type == DOCKER_MANIFEST
-            {
+            // Docker's layer types have no zstd form, in a schema 2 manifest or not.
+            if matches!(compression, Compression::Zstd { .. }) && media_type != OCI_LAYER {
                 return Err(Error::Compression(format!(
-                    "zstd layers need an OCI manifest, and {} is Docker schema 2, which has no zstd layer type; use gzip",
-                    manifest.digest
+                    "zstd layers need an OCI manifest, and {} {}; use gzip",
+                    manifest.digest,
+                    if manifest.media_type == DOCKER_MANIFEST {
+                        "is Docker schema 2, which has no zstd layer type".to_owned()
+                    } else {
+                        format!("lists a layer of Docker's type {media_type}")
+                    }
                 )));
             }
             if let Some(d) = image
@@ -177,24 +181,18 @@ pub(super) fn compress(
             "layers"
         };
         let mut changed = false;
-        for entry in value[key].as_array_mut().into_iter().flatten() {
-            if let Some(new) = entry["digest"].as_str().and_then(|d| renamed.get(d)) {
-                entry["digest"] = new.digest.as_str().into();
-                entry["size"] = new.size.into();
-                if key == "layers" {
-                    entry["mediaType"] = new.media_type.clone().into();
-                }
-                changed = true;
-            }
-            let attests = entry
-                .get("annotations")
-                .and_then(|a| a.get(REFERENCE_DIGEST))
-                .and_then(|d| d.as_str())
-                .and_then(|d| renamed.get(d));
-            if let Some(new) = attests.map(|n| n.digest.to_string()) {
-                entry["annotations"][REFERENCE_DIGEST] = new.into();
-                changed = true;
-            }
+        let entries = value
+            .get_mut(key)
+            .and_then(|e| e.as_array_mut())
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.as_object_mut());
+        for entry in entries {
+            changed |= rename(entry, &renamed, key == "layers");
+        }
+        // An OCI 1.1 referrer follows the manifest it is about.
+        if let Some(subject) = value.get_mut("subject").and_then(|s| s.as_object_mut()) {
+            changed |= rename(subject, &renamed, false);
         }
         if !changed {
             new_manifests.push(manifest.clone());
@@ -250,6 +248,40 @@ pub(super) fn compress(
             _dir: spool,
         }),
     })
+}
+
+/// Points a descriptor (an object with `digest`, `size`, maybe `mediaType` and
+/// annotations) at the renamed blob or manifest; whether it changed.
+fn rename(
+    entry: &mut serde_json::Map<String, serde_json::Value>,
+    renamed: &HashMap<String, Descriptor>,
+    with_media_type: bool,
+) -> bool {
+    let mut changed = false;
+    let new = entry
+        .get("digest")
+        .and_then(|d| d.as_str())
+        .and_then(|d| renamed.get(d));
+    if let Some(new) = new {
+        entry.insert("digest".into(), new.digest.as_str().into());
+        entry.insert("size".into(), new.size.into());
+        if with_media_type {
+            entry.insert("mediaType".into(), new.media_type.clone().into());
+        }
+        changed = true;
+    }
+    let annotations = entry.get_mut("annotations").and_then(|a| a.as_object_mut());
+    if let Some(annotations) = annotations {
+        let new = annotations
+            .get(REFERENCE_DIGEST)
+            .and_then(|d| d.as_str())
+            .and_then(|d| renamed.get(d));
+        if let Some(new) = new.map(|n| n.digest.to_string()) {
+            annotations.insert(REFERENCE_DIGEST.into(), new.into());
+            changed = true;
+        }
+    }
+    changed
 }
 
 fn json(manifest: &Manifest) -> Result<serde_json::Value, Error> {

@@ -253,8 +253,13 @@ fn open_oci(tarball: Tarball, select: &Select) -> Result<Opened, Error> {
         annotation(d, CONTAINERD_NAME).and_then(|n| normalize(&n))
     };
     let entries = index.manifests();
-    let mut digests: Vec<&str> = entries.iter().map(|d| d.digest().as_ref()).collect();
-    digests.dedup();
+    // One entry per tag: the images are the distinct digests, in the index's order.
+    let mut images: Vec<&oci_spec::image::Descriptor> = Vec::new();
+    for entry in entries {
+        if !images.iter().any(|i| i.digest() == entry.digest()) {
+            images.push(entry);
+        }
+    }
     let all_names = || {
         let names: Vec<String> = entries.iter().filter_map(name_of).collect();
         if names.is_empty() {
@@ -269,19 +274,16 @@ fn open_oci(tarball: Tarball, select: &Select) -> Result<Opened, Error> {
         reason,
     };
     let chosen = match select {
-        Select::Only if digests.len() == 1 => &entries[0],
+        Select::Only if images.len() == 1 => images[0],
         Select::Only => {
             return Err(archive_err(format!(
                 "it holds {} images; name one as FILE:NAME:TAG or FILE:@N (names: {})",
-                digests.len(),
+                images.len(),
                 all_names()
             )));
         }
-        Select::Position(n) => entries.get(*n).ok_or_else(|| {
-            archive_err(format!(
-                "it holds {} images, so @{n} is none",
-                entries.len()
-            ))
+        Select::Position(n) => *images.get(*n).ok_or_else(|| {
+            archive_err(format!("it holds {} images, so @{n} is none", images.len()))
         })?,
         Select::Name(wanted) => entries
             .iter()

@@ -77,10 +77,14 @@ pub(super) fn parse(reference: &str) -> Option<Result<DaemonRef, Error>> {
         .rsplit_once(':')
         .filter(|(_, t)| !t.contains('/'))
         .map(|_| normalized.rsplit_once(':').map(|(_, t)| t.to_owned()));
-    Some(Ok(DaemonRef {
-        name: name.to_owned(),
-        tag: named_tag.flatten().filter(|_| digest.is_none()),
-    }))
+    let tag = named_tag.flatten().filter(|_| digest.is_none());
+    // The engine exports every tag of a bare repository name; Docker means :latest.
+    let name = if tag.is_none() && digest.is_none() {
+        format!("{name}:latest")
+    } else {
+        name.to_owned()
+    };
+    Some(Ok(DaemonRef { name, tag }))
 }
 
 /// Exports the image from the engine into a temporary file and opens it.
@@ -267,10 +271,10 @@ mod tests {
         let some = |name: &str, tag: Option<&str>| Some((name.to_owned(), tag.map(str::to_owned)));
         assert_eq!(parsed("docker-daemon:app:v1"), some("app:v1", Some("v1")));
         assert_eq!(parsed("app:v1"), some("app:v1", Some("v1")));
-        assert_eq!(parsed("app"), some("app", None));
+        assert_eq!(parsed("app"), some("app:latest", None));
         assert_eq!(
             parsed("localhost:5000/team/app"),
-            some("localhost:5000/team/app", None)
+            some("localhost:5000/team/app:latest", None)
         );
         let digest = format!("sha256:{}", "a".repeat(64));
         assert_eq!(

@@ -55,7 +55,7 @@ pub enum Error {
     #[error("image: {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error(
-        "image: `{0}` is a path; write oci:{0} for an OCI layout folder, or oci-archive:{0} or docker-archive:{0} for a tar"
+        "image: `{0}` is a path; write oci:{0} for an OCI layout folder, oci-archive:{0} or docker-archive:{0} for a tar, or docker-daemon:{0} for an image in the Docker engine"
     )]
     Path(String),
     #[error("compression: {0}")]
@@ -248,7 +248,8 @@ impl Image {
         compression: Compression,
     ) -> Result<Self, Error> {
         let platforms = platforms.to_vec();
-        if !reference.contains(':') && std::path::Path::new(reference).exists() {
+        let looks_like_path = reference.starts_with(['.', '/']) || reference.contains('/');
+        if !reference.contains(':') && looks_like_path && std::path::Path::new(reference).exists() {
             return Err(Error::Path(reference.to_owned()));
         }
         let opened = match docker_daemon::parse(reference) {
@@ -344,12 +345,17 @@ impl Platform {
     }
 
     /// Whether an index entry's `platform` object is this one; a platform named without
-    /// a variant takes any variant.
+    /// a variant takes any variant. An arm64 entry without a variant is v8, as
+    /// containerd reads it (buildx writes linux/arm64 with none).
     fn matches(&self, platform: &serde_json::Value) -> bool {
         let field = |name: &str| platform.get(name).and_then(|v| v.as_str());
+        let variant = match (field("architecture"), field("variant")) {
+            (Some("arm64"), None) => Some("v8"),
+            (_, variant) => variant,
+        };
         field("os") == Some(self.os.as_str())
             && field("architecture") == Some(self.architecture.as_str())
-            && (self.variant.is_none() || field("variant") == self.variant.as_deref())
+            && (self.variant.is_none() || variant == self.variant.as_deref())
     }
 }
 
@@ -388,13 +394,14 @@ pub(crate) fn load(
                 digest: manifest.digest,
             });
         }
-        let bytes = keep_platforms(&manifest, platforms)?;
-        original_digest = Some(manifest.digest);
-        manifest = Manifest {
-            digest: Digest::of(&bytes),
-            bytes,
-            media_type: manifest.media_type,
-        };
+        if let Some(bytes) = keep_platforms(&manifest, platforms)? {
+            original_digest = Some(manifest.digest);
+            manifest = Manifest {
+                digest: Digest::of(&bytes),
+                bytes,
+                media_type: manifest.media_type,
+            };
+        }
     }
     let mut walk = Walk {
         store: &*store,
@@ -520,8 +527,9 @@ impl Walk<'_> {
 }
 
 /// A new index with only the entries for `platforms`, and the attestation manifests
-/// that describe them. Everything else in the index is kept as it was.
-fn keep_platforms(index: &Manifest, platforms: &[Platform]) -> Result<Vec<u8>, Error> {
+/// that describe them. Everything else in the index is kept as it was. `None` when the
+/// platforms asked for are all the index has.
+fn keep_platforms(index: &Manifest, platforms: &[Platform]) -> Result<Option<Vec<u8>>, Error> {
     let json_err = |source| Error::Json {
         path: PathBuf::from(index.digest.as_str()),
         what: "the index".into(),
@@ -572,6 +580,7 @@ fn keep_platforms(index: &Manifest, platforms: &[Platform]) -> Result<Vec<u8>, E
             available: available.join(", "),
         });
     }
+    let count = entries.len();
     let kept: Vec<serde_json::Value> = entries
         .into_iter()
         .filter(|e| {
@@ -580,8 +589,14 @@ fn keep_platforms(index: &Manifest, platforms: &[Platform]) -> Result<Vec<u8>, E
                 || annotation(e, REFERENCE_DIGEST).is_some_and(|d| kept_images.contains(&d))
         })
         .collect();
-    value["manifests"] = serde_json::Value::Array(kept);
-    serde_json::to_vec(&value).map_err(json_err)
+    // Every entry kept: the index is the source's, bytes and digest.
+    if kept.len() == count {
+        return Ok(None);
+    }
+    if let Some(object) = value.as_object_mut() {
+        object.insert("manifests".into(), serde_json::Value::Array(kept));
+    }
+    serde_json::to_vec(&value).map(Some).map_err(json_err)
 }
 
 /// Reads a blob part by part, hashing as it goes; the part that ends the blob is only
@@ -685,6 +700,19 @@ impl BlobReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arm64_without_a_variant_is_v8() {
+        let buildx = serde_json::json!({"os": "linux", "architecture": "arm64"});
+        let v7 = serde_json::json!({"os": "linux", "architecture": "arm", "variant": "v7"});
+        let wanted = |p: &str| Platform::parse(p).unwrap();
+        assert!(wanted("linux/arm64/v8").matches(&buildx));
+        assert!(wanted("linux/arm64").matches(&buildx));
+        assert!(!wanted("linux/arm64/v9").matches(&buildx));
+        assert!(wanted("linux/arm").matches(&v7));
+        assert!(!wanted("linux/arm/v6").matches(&v7));
+        assert!(!wanted("linux/amd64").matches(&buildx));
+    }
 
     fn reader(bytes: &'static [u8], descriptor: Descriptor) -> BlobReader {
         BlobReader::new(Box::new(bytes), descriptor)

@@ -20,6 +20,9 @@ use super::oci::Opened;
 use super::{Blobs, Descriptor, Digest, Error, INDEX_MEDIA_TYPES};
 use crate::docker_config::Login;
 
+/// A source that sends nothing for this long is given up on.
+const STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// What a registry may answer with for a manifest.
 const MANIFEST_MEDIA_TYPES: [&str; 4] = [
     "application/vnd.oci.image.manifest.v1+json",
@@ -38,14 +41,14 @@ pub(super) fn parse(rest: &str) -> Result<Reference, Error> {
     })
 }
 
-/// The registry host, as logins are stored under it.
+/// The registry host, as logins are stored under it (`docker.io` for Docker Hub).
 pub(super) fn host(reference: &Reference) -> String {
-    reference.resolve_registry().to_owned()
+    reference.registry().to_owned()
 }
 
 /// Fetches the top manifest and returns a store that reads the rest on demand.
 pub(super) async fn open(reference: Reference, login: Option<Login>) -> Result<Opened, Error> {
-    let registry = reference.resolve_registry().to_owned();
+    let registry = reference.registry().to_owned();
     let loopback = is_loopback(reference.registry());
     let client = Client::new(ClientConfig {
         protocol: if loopback {
@@ -74,15 +77,14 @@ pub(super) async fn open(reference: Reference, login: Option<Login>) -> Result<O
             reason: format!("it answered a manifest whose digest is {digest}, not {pinned}"),
         });
     }
-    #[derive(serde::Deserialize)]
-    struct MediaTypeOnly {
-        #[serde(rename = "mediaType")]
-        media_type: Option<String>,
-    }
-    let media_type = serde_json::from_slice::<MediaTypeOnly>(&bytes)
-        .ok()
-        .and_then(|m| m.media_type)
-        .unwrap_or_default();
+    // The type the manifest names; an OCI manifest may name none (umoci writes them so),
+    // and is then an index if it lists manifests, else an image manifest.
+    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let media_type = match value.get("mediaType").and_then(|t| t.as_str()) {
+        Some(declared) => declared.to_owned(),
+        None if value.get("manifests").is_some() => INDEX_MEDIA_TYPES[0].to_owned(),
+        None => MANIFEST_MEDIA_TYPES[0].to_owned(),
+    };
     let top = Descriptor {
         media_type,
         digest: digest.clone(),
@@ -213,7 +215,7 @@ impl Blobs for Remote {
                 self.client
                     .pull_manifest_raw(&reference, &self.auth, &accepted),
             )
-            .map_err(|e| registry_error(&self.shown, self.reference.resolve_registry(), &e))?;
+            .map_err(|e| registry_error(&self.shown, self.reference.registry(), &e))?;
         Ok(Box::new(io::Cursor::new(bytes.to_vec())))
     }
 }
@@ -252,7 +254,16 @@ impl Read for RemoteBlob {
                     self.stream.insert(sized)
                 }
             };
-            match self.handle.block_on(stream.next()) {
+            let next = self
+                .handle
+                .block_on(async { tokio::time::timeout(STALL_TIMEOUT, stream.next()).await });
+            let next = next.map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{}: no data for {} s", self.shown, STALL_TIMEOUT.as_secs()),
+                )
+            })?;
+            match next {
                 Some(chunk) => {
                     self.pending = chunk?.to_vec();
                     self.at = 0;
