@@ -517,13 +517,6 @@ fn umoci_layout_without_manifest_media_type_is_pushed_as_oci() {
     let layout_dir = dir.path().join("layout");
     let layout = layout_dir.to_str().unwrap();
     let rootfs = dir.path().join("bundle");
-    let umoci = |args: &[&str]| {
-        let status = std::process::Command::new("umoci")
-            .args(args)
-            .status()
-            .expect("umoci runs");
-        assert!(status.success(), "umoci {args:?}");
-    };
     umoci(&["init", "--layout", layout]);
     umoci(&["new", "--image", &format!("{layout}:base")]);
     umoci(&[

@@ -97,52 +97,50 @@ pub(super) fn open_tarball(tarball: Tarball, select: &Select) -> Result<Opened, 
         what: "manifest.json".into(),
         source,
     })?;
-    let names = |item: &Item| item.repo_tags.clone().unwrap_or_default();
-    let all_names = || {
-        let names: Vec<String> = items.iter().flat_map(names).collect();
-        if names.is_empty() {
+    let names: Vec<Vec<String>> = items
+        .iter()
+        .map(|item| item.repo_tags.clone().unwrap_or_default())
+        .collect();
+    let chosen = choose(&names, select).map_err(archive_err)?;
+    let tag = tag_for(select, &names[chosen]);
+    classic(tarball, &items[chosen], tag)
+}
+
+/// Which of an archive's images `select` names, each image given with its names as the
+/// archive writes them; the reason when none is.
+fn choose(names: &[Vec<String>], select: &Select) -> Result<usize, String> {
+    let all = || {
+        let all: Vec<&str> = names.iter().flatten().map(String::as_str).collect();
+        if all.is_empty() {
             "none".to_owned()
         } else {
-            names.join(", ")
+            all.join(", ")
         }
     };
-    let item = match select {
-        Select::Only if items.len() == 1 => &items[0],
-        Select::Only if items.is_empty() => {
-            return Err(archive_err("its manifest.json lists no image".into()));
-        }
-        Select::Only => {
-            return Err(archive_err(format!(
-                "it holds {} images; name one as FILE:NAME:TAG or FILE:@N (names: {})",
-                items.len(),
-                all_names()
-            )));
-        }
-        Select::Position(n) => items.get(*n).ok_or_else(|| {
-            archive_err(format!("it holds {} images, so @{n} is none", items.len()))
-        })?,
-        Select::Name(wanted) => items
+    match select {
+        Select::Only if names.len() == 1 => Ok(0),
+        Select::Only if names.is_empty() => Err("it lists no image".into()),
+        Select::Only => Err(format!(
+            "it holds {} images; name one as FILE:NAME:TAG or FILE:@N (names: {})",
+            names.len(),
+            all()
+        )),
+        Select::Position(n) if *n < names.len() => Ok(*n),
+        Select::Position(n) => Err(format!("it holds {} images, so @{n} is none", names.len())),
+        Select::Name(wanted) => names
             .iter()
-            .find(|item| {
-                names(item)
-                    .iter()
-                    .any(|t| normalize(t).as_ref() == Some(wanted))
-            })
-            .ok_or_else(|| {
-                archive_err(format!(
-                    "no image is named {wanted} (names: {})",
-                    all_names()
-                ))
-            })?,
-    };
-    let tag = match select {
-        Select::Name(name) => tag_of(name),
-        _ => match names(item).as_slice() {
-            [only] => normalize(only).and_then(|n| tag_of(&n)),
-            _ => None,
-        },
-    };
-    classic(tarball, item, tag)
+            .position(|ns| ns.iter().any(|n| normalize(n).as_ref() == Some(wanted)))
+            .ok_or_else(|| format!("no image is named {wanted} (names: {})", all())),
+    }
+}
+
+/// The default tag: the one the reference names, else that of the image's only name.
+fn tag_for(select: &Select, names: &[String]) -> Option<String> {
+    match (select, names) {
+        (Select::Name(name), _) => tag_of(name),
+        (_, [only]) => normalize(only).and_then(|n| tag_of(&n)),
+        _ => None,
+    }
 }
 
 /// Builds the schema 2 manifest of a classic archive's image, byte for byte as skopeo's.
@@ -249,58 +247,27 @@ fn open_oci(tarball: Tarball, select: &Select) -> Result<Opened, Error> {
     let annotation = |d: &oci_spec::image::Descriptor, key: &str| {
         d.annotations().as_ref().and_then(|a| a.get(key)).cloned()
     };
-    let name_of = |d: &oci_spec::image::Descriptor| {
-        annotation(d, CONTAINERD_NAME).and_then(|n| normalize(&n))
-    };
-    let entries = index.manifests();
-    // One entry per tag: the images are the distinct digests, in the index's order.
-    let mut images: Vec<&oci_spec::image::Descriptor> = Vec::new();
-    for entry in entries {
-        if !images.iter().any(|i| i.digest() == entry.digest()) {
-            images.push(entry);
+    // One entry per tag: the images are the distinct digests, in the index's order,
+    // each with the names of all its entries.
+    let mut images: Vec<(&oci_spec::image::Descriptor, Vec<String>)> = Vec::new();
+    for entry in index.manifests() {
+        let name = annotation(entry, CONTAINERD_NAME);
+        match images
+            .iter_mut()
+            .find(|(d, _)| d.digest() == entry.digest())
+        {
+            Some((_, names)) => names.extend(name),
+            None => images.push((entry, name.into_iter().collect())),
         }
     }
-    let all_names = || {
-        let names: Vec<String> = entries.iter().filter_map(name_of).collect();
-        if names.is_empty() {
-            "none".to_owned()
-        } else {
-            names.join(", ")
-        }
-    };
-    let archive_err = |reason: String| Error::Archive {
+    let names: Vec<Vec<String>> = images.iter().map(|(_, n)| n.clone()).collect();
+    let index = choose(&names, select).map_err(|reason| Error::Archive {
         path: tarball.root().to_owned(),
         kind: KIND,
         reason,
-    };
-    let chosen = match select {
-        Select::Only if images.len() == 1 => images[0],
-        Select::Only => {
-            return Err(archive_err(format!(
-                "it holds {} images; name one as FILE:NAME:TAG or FILE:@N (names: {})",
-                images.len(),
-                all_names()
-            )));
-        }
-        Select::Position(n) => *images.get(*n).ok_or_else(|| {
-            archive_err(format!("it holds {} images, so @{n} is none", images.len()))
-        })?,
-        Select::Name(wanted) => entries
-            .iter()
-            .find(|d| name_of(d).as_ref() == Some(wanted))
-            .ok_or_else(|| {
-                archive_err(format!(
-                    "no image is named {wanted} (names: {})",
-                    all_names()
-                ))
-            })?,
-    };
-    let tag = match select {
-        Select::Name(name) => tag_of(name),
-        _ => name_of(chosen)
-            .and_then(|n| tag_of(&n))
-            .or_else(|| annotation(chosen, REF_NAME)),
-    };
+    })?;
+    let chosen = images[index].0;
+    let tag = tag_for(select, &names[index]).or_else(|| annotation(chosen, REF_NAME));
     let top = Descriptor::from_spec(chosen)?;
     Ok((oci::store(tarball), top, tag))
 }

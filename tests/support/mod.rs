@@ -248,21 +248,10 @@ impl Moto {
 
     /// The manifest a tag points at in moto: (digest, bytes), or None.
     pub fn manifest(&self, account: &str, repository: &str, tag: &str) -> Option<(String, String)> {
-        let ecr = self.ecr(account);
-        let output = self
-            .rt
-            .block_on(
-                ecr.batch_get_image()
-                    .repository_name(repository)
-                    .image_ids(
-                        aws_sdk_ecr::types::ImageIdentifier::builder()
-                            .image_tag(tag)
-                            .build(),
-                    )
-                    .send(),
-            )
-            .ok()?;
-        let image = output.images().first()?;
+        let id = aws_sdk_ecr::types::ImageIdentifier::builder()
+            .image_tag(tag)
+            .build();
+        let image = self.image(account, repository, id)?;
         Some((
             image.image_id()?.image_digest()?.to_owned(),
             image.image_manifest()?.to_owned(),
@@ -276,25 +265,30 @@ impl Moto {
         repository: &str,
         digest: &str,
     ) -> Option<(String, String)> {
-        let ecr = self.ecr(account);
-        let output = self
-            .rt
-            .block_on(
-                ecr.batch_get_image()
-                    .repository_name(repository)
-                    .image_ids(
-                        aws_sdk_ecr::types::ImageIdentifier::builder()
-                            .image_digest(digest)
-                            .build(),
-                    )
-                    .send(),
-            )
-            .ok()?;
-        let image = output.images().first()?;
+        let id = aws_sdk_ecr::types::ImageIdentifier::builder()
+            .image_digest(digest)
+            .build();
+        let image = self.image(account, repository, id)?;
         Some((
             image.image_manifest_media_type()?.to_owned(),
             image.image_manifest()?.to_owned(),
         ))
+    }
+
+    /// BatchGetImage of one image.
+    fn image(
+        &self,
+        account: &str,
+        repository: &str,
+        id: aws_sdk_ecr::types::ImageIdentifier,
+    ) -> Option<aws_sdk_ecr::types::Image> {
+        let ecr = self.ecr(account);
+        let request = ecr
+            .batch_get_image()
+            .repository_name(repository)
+            .image_ids(id);
+        let output = self.rt.block_on(request.send()).ok()?;
+        output.images().first().cloned()
     }
 
     /// The size ECR reports for each available blob, by digest.
@@ -798,6 +792,15 @@ pub fn serve_canned(status: &'static str, content_type: &'static str, body: &'st
 }
 
 // ---------------------------------------------------------------- test images
+
+/// Runs umoci, the independent OCI tool, and expects it to succeed.
+pub fn umoci(args: &[&str]) {
+    let status = Command::new("umoci")
+        .args(args)
+        .status()
+        .expect("umoci runs");
+    assert!(status.success(), "umoci {args:?}");
+}
 
 /// Reproducible pseudo-random bytes (xorshift64*), so layers differ without a
 /// random-number crate and a failing case can be re-run.
