@@ -123,6 +123,9 @@ pub struct GenerateArgs {
     /// Add ecr:GetAuthorizationToken (on "*", its only resource) for docker-login
     #[arg(long)]
     pub docker_login: bool,
+    /// The push's transport: registry needs ecr:GetAuthorizationToken for its login
+    #[arg(long, value_enum, default_value = "api")]
+    pub transport: TransportArg,
     /// Add ecr:BatchGetImage, to tell a re-push from a conflict in immutable repositories
     #[arg(long)]
     pub immutable_tags: bool,
@@ -205,9 +208,17 @@ impl GenerateArgs {
             external_id: self.external_id,
             session_tags: self.session_tags,
             docker_login: self.docker_login,
+            registry_transport: self.transport == TransportArg::Registry,
             immutable_tags: self.immutable_tags,
         })
     }
+}
+
+/// `transport` as `policy generate` takes it.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportArg {
+    Api,
+    Registry,
 }
 
 /// A branch, tag or environment name as it goes into a `sub` claim: no spaces, quotes
@@ -310,6 +321,18 @@ pub struct PushArgs {
           default_missing_value = "true", value_parser = BoolishValueParser::new())]
     pub docker_login: bool,
 
+    /// How the image travels: api (ECR's layer-upload API, repository-scoped permissions
+    /// only) or registry (the OCI distribution API, with a registry login); when empty,
+    /// api for ECR and registry for any other registry
+    #[arg(long, value_name = "API|REGISTRY")]
+    pub transport: Option<String>,
+
+    /// The registry to push to, as a host: ECR's ACCOUNT.dkr.ecr.REGION.amazonaws.com, or
+    /// any OCI registry (no AWS then; the login comes from the Docker config). When empty:
+    /// the ECR registry of registry-id, else of the final credentials' account
+    #[arg(long, value_name = "HOST")]
+    pub registry: Option<String>,
+
     /// How many blobs to upload at once (1-16)
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub concurrency: usize,
@@ -371,6 +394,16 @@ pub struct Push {
     pub create_repository: bool,
     pub docker_login: bool,
     pub concurrency: usize,
+    pub destination: Destination,
+}
+
+/// Where and how the image goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Destination {
+    /// ECR, through its layer-upload API or, with `registry: true`, its registry endpoint.
+    Ecr { registry: bool },
+    /// Any other OCI registry, by host.
+    Registry(String),
 }
 
 /// How to get credentials.
@@ -460,6 +493,84 @@ impl PushArgs {
         if let Some(id) = &self.registry_id {
             check_account("registry-id", id)?;
         }
+        let registry = self
+            .registry
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
+        let ecr_host = registry.and_then(parse_ecr_host);
+        let mut registry_id = self.registry_id;
+        let mut region = region;
+        if let Some((account, host_region)) = &ecr_host {
+            if registry_id.as_ref().is_some_and(|id| id != account) {
+                return Err(invalid(
+                    "registry-id",
+                    format!(
+                        "is not {account}, the account of registry {}",
+                        registry.unwrap_or_default()
+                    ),
+                ));
+            }
+            if region.as_ref().is_some_and(|r| r != host_region) {
+                return Err(invalid(
+                    "aws-region",
+                    format!(
+                        "is not {host_region}, the region of registry {}",
+                        registry.unwrap_or_default()
+                    ),
+                ));
+            }
+            registry_id = Some(account.clone());
+            region = Some(host_region.clone());
+        }
+        let transport = self
+            .transport
+            .as_deref()
+            .map(|t| t.trim().to_ascii_lowercase());
+        let destination = match (registry, &ecr_host, transport.as_deref()) {
+            (_, _, Some(other)) if !matches!(other, "" | "api" | "registry") => {
+                return Err(invalid(
+                    "transport",
+                    format!("`{other}` is not api or registry"),
+                ));
+            }
+            (Some(host), None, transport) => {
+                if transport == Some("api") {
+                    return Err(invalid(
+                        "transport",
+                        format!(
+                            "api is ECR's layer-upload API, and {host} is not ECR; leave transport empty or set registry"
+                        ),
+                    ));
+                }
+                check_host(host)?;
+                for (input, set) in [
+                    ("role-to-assume", self.role_to_assume.is_some()),
+                    ("cross-account-role", cross_account.is_some()),
+                    ("registry-id", registry_id.is_some()),
+                    ("create-repository", self.create_repository),
+                    ("docker-login", self.docker_login),
+                ] {
+                    if set {
+                        return Err(invalid(
+                            input,
+                            format!("is for ECR, and the registry {host} is not ECR; remove it"),
+                        ));
+                    }
+                }
+                Destination::Registry(host.to_owned())
+            }
+            (_, _, transport) => {
+                let registry = transport == Some("registry");
+                if registry && self.create_repository {
+                    return Err(invalid(
+                        "create-repository",
+                        "needs ECR's API (CreateRepository); with transport: registry, create the repository beforehand",
+                    ));
+                }
+                Destination::Ecr { registry }
+            }
+        };
         if !CONCURRENCY.contains(&self.concurrency) {
             return Err(invalid(
                 "concurrency",
@@ -485,10 +596,11 @@ impl PushArgs {
                 role_duration_seconds: self.role_duration_seconds,
                 cross_account,
             },
-            registry_id: self.registry_id,
+            registry_id,
             create_repository: self.create_repository,
             docker_login: self.docker_login,
             concurrency: self.concurrency,
+            destination,
         })
     }
 }
@@ -510,6 +622,43 @@ fn parse_tags(text: &str) -> Result<Vec<String>, Error> {
         return Err(invalid("tags", "lists no tag"));
     }
     Ok(tags)
+}
+
+/// The account and region of an ECR registry host,
+/// `ACCOUNT.dkr.ecr.REGION.amazonaws.com` (`.com.cn` in China).
+pub fn parse_ecr_host(host: &str) -> Option<(String, String)> {
+    let rest = host
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
+    let (account, rest) = rest.split_once(".dkr.ecr.")?;
+    let valid_account = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+    let valid_region = !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    (valid_account && valid_region).then(|| (account.to_owned(), rest.to_owned()))
+}
+
+/// A registry host: a name or address, maybe a port; no scheme, no path.
+fn check_host(host: &str) -> Result<(), Error> {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(']') || host.starts_with('[') => (name, Some(port)),
+        _ => (host, None),
+    };
+    let name_ok = !name.is_empty()
+        && (name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
+            || (name.starts_with('[') && name.ends_with(']')));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok());
+    if name_ok && port_ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "registry",
+            format!("`{host}` is not a registry host (HOST or HOST:PORT, no scheme or path)"),
+        ))
+    }
 }
 
 /// `compression` and `compression-level`, together.
@@ -799,6 +948,31 @@ mod tests {
             &"a".repeat(257),
         ] {
             assert!(check_repository(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ecr_hosts_name_their_account_and_region() {
+        assert_eq!(
+            parse_ecr_host("222222222222.dkr.ecr.eu-west-1.amazonaws.com"),
+            Some(("222222222222".into(), "eu-west-1".into()))
+        );
+        assert_eq!(
+            parse_ecr_host("222222222222.dkr.ecr.cn-north-1.amazonaws.com.cn"),
+            Some(("222222222222".into(), "cn-north-1".into()))
+        );
+        for other in [
+            "ghcr.io",
+            "2222.dkr.ecr.us-east-1.amazonaws.com",
+            "localhost:5000",
+        ] {
+            assert_eq!(parse_ecr_host(other), None, "{other}");
+        }
+        for good in ["ghcr.io", "localhost:5000", "127.0.0.1:5000", "[::1]:5000"] {
+            assert!(check_host(good).is_ok(), "{good}");
+        }
+        for bad in ["https://ghcr.io", "ghcr.io/org", "host:port", ""] {
+            assert!(check_host(bad).is_err(), "{bad}");
         }
     }
 

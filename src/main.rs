@@ -136,7 +136,7 @@ async fn run(
         push.compression,
     )
     .await?;
-    let tags = match push.tags {
+    let tags = match push.tags.clone() {
         Some(tags) => tags,
         None => vec![inputs::default_tag(image.tag.as_deref())?],
     };
@@ -167,46 +167,22 @@ async fn run(
         report::human_bytes(push::total_size(image.blobs()))
     );
 
-    let session = {
-        let _group = runtime.group("Credentials");
-        auth::authenticate(&push.auth, push.region.as_deref(), runtime, env).await?
-    };
-    tracing::info!("credentials for {}", session.principal);
-
-    let registry_id = push.registry_id.unwrap_or(session.account);
-    let ecr = push::Ecr::new(
-        &session.config,
-        registry_id,
-        session.region,
-        push.repository.clone(),
-        push.create_repository,
-        session.principal,
-    );
-    let registry = ecr.registry_host();
-    // The login is fetched before anything is pushed, so a role without
-    // ecr:GetAuthorizationToken fails before a tag moves; it is stored after.
-    let login = if push.docker_login {
-        Some(ecr.login(|secret| runtime.mask(secret)).await?)
-    } else {
-        None
-    };
-    let report = {
-        let _group = runtime.group(&format!("Push to {registry}/{}", push.repository));
-        push::push(&ecr, &image, &tags, push.concurrency).await?
-    };
-    if let Some(auth) = login {
-        let stored = docker_config::store(&registry, &auth, env)?;
-        tracing::info!(
-            "docker login for {registry} stored in {}",
-            stored.path.display()
-        );
-        if let Some(helper) = stored.shadowed_by {
-            tracing::warn!(
-                "{} names the credential helper `{helper}`, which docker asks before `auths`; remove it for this login to be used",
-                stored.path.display()
-            );
+    let (registry, report) = match &push.destination {
+        inputs::Destination::Registry(host) => {
+            // No AWS at all: the registry's login is the Docker CLI's, masked first.
+            let login = docker_config::lookup(host, env).map(|login| {
+                runtime.mask(&login.password);
+                (login.username, login.password)
+            });
+            let destination = push::Registry::new(host, &push.repository, login)?;
+            let _group = runtime.group(&format!("Push to {host}/{}", push.repository));
+            let report = push::push(&destination, &image, &tags, push.concurrency).await?;
+            (host.clone(), report)
         }
-    }
+        inputs::Destination::Ecr { registry } => {
+            push_to_ecr(&push, *registry, &image, &tags, runtime, env).await?
+        }
+    };
 
     let pushed = report::Pushed {
         registry: &registry,
@@ -227,6 +203,70 @@ async fn run(
         println!("{}", pushed.image_uri());
     }
     Ok(())
+}
+
+/// Credentials, then the push to ECR through its API or, with `via_registry`, its
+/// registry endpoint; the registry host and what the push did.
+async fn push_to_ecr(
+    push: &inputs::Push,
+    via_registry: bool,
+    image: &Image,
+    tags: &[String],
+    runtime: &Runtime,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(String, report::Report), Error> {
+    let session = {
+        let _group = runtime.group("Credentials");
+        auth::authenticate(&push.auth, push.region.as_deref(), runtime, env).await?
+    };
+    tracing::info!("credentials for {}", session.principal);
+
+    let registry_id = push.registry_id.clone().unwrap_or(session.account);
+    let ecr = push::Ecr::new(
+        &session.config,
+        registry_id,
+        session.region,
+        push.repository.clone(),
+        push.create_repository,
+        session.principal,
+    );
+    let registry = ecr.registry_host();
+    // The login is fetched before anything is pushed, so a role without
+    // ecr:GetAuthorizationToken fails before a tag moves; it is stored after.
+    let login = if push.docker_login || via_registry {
+        Some(ecr.login(|secret| runtime.mask(secret)).await?)
+    } else {
+        None
+    };
+    let report = {
+        let _group = runtime.group(&format!("Push to {registry}/{}", push.repository));
+        match &login {
+            Some(auth) if via_registry => {
+                let password = push::Ecr::password(auth).unwrap_or_default();
+                let destination = push::Registry::new(
+                    &registry,
+                    &push.repository,
+                    Some(("AWS".to_owned(), password)),
+                )?;
+                push::push(&destination, image, tags, push.concurrency).await?
+            }
+            _ => push::push(&ecr, image, tags, push.concurrency).await?,
+        }
+    };
+    if let Some(auth) = login.filter(|_| push.docker_login) {
+        let stored = docker_config::store(&registry, &auth, env)?;
+        tracing::info!(
+            "docker login for {registry} stored in {}",
+            stored.path.display()
+        );
+        if let Some(helper) = stored.shadowed_by {
+            tracing::warn!(
+                "{} names the credential helper `{helper}`, which docker asks before `auths`; remove it for this login to be used",
+                stored.path.display()
+            );
+        }
+    }
+    Ok((registry, report))
 }
 
 /// Short lines in the log; `--verbose` adds each API call and part. In Actions the log

@@ -45,6 +45,9 @@ pub struct Request {
     pub external_id: Option<String>,
     pub session_tags: bool,
     pub docker_login: bool,
+    /// `transport: registry`: the registry endpoint, reached with the login that
+    /// GetAuthorizationToken gives.
+    pub registry_transport: bool,
     /// BatchGetImage, which tells a re-push of the same image from a changed one when
     /// an immutable repository reports a tag conflict.
     pub immutable_tags: bool,
@@ -160,8 +163,8 @@ impl Request {
             "Action": self.push_actions(),
             "Resource": one_or_many(self.repository_arns()),
         })];
-        if self.docker_login {
-            statements.push(authorization_token_statement("DockerLogin"));
+        if self.docker_login || self.registry_transport {
+            statements.push(authorization_token_statement("RegistryLogin"));
         }
         policy(Value::Array(statements))
     }
@@ -342,6 +345,7 @@ mod tests {
             external_id: None,
             session_tags: false,
             docker_login: false,
+            registry_transport: false,
             immutable_tags: false,
         }
     }
@@ -496,6 +500,7 @@ mod tests {
                 }
             }
             r.docker_login = next(2) == 1;
+            r.registry_transport = next(2) == 1;
             r.immutable_tags = next(2) == 1;
             for document in generate(&r) {
                 for statement in statements(&document.body) {
@@ -525,7 +530,10 @@ mod tests {
                         assert!(!text.contains(":root"), "{text}");
                     }
                 }
-                if document.name == "aws-ecr-ci-push.json" && !r.docker_login {
+                if document.name == "aws-ecr-ci-push.json"
+                    && !r.docker_login
+                    && !r.registry_transport
+                {
                     assert_eq!(
                         statements(&document.body).len(),
                         1,

@@ -438,6 +438,7 @@ mod tests {
             external_id: None,
             session_tags: false,
             docker_login: true,
+            registry_transport: true,
             immutable_tags: true,
         };
         for document in generate(&request) {

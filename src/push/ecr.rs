@@ -95,12 +95,7 @@ impl Ecr {
             .unwrap_or_default()
             .to_owned();
         mask(&auth);
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(&auth)
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .unwrap_or_default();
-        let Some((_, password)) = decoded.split_once(':') else {
+        let Some(password) = Self::password(&auth) else {
             return Err(Error::Api {
                 call: "GetAuthorizationToken",
                 target: format!("registry {}", self.registry_id),
@@ -108,8 +103,17 @@ impl Ecr {
                 hint: String::new(),
             });
         };
-        mask(password);
+        mask(&password);
         Ok(auth)
+    }
+
+    /// The password in a login from [`Ecr::login`].
+    pub fn password(auth: &str) -> Option<String> {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth)
+            .ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        decoded.split_once(':').map(|(_, p)| p.to_owned())
     }
 
     fn target(&self) -> String {
@@ -335,6 +339,9 @@ impl Destination for Ecr {
     async fn upload(&self, blob: BlobReader) -> Result<(), Error> {
         let digest = blob.descriptor().digest.clone();
         let size = blob.descriptor().size;
+        if size == 0 {
+            return Err(Error::EmptyBlob(digest));
+        }
         if size > MAX_PARTS * MAX_PART_BYTES as u64 {
             return Err(Error::BlobTooLarge {
                 digest,

@@ -3,10 +3,11 @@
 //! the manifest. Tags are written only after every blob is in place and verified, so a
 //! failure at any step leaves no tag on a broken image.
 //!
-//! A destination is three operations behind [`Destination`]; ECR's own layer-upload API
-//! is the first. The flow here knows nothing of where the image came from.
+//! A destination is three operations behind [`Destination`]: ECR's own layer-upload API
+//! (`ecr`), or any OCI registry's distribution API (`registry`). The flow here knows nothing of where the image came from.
 
 mod ecr;
+mod registry;
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -14,6 +15,7 @@ use std::time::Instant;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 pub use ecr::Ecr;
+pub use registry::Registry;
 
 use crate::image::{self, BlobReader, Descriptor, Digest, Image, Manifest};
 use crate::report::Report;
@@ -27,6 +29,8 @@ pub enum Error {
         reason: String,
         hint: String,
     },
+    #[error("registry {host}: {reason}")]
+    Registry { host: String, reason: String },
     #[error(transparent)]
     Image(#[from] image::Error),
     #[error(
@@ -123,9 +127,6 @@ pub async fn push<D: Destination>(
 
     stream::iter(to_upload)
         .map(|descriptor| async move {
-            if descriptor.size == 0 {
-                return Err(Error::EmptyBlob(descriptor.digest.clone()));
-            }
             let blob_started = Instant::now();
             destination.upload(image.read_blob(descriptor)?).await?;
             let seconds = blob_started.elapsed().as_secs_f64();
@@ -143,7 +144,7 @@ pub async fn push<D: Destination>(
                 descriptor.digest.short(),
                 crate::report::human_bytes(descriptor.size),
             );
-            Ok(())
+            Ok::<(), Error>(())
         })
         .buffer_unordered(concurrency)
         .try_collect::<Vec<()>>()

@@ -1,0 +1,326 @@
+//! Any OCI registry, through the distribution API (`transport: registry`): HEAD per
+//! blob to find the missing ones, then per blob a POST to open an upload, a PATCH per
+//! part with its Content-Range, and a PUT with the digest that closes it; then a PUT
+//! per manifest. ECR's registry endpoint works the same way with its login (HTTP Basic,
+//! `AWS` and the GetAuthorizationToken password), answers a PATCH with 201 where the
+//! spec says 202, and wants every part but the last to be at least 5 MiB: both are
+//! handled here, which is why this is not oci-client's chunked push (4 MiB, 202 only).
+//!
+//! Parts are read and hashed off the reactor while the previous one is in flight, as
+//! for the ECR API. Loopback registries are spoken to over plain HTTP, as Docker does.
+
+use std::collections::HashSet;
+
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
+use reqwest::{Method, StatusCode};
+
+use super::{Destination, Error, Tagged};
+use crate::image::{self, BlobReader, Digest, Manifest};
+
+/// Parts of 10 MiB: ECR's registry endpoint wants at least 5 MiB for all but the last.
+const PART_BYTES: usize = 10 * 1024 * 1024;
+/// HEAD requests in flight at once while looking for missing blobs.
+const CHECKS_AT_ONCE: usize = 8;
+
+pub struct Registry {
+    client: reqwest::Client,
+    /// `http(s)://HOST`.
+    base: String,
+    host: String,
+    repository: String,
+    /// `Basic …`, when the registry wants a login.
+    authorization: Option<String>,
+}
+
+impl Registry {
+    /// `login` is (user, password) for HTTP Basic, or none.
+    pub fn new(
+        host: &str,
+        repository: &str,
+        login: Option<(String, String)>,
+    ) -> Result<Self, Error> {
+        let scheme = if is_loopback(host) { "http" } else { "https" };
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(30))
+            .read_timeout(std::time::Duration::from_secs(300))
+            .build()
+            .map_err(|e| Error::Registry {
+                host: host.to_owned(),
+                reason: format!("no HTTP client: {e}"),
+            })?;
+        let authorization = login.map(|(user, password)| {
+            use base64::Engine as _;
+            let pair = format!("{user}:{password}");
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        });
+        Ok(Self {
+            client,
+            base: format!("{scheme}://{host}"),
+            host: host.to_owned(),
+            repository: repository.to_owned(),
+            authorization,
+        })
+    }
+
+    fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, url);
+        match &self.authorization {
+            Some(value) => request.header(reqwest::header::AUTHORIZATION, value),
+            None => request,
+        }
+    }
+
+    /// An answer other than the ones `expected`, as one line naming the request.
+    async fn refused(&self, what: &str, response: reqwest::Response) -> Error {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        // The distribution spec's error body: {"errors":[{"code","message"}]}.
+        let detail = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                let first = v.get("errors")?.get(0)?.clone();
+                Some(format!(
+                    "{}: {}",
+                    first.get("code")?.as_str()?,
+                    first
+                        .get("message")
+                        .and_then(|m| m.as_str())
+                        .unwrap_or_default()
+                ))
+            })
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned());
+        let hint = match status {
+            StatusCode::UNAUTHORIZED if self.authorization.is_none() => {
+                format!(
+                    "; docker login {} before this step (ecr-push reads the Docker config)",
+                    self.host
+                )
+            }
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                format!(
+                    "; the login for {} may not push to {}",
+                    self.host, self.repository
+                )
+            }
+            _ => String::new(),
+        };
+        Error::Registry {
+            host: self.host.clone(),
+            reason: format!(
+                "{what} of {}: HTTP {} {detail}{hint}",
+                self.repository,
+                status.as_u16()
+            ),
+        }
+    }
+
+    fn network(&self, what: &str, error: reqwest::Error) -> Error {
+        let mut source: &dyn std::error::Error = &error;
+        while let Some(next) = source.source() {
+            source = next;
+        }
+        Error::Registry {
+            host: self.host.clone(),
+            reason: format!("{what} of {}: {source}", self.repository),
+        }
+    }
+
+    /// Where the next request of an upload goes: the Location header, made absolute.
+    fn location(&self, response: &reqwest::Response) -> Option<String> {
+        let location = response.headers().get(LOCATION)?.to_str().ok()?;
+        Some(if location.starts_with('/') {
+            format!("{}{location}", self.base)
+        } else {
+            location.to_owned()
+        })
+    }
+
+    /// The registry's Docker-Content-Digest, when it sends one, must be what was sent.
+    fn check_digest(
+        &self,
+        what: &str,
+        response: &reqwest::Response,
+        digest: &Digest,
+    ) -> Result<(), Error> {
+        match response.headers().get("docker-content-digest") {
+            Some(actual) if actual.as_bytes() != digest.as_str().as_bytes() => {
+                Err(Error::Registry {
+                    host: self.host.clone(),
+                    reason: format!(
+                        "{what} of {}: it computed {} where {digest} was sent; the bytes changed on the way, nothing was tagged",
+                        self.repository,
+                        String::from_utf8_lossy(actual.as_bytes())
+                    ),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn has_blob(&self, digest: &Digest) -> Result<bool, Error> {
+        let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repository);
+        let response = self
+            .request(Method::HEAD, &url)
+            .send()
+            .await
+            .map_err(|e| self.network("HEAD blob", e))?;
+        match response.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.refused("HEAD blob", response).await),
+        }
+    }
+
+    /// The digest a tag points at, if any.
+    async fn tagged(&self, tag: &str, media_type: &str) -> Result<Option<String>, Error> {
+        let url = format!("{}/v2/{}/manifests/{tag}", self.base, self.repository);
+        let response = self
+            .request(Method::HEAD, &url)
+            .header(reqwest::header::ACCEPT, media_type)
+            .send()
+            .await
+            .map_err(|e| self.network("HEAD manifest", e))?;
+        match response.status() {
+            StatusCode::OK => Ok(response
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|d| d.to_str().ok())
+                .map(str::to_owned)),
+            // Unknown, or not ours to read (ECR without ecr:BatchGetImage): the PUT decides.
+            StatusCode::NOT_FOUND | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(None),
+            _ => Err(self.refused("HEAD manifest", response).await),
+        }
+    }
+}
+
+/// `localhost`, `127.x.x.x` and `[::1]`, with or without a port.
+fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn read_next(
+    mut reader: BlobReader,
+) -> tokio::task::JoinHandle<(BlobReader, Result<Vec<u8>, image::Error>)> {
+    tokio::task::spawn_blocking(move || {
+        let part = reader.read_part(PART_BYTES);
+        (reader, part)
+    })
+}
+
+impl Destination for Registry {
+    async fn missing(&self, digests: &[&Digest]) -> Result<HashSet<Digest>, Error> {
+        let found: Vec<Option<Digest>> = stream::iter(digests)
+            .map(|digest| async move {
+                Ok::<_, Error>((!self.has_blob(digest).await?).then(|| (*digest).clone()))
+            })
+            .buffer_unordered(CHECKS_AT_ONCE)
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
+    }
+
+    async fn upload(&self, blob: BlobReader) -> Result<(), Error> {
+        let digest = blob.descriptor().digest.clone();
+        let url = format!("{}/v2/{}/blobs/uploads/", self.base, self.repository);
+        let response = self
+            .request(Method::POST, &url)
+            .header(CONTENT_LENGTH, 0)
+            .send()
+            .await
+            .map_err(|e| self.network("opening an upload", e))?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(self.refused("opening an upload", response).await);
+        }
+        let mut location = self.location(&response).ok_or_else(|| Error::Registry {
+            host: self.host.clone(),
+            reason: "it opened an upload without a Location".into(),
+        })?;
+
+        let mut first_byte: u64 = 0;
+        let mut pending = Some(read_next(blob));
+        while let Some(reading) = pending.take() {
+            let (reader, part) = reading.await.map_err(|e| Error::Task(e.to_string()))?;
+            let part = part?;
+            let last = reader.remaining() == 0;
+            if !last {
+                pending = Some(read_next(reader));
+            }
+            let end = first_byte + part.len() as u64;
+            if last {
+                // The last part goes with the PUT that names the digest and closes.
+                let separator = if location.contains('?') { '&' } else { '?' };
+                let url = format!("{location}{separator}digest={digest}");
+                let response = self
+                    .request(Method::PUT, &url)
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_LENGTH, part.len())
+                    .body(part)
+                    .send()
+                    .await
+                    .map_err(|e| self.network("closing an upload", e))?;
+                if response.status() != StatusCode::CREATED {
+                    return Err(self.refused("closing an upload", response).await);
+                }
+                return self.check_digest("closing an upload", &response, &digest);
+            }
+            let response = self
+                .request(Method::PATCH, &location)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_RANGE, format!("{first_byte}-{}", end - 1))
+                .header(CONTENT_LENGTH, part.len())
+                .body(part)
+                .send()
+                .await
+                .map_err(|e| self.network("sending a part", e))?;
+            // 202 by the spec; ECR answers 201.
+            if !matches!(
+                response.status(),
+                StatusCode::ACCEPTED | StatusCode::CREATED
+            ) {
+                return Err(self.refused("sending a part", response).await);
+            }
+            if let Some(next) = self.location(&response) {
+                location = next;
+            }
+            first_byte = end;
+        }
+        // The loop returns with the last part, which every blob has (an empty one too).
+        Err(Error::Task(format!(
+            "the upload of {digest} ended before its last part"
+        )))
+    }
+
+    async fn put_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> Result<Tagged, Error> {
+        if let Some(tag) = tag
+            && self.tagged(tag, &manifest.media_type).await?.as_deref()
+                == Some(manifest.digest.as_str())
+        {
+            return Ok(Tagged::AlreadySet);
+        }
+        let reference = tag.unwrap_or(manifest.digest.as_str());
+        let url = format!("{}/v2/{}/manifests/{reference}", self.base, self.repository);
+        let response = self
+            .request(Method::PUT, &url)
+            .header(CONTENT_TYPE, &manifest.media_type)
+            .body(manifest.bytes.clone())
+            .send()
+            .await
+            .map_err(|e| self.network("PUT manifest", e))?;
+        if response.status() != StatusCode::CREATED {
+            return Err(self.refused("PUT manifest", response).await);
+        }
+        self.check_digest("PUT manifest", &response, &manifest.digest)?;
+        Ok(Tagged::Set)
+    }
+}

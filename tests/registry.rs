@@ -1,0 +1,202 @@
+//! `transport: registry`: the OCI distribution API, against a real `docker-registry`;
+//! what lands is read back with skopeo.
+
+mod support;
+
+use support::*;
+
+const MIB: usize = 1024 * 1024;
+
+/// The action with no role: a registry that is not ECR needs no AWS.
+fn action(stack: &Stack) -> Action {
+    stack.action().without("INPUT_ROLE-TO-ASSUME")
+}
+
+/// skopeo's copy of `image` from the registry into a fresh OCI layout; it verifies every
+/// digest on the way.
+fn copy_back(registry: &Registry, image: &str, dir: &std::path::Path) {
+    let output = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--all",
+            "--src-tls-verify=false",
+            "--preserve-digests",
+        ])
+        .arg(format!("docker://{}/{image}", registry.host()))
+        .arg(format!("oci:{}:copy", dir.display()))
+        .output()
+        .expect("skopeo runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn any_registry_gets_the_image_byte_for_byte_without_aws() {
+    let stack = Stack::start();
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    // 25 MiB: a first part, a second, and a last one that closes the upload.
+    let layout = write_layout(
+        dir.path(),
+        "v1",
+        &[random_bytes(61, 25 * MIB), empty_layer()],
+    );
+
+    let run = action(&stack)
+        .input("image", &layout.reference("v1"))
+        .input("registry", &registry.host())
+        .input("repository", "team/app")
+        .input("tags", "v1,stable")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    for tag in ["v1", "stable"] {
+        assert_eq!(
+            registry.manifest(&format!("team/app:{tag}")),
+            layout.manifest
+        );
+    }
+    assert_eq!(run.outputs["registry"], registry.host());
+    assert_eq!(
+        run.outputs["image-uri"],
+        format!("{}/team/app@{}", registry.host(), layout.digest)
+    );
+    let back = tempfile::tempdir().unwrap();
+    copy_back(&registry, "team/app:v1", back.path());
+    for digest in layout.blob_digests() {
+        let bytes = std::fs::read(
+            back.path()
+                .join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap();
+        assert_eq!(sha256(&bytes), digest);
+    }
+    // Not one call to AWS, not one token asked for.
+    assert!(
+        stack.recorder.calls().is_empty(),
+        "{:?}",
+        stack.recorder.calls()
+    );
+    assert!(stack.oidc.tokens().is_empty());
+
+    let again = action(&stack)
+        .input("image", &layout.reference("v1"))
+        .input("registry", &registry.host())
+        .input("repository", "team/app")
+        .input("tags", "v1,stable")
+        .run();
+    assert!(again.ok(), "{}", again.log());
+    assert!(
+        again.summary.contains("| Uploaded | 0 B in 0 blobs |"),
+        "{}",
+        again.summary
+    );
+    assert!(
+        again
+            .summary
+            .contains("| Tags already in place | `v1`, `stable` |"),
+        "{}",
+        again.summary
+    );
+}
+
+#[test]
+fn an_index_goes_whole_to_a_registry() {
+    let stack = Stack::start();
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_index_layout(dir.path(), "v1", &["linux/amd64", "linux/arm64"]);
+
+    let run = action(&stack)
+        .input("image", &layout.reference("v1"))
+        .input("registry", &registry.host())
+        .input("repository", "multi")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert_eq!(registry.manifest("multi:v1"), layout.index.bytes);
+    for child in layout.images.iter().chain(&layout.attestations) {
+        assert_eq!(
+            registry.manifest(&format!("multi@{}", child.digest)),
+            child.bytes
+        );
+    }
+    let back = tempfile::tempdir().unwrap();
+    copy_back(&registry, "multi:v1", back.path());
+}
+
+#[test]
+fn registry_logins_come_from_the_docker_config_and_inputs_for_ecr_are_refused() {
+    let stack = Stack::start();
+    let password = "s3cret-destination-pass";
+    let registry = Registry::start_with_login("ci", password);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(62, 3000)]);
+
+    let anonymous = action(&stack)
+        .input("image", &layout.reference("v1"))
+        .input("registry", &registry.host())
+        .input("repository", "app")
+        .run();
+    assert!(!anonymous.ok());
+    assert_eq!(
+        anonymous.error(),
+        format!(
+            "registry {host}: HEAD blob of app: HTTP 401 Unauthorized; docker login {host} before this step (ecr-push reads the Docker config)",
+            host = registry.host()
+        )
+    );
+
+    let config = tempfile::tempdir().unwrap();
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("ci:{password}"),
+    );
+    std::fs::write(
+        config.path().join("config.json"),
+        serde_json::json!({"auths": {registry.host(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let run = action(&stack)
+        .env("DOCKER_CONFIG", &config.path().display().to_string())
+        .input("image", &layout.reference("v1"))
+        .input("registry", &registry.host())
+        .input("repository", "app")
+        .run();
+    assert!(run.ok(), "{}", run.log());
+    assert!(run.masks().iter().any(|m| m == password));
+    assert_eq!(run.outputs["digest"], layout.digest);
+
+    for (input, value, message) in [
+        (
+            "transport",
+            "api",
+            format!(
+                "transport: api is ECR's layer-upload API, and {} is not ECR; leave transport empty or set registry",
+                registry.host()
+            ),
+        ),
+        (
+            "role-to-assume",
+            PUSH_ROLE,
+            format!(
+                "role-to-assume: is for ECR, and the registry {} is not ECR; remove it",
+                registry.host()
+            ),
+        ),
+    ] {
+        let refused = action(&stack)
+            .input("image", &layout.reference("v1"))
+            .input("registry", &registry.host())
+            .input("repository", "app")
+            .input(input, value)
+            .run();
+        assert!(!refused.ok());
+        assert_eq!(refused.error(), message);
+    }
+}
