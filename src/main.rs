@@ -174,7 +174,9 @@ async fn run(
                 runtime.mask(&login.password);
                 (login.username, login.password)
             });
-            let destination = push::Registry::new(host, &push.repository, login)?;
+            // For a registry that refuses one streamed PATCH per blob.
+            let chunked = env("ECR_PUSH_CHUNKED").as_deref() == Some("true");
+            let destination = push::Registry::new(host, &push.repository, login, chunked)?;
             let _group = runtime.group(&format!("Push to {host}/{}", push.repository));
             let report = push::push(&destination, &image, &tags, push.concurrency).await?;
             (host.clone(), report)
@@ -247,6 +249,7 @@ async fn push_to_ecr(
                     &registry,
                     &push.repository,
                     Some(("AWS".to_owned(), password)),
+                    true,
                 )?;
                 push::push(&destination, image, tags, push.concurrency).await?
             }

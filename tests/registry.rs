@@ -60,6 +60,8 @@ fn any_registry_gets_the_image_byte_for_byte_without_aws() {
             layout.manifest
         );
     }
+    assert!(registry.has("team/app/manifests/v1"));
+    assert!(registry.has(&format!("team/app/blobs/{}", layout.layers[0].digest)));
     assert_eq!(run.outputs["registry"], registry.host());
     assert_eq!(
         run.outputs["image-uri"],
@@ -76,6 +78,17 @@ fn any_registry_gets_the_image_byte_for_byte_without_aws() {
         .unwrap();
         assert_eq!(sha256(&bytes), digest);
     }
+    // The same in parts of 10 MiB, each its own PATCH, as ECR's endpoint wants them.
+    let chunked = action(&stack)
+        .env("ECR_PUSH_CHUNKED", "true")
+        .input("image", &layout.reference("v1"))
+        .input("registry", &registry.host())
+        .input("repository", "team/chunked")
+        .run();
+    assert!(chunked.ok(), "{}", chunked.log());
+    assert_eq!(registry.manifest("team/chunked:v1"), layout.manifest);
+    let back = tempfile::tempdir().unwrap();
+    copy_back(&registry, "team/chunked:v1", back.path());
     // Not one call to AWS, not one token asked for.
     assert!(
         stack.recorder.calls().is_empty(),
@@ -198,5 +211,43 @@ fn registry_logins_come_from_the_docker_config_and_inputs_for_ecr_are_refused() 
             .run();
         assert!(!refused.ok());
         assert_eq!(refused.error(), message);
+    }
+}
+
+#[test]
+fn a_corrupt_blob_is_never_committed_and_nothing_is_tagged() {
+    let stack = Stack::start();
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(63, 3 * MIB)]);
+    let layer = &layout.layers[0].digest;
+    let path = layout.blob_path(layer);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+
+    for chunked in ["false", "true"] {
+        let run = action(&stack)
+            .env("ECR_PUSH_CHUNKED", chunked)
+            .input("image", &layout.reference("v1"))
+            .input("registry", &registry.host())
+            .input("repository", "app")
+            .run();
+        assert!(!run.ok(), "{}", run.log());
+        assert!(
+            run.error()
+                .starts_with(&format!("image: blob {layer} is corrupt")),
+            "{}",
+            run.error()
+        );
+        assert!(
+            !registry.has(&format!("app/blobs/{layer}")),
+            "the corrupt blob was committed"
+        );
+        assert!(
+            !registry.has("app/manifests/v1"),
+            "a tag points at a broken image"
+        );
     }
 }

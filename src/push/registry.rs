@@ -1,13 +1,14 @@
 //! Any OCI registry, through the distribution API (`transport: registry`): HEAD per
-//! blob to find the missing ones, then per blob a POST to open an upload, a PATCH per
-//! part with its Content-Range, and a PUT with the digest that closes it; then a PUT
-//! per manifest. ECR's registry endpoint works the same way with its login (HTTP Basic,
-//! `AWS` and the GetAuthorizationToken password), answers a PATCH with 201 where the
-//! spec says 202, and wants every part but the last to be at least 5 MiB: both are
-//! handled here, which is why this is not oci-client's chunked push (4 MiB, 202 only).
+//! blob to find the missing ones, then per blob a POST to open an upload, the bytes,
+//! and a PUT with the digest that closes it; then a PUT per manifest.
 //!
-//! Parts are read and hashed off the reactor while the previous one is in flight, as
-//! for the ECR API. Loopback registries are spoken to over plain HTTP, as Docker does.
+//! The bytes go as one PATCH whose body streams while the blob is read and hashed off
+//! the reactor: no round trip per part. ECR's registry endpoint (HTTP Basic with `AWS`
+//! and the GetAuthorizationToken password) wants parts instead, every one but the last
+//! of at least 5 MiB, each a PATCH with its Content-Range, and answers them with 201
+//! where the spec says 202: that chunked mode is here too (the next part is read while
+//! one is in flight), which is why this is not oci-client's chunked push (4 MiB, 202
+//! only). Loopback registries are spoken to over plain HTTP, as Docker does.
 
 use std::collections::HashSet;
 
@@ -20,6 +21,8 @@ use crate::image::{self, BlobReader, Digest, Manifest};
 
 /// Parts of 10 MiB: ECR's registry endpoint wants at least 5 MiB for all but the last.
 const PART_BYTES: usize = 10 * 1024 * 1024;
+/// What a streamed upload reads at a time: two of these wait per blob.
+const STREAM_PART_BYTES: usize = 1024 * 1024;
 /// HEAD requests in flight at once while looking for missing blobs.
 const CHECKS_AT_ONCE: usize = 8;
 
@@ -31,14 +34,20 @@ pub struct Registry {
     repository: String,
     /// `Basic …`, when the registry wants a login.
     authorization: Option<String>,
+    /// ECR's registry endpoint: parts of at least 5 MiB, each its own PATCH. Any other
+    /// registry takes the whole blob as one streamed PATCH, with no round trip per part.
+    chunked: bool,
 }
 
 impl Registry {
     /// `login` is (user, password) for HTTP Basic, or none.
+    /// `chunked`: parts of 10 MiB, each its own PATCH, as ECR's registry endpoint wants
+    /// (always for ECR hosts); else one streamed PATCH per blob.
     pub fn new(
         host: &str,
         repository: &str,
         login: Option<(String, String)>,
+        chunked: bool,
     ) -> Result<Self, Error> {
         let scheme = if is_loopback(host) { "http" } else { "https" };
         let client = reqwest::Client::builder()
@@ -63,6 +72,7 @@ impl Registry {
             host: host.to_owned(),
             repository: repository.to_owned(),
             authorization,
+            chunked: chunked || crate::inputs::parse_ecr_host(host).is_some(),
         })
     }
 
@@ -137,6 +147,65 @@ impl Registry {
         } else {
             location.to_owned()
         })
+    }
+
+    /// The whole blob in one PATCH whose body is streamed as it is read and verified, then
+    /// the PUT that names the digest. The reader holds back the last bytes of a blob that
+    /// is not what its digest says, so such an upload is never closed.
+    async fn upload_streamed(&self, blob: BlobReader, location: String) -> Result<(), Error> {
+        let digest = blob.descriptor().digest.clone();
+        let (parts, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+        let reading = tokio::task::spawn_blocking(move || {
+            let mut reader = blob;
+            loop {
+                match reader.read_part(STREAM_PART_BYTES) {
+                    Ok(part) => {
+                        let last = reader.remaining() == 0;
+                        // A closed channel: the upload stopped, and reports why.
+                        if parts.blocking_send(Ok(part)).is_err() || last {
+                            return Ok(());
+                        }
+                    }
+                    Err(e) => {
+                        let _ = parts.blocking_send(Err(std::io::Error::other(e.to_string())));
+                        return Err(e);
+                    }
+                }
+            }
+        });
+        let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|part| (part, receiver))
+        });
+        let sent = self
+            .request(Method::PATCH, &location)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await;
+        // A blob that failed its check explains a failed upload better than the network.
+        reading.await.map_err(|e| Error::Task(e.to_string()))??;
+        let response = sent.map_err(|e| self.network("sending a blob", e))?;
+        if !matches!(
+            response.status(),
+            StatusCode::ACCEPTED | StatusCode::CREATED
+        ) {
+            return Err(self.refused("sending a blob", response).await);
+        }
+        let location = self.location(&response).unwrap_or(location);
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let response = self
+            .request(
+                Method::PUT,
+                &format!("{location}{separator}digest={digest}"),
+            )
+            .header(CONTENT_LENGTH, 0)
+            .send()
+            .await
+            .map_err(|e| self.network("closing an upload", e))?;
+        if response.status() != StatusCode::CREATED {
+            return Err(self.refused("closing an upload", response).await);
+        }
+        self.check_digest("closing an upload", &response, &digest)
     }
 
     /// The registry's Docker-Content-Digest, when it sends one, must be what was sent.
@@ -246,6 +315,9 @@ impl Destination for Registry {
             host: self.host.clone(),
             reason: "it opened an upload without a Location".into(),
         })?;
+        if !self.chunked {
+            return self.upload_streamed(blob, location).await;
+        }
 
         let mut first_byte: u64 = 0;
         let mut pending = Some(read_next(blob));

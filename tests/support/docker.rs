@@ -308,6 +308,23 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Whether the registry answers 200 to a HEAD of this path under /v2/.
+    pub fn has(&self, path: &str) -> bool {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).expect("registry");
+        write!(
+            stream,
+            "HEAD /v2/{path} HTTP/1.0\r\nHost: {}\r\nAccept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json\r\n\r\n",
+            self.host()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
