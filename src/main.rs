@@ -124,7 +124,7 @@ async fn run(
     runtime: &Runtime,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<(), Error> {
-    // A source registry's login is masked before it is used.
+    // A registry's login (source or destination) is masked before it is used.
     let login = |host: &str| {
         docker_config::lookup(host, env).inspect(|login| runtime.mask(&login.password))
     };
@@ -170,10 +170,7 @@ async fn run(
     let (registry, report) = match &push.destination {
         inputs::Destination::Registry(host) => {
             // No AWS at all: the registry's login is the Docker CLI's, masked first.
-            let login = docker_config::lookup(host, env).map(|login| {
-                runtime.mask(&login.password);
-                (login.username, login.password)
-            });
+            let login = login(host).map(|login| (login.username, login.password));
             // For a registry that refuses one streamed PATCH per blob.
             let chunked = env("ECR_PUSH_CHUNKED").as_deref() == Some("true");
             let destination = push::Registry::new(host, &push.repository, login, chunked)?;
