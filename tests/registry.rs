@@ -165,16 +165,7 @@ fn registry_logins_come_from_the_docker_config_and_inputs_for_ecr_are_refused() 
         )
     );
 
-    let config = tempfile::tempdir().unwrap();
-    let auth = base64::Engine::encode(
-        &base64::engine::general_purpose::STANDARD,
-        format!("ci:{password}"),
-    );
-    std::fs::write(
-        config.path().join("config.json"),
-        serde_json::json!({"auths": {registry.host(): {"auth": auth}}}).to_string(),
-    )
-    .unwrap();
+    let config = docker_config_with_login(&registry.host(), "ci", password);
     let run = action(&stack)
         .env("DOCKER_CONFIG", &config.path().display().to_string())
         .input("image", &layout.reference("v1"))

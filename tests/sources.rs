@@ -394,16 +394,7 @@ fn registry_login_comes_from_the_docker_config_and_is_masked() {
         )
     );
 
-    let config = tempfile::tempdir().unwrap();
-    let auth = base64::Engine::encode(
-        &base64::engine::general_purpose::STANDARD,
-        format!("ci:{password}"),
-    );
-    std::fs::write(
-        config.path().join("config.json"),
-        serde_json::json!({"auths": {registry.host(): {"auth": auth}}}).to_string(),
-    )
-    .unwrap();
+    let config = docker_config_with_login(&registry.host(), "ci", password);
     let run = stack
         .action()
         .env("DOCKER_CONFIG", &config.path().display().to_string())

@@ -202,6 +202,20 @@ pub fn write_oci_docker_archive(path: &Path, name: &str, layers: &[Vec<u8>]) -> 
     }
 }
 
+/// A Docker config folder (for DOCKER_CONFIG) holding a login for `host` in `auths`, as
+/// `docker login` writes it.
+pub fn docker_config_with_login(host: &str, username: &str, password: &str) -> tempfile::TempDir {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    std::fs::write(
+        dir.path().join("config.json"),
+        serde_json::json!({"auths": {host: {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    dir
+}
+
 /// Debian's `docker-registry` (the CNCF distribution registry) on a free loopback port,
 /// storing into a temporary folder.
 pub struct Registry {
