@@ -15,6 +15,8 @@ pub struct Report {
     pub tags_unchanged: Vec<String>,
     /// Manifests stored: the top one and, for an index, its children.
     pub manifests: usize,
+    /// Requests made to the destination, by API action, retries included.
+    pub calls: Vec<(String, u64)>,
     pub elapsed: Duration,
 }
 
@@ -96,6 +98,7 @@ impl Pushed<'_> {
              | Tags already in place | {unchanged} |\n\
              | Uploaded | {up_bytes} in {up_blobs} blobs |\n\
              | Skipped (already in the repository) | {skip_bytes} in {skip_blobs} blobs |\n\
+             | Requests | {calls} |\n\
              | Time | {secs:.1} s |\n\n",
             repository = self.repository,
             uri = self.image_uri(),
@@ -105,6 +108,15 @@ impl Pushed<'_> {
             up_blobs = r.blobs_uploaded,
             skip_bytes = human_bytes(r.bytes_skipped),
             skip_blobs = r.blobs_skipped,
+            calls = if r.calls.is_empty() {
+                "none".to_owned()
+            } else {
+                r.calls
+                    .iter()
+                    .map(|(action, n)| format!("{action} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
             secs = r.elapsed.as_secs_f64(),
         )
     }

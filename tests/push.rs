@@ -205,6 +205,27 @@ fn repush_uploads_no_blob_bytes() {
         "{}",
         second.summary
     );
+    // The re-push cost one BatchCheckLayerAvailability and one PutImage, as counted by
+    // the tool and as seen on the wire.
+    assert!(
+        second
+            .summary
+            .contains("| Requests | BatchCheckLayerAvailability 1, PutImage 1 |"),
+        "{}",
+        second.summary
+    );
+    assert_eq!(
+        stack.recorder.calls_to("BatchCheckLayerAvailability").len(),
+        2
+    );
+    assert_eq!(stack.recorder.calls_to("PutImage").len(), 2);
+    assert!(
+        first.summary.contains(
+            "| Requests | BatchCheckLayerAvailability 1, CompleteLayerUpload 4, InitiateLayerUpload 4, PutImage 1, UploadLayerPart 4 |"
+        ),
+        "{}",
+        first.summary
+    );
     assert_landed(&stack, CI_ACCOUNT, "app", "v1", &layout);
 }
 

@@ -116,6 +116,14 @@ fn any_registry_gets_the_image_byte_for_byte_without_aws() {
         "{}",
         again.summary
     );
+    // A HEAD per blob (config and two layers) and per tag, nothing else.
+    assert!(
+        again
+            .summary
+            .contains("| Requests | HEAD blob 3, HEAD manifest 2 |"),
+        "{}",
+        again.summary
+    );
 }
 
 #[test]

@@ -42,6 +42,7 @@ const MANIFEST_MEDIA_TYPES: [&str; 4] = [
 
 pub struct Ecr {
     client: aws_sdk_ecr::Client,
+    calls: super::Calls,
     registry_id: String,
     region: String,
     repository: String,
@@ -59,8 +60,15 @@ impl Ecr {
         create_repository: bool,
         principal: String,
     ) -> Self {
+        let calls = super::Calls::default();
+        let client = aws_sdk_ecr::Client::from_conf(
+            aws_sdk_ecr::config::Builder::from(config)
+                .interceptor(calls.clone())
+                .build(),
+        );
         Self {
-            client: aws_sdk_ecr::Client::new(config),
+            client,
+            calls,
             registry_id,
             region,
             repository,
@@ -328,6 +336,10 @@ fn read_next(
 }
 
 impl Destination for Ecr {
+    fn calls(&self) -> Vec<(String, u64)> {
+        self.calls.snapshot()
+    }
+
     async fn missing(&self, digests: &[&Digest]) -> Result<HashSet<Digest>, Error> {
         let mut missing = HashSet::new();
         for chunk in digests.chunks(MAX_DIGESTS_PER_BATCH) {

@@ -94,6 +94,47 @@ pub trait Destination {
     async fn upload(&self, blob: BlobReader) -> Result<(), Error>;
     /// Stores the manifest, under `tag` or, for the children of an index, by digest only.
     async fn put_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> Result<Tagged, Error>;
+    /// The requests made so far, by API action, retries included.
+    fn calls(&self) -> Vec<(String, u64)>;
+}
+
+/// Requests made, by API action: what the push cost against the registry's quotas.
+#[derive(Clone, Debug, Default)]
+pub struct Calls(std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>);
+
+impl Calls {
+    pub fn count(&self, action: &str) {
+        if let Ok(mut calls) = self.0.lock() {
+            *calls.entry(action.to_owned()).or_default() += 1;
+        }
+    }
+
+    pub fn snapshot(&self) -> Vec<(String, u64)> {
+        self.0
+            .lock()
+            .map(|calls| calls.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Counts every attempt the AWS SDK sends (retries too), by operation name.
+impl aws_sdk_ecr::config::Intercept for Calls {
+    fn name(&self) -> &'static str {
+        "ecr-push call counter"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &aws_sdk_ecr::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_ecr::config::RuntimeComponents,
+        cfg: &mut aws_sdk_ecr::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Some(metadata) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+        {
+            self.count(metadata.name());
+        }
+        Ok(())
+    }
 }
 
 pub async fn push<D: Destination>(
@@ -183,6 +224,7 @@ pub async fn push<D: Destination>(
             Tagged::AlreadySet => report.tags_unchanged.push(tag.clone()),
         }
     }
+    report.calls = destination.calls();
     report.elapsed = started.elapsed();
     Ok(report)
 }

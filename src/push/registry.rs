@@ -34,6 +34,7 @@ pub struct Registry {
     repository: String,
     /// `Basic …`, when the registry wants a login.
     authorization: Option<String>,
+    calls: super::Calls,
     /// ECR's registry endpoint: parts of at least 5 MiB, each its own PATCH. Any other
     /// registry takes the whole blob as one streamed PATCH, with no round trip per part.
     chunked: bool,
@@ -73,10 +74,13 @@ impl Registry {
             repository: repository.to_owned(),
             authorization,
             chunked: chunked || crate::inputs::parse_ecr_host(host).is_some(),
+            calls: super::Calls::default(),
         })
     }
 
-    fn request(&self, method: Method, url: &str) -> reqwest::RequestBuilder {
+    /// A request, counted under `action` (`PATCH blob upload`, …).
+    fn request(&self, method: Method, url: &str, action: &str) -> reqwest::RequestBuilder {
+        self.calls.count(&format!("{method} {action}"));
         let request = self.client.request(method, url);
         match &self.authorization {
             Some(value) => request.header(reqwest::header::AUTHORIZATION, value),
@@ -177,7 +181,7 @@ impl Registry {
             receiver.recv().await.map(|part| (part, receiver))
         });
         let sent = self
-            .request(Method::PATCH, &location)
+            .request(Method::PATCH, &location, "blob upload")
             .header(CONTENT_TYPE, "application/octet-stream")
             .body(reqwest::Body::wrap_stream(body))
             .send()
@@ -197,6 +201,7 @@ impl Registry {
             .request(
                 Method::PUT,
                 &format!("{location}{separator}digest={digest}"),
+                "blob upload",
             )
             .header(CONTENT_LENGTH, 0)
             .send()
@@ -233,7 +238,7 @@ impl Registry {
     async fn has_blob(&self, digest: &Digest) -> Result<bool, Error> {
         let url = format!("{}/v2/{}/blobs/{digest}", self.base, self.repository);
         let response = self
-            .request(Method::HEAD, &url)
+            .request(Method::HEAD, &url, "blob")
             .send()
             .await
             .map_err(|e| self.network("HEAD blob", e))?;
@@ -248,7 +253,7 @@ impl Registry {
     async fn tagged(&self, tag: &str, media_type: &str) -> Result<Option<String>, Error> {
         let url = format!("{}/v2/{}/manifests/{tag}", self.base, self.repository);
         let response = self
-            .request(Method::HEAD, &url)
+            .request(Method::HEAD, &url, "manifest")
             .header(reqwest::header::ACCEPT, media_type)
             .send()
             .await
@@ -288,6 +293,10 @@ fn read_next(
 }
 
 impl Destination for Registry {
+    fn calls(&self) -> Vec<(String, u64)> {
+        self.calls.snapshot()
+    }
+
     async fn missing(&self, digests: &[&Digest]) -> Result<HashSet<Digest>, Error> {
         let found: Vec<Option<Digest>> = stream::iter(digests)
             .map(|digest| async move {
@@ -303,7 +312,7 @@ impl Destination for Registry {
         let digest = blob.descriptor().digest.clone();
         let url = format!("{}/v2/{}/blobs/uploads/", self.base, self.repository);
         let response = self
-            .request(Method::POST, &url)
+            .request(Method::POST, &url, "blob upload")
             .header(CONTENT_LENGTH, 0)
             .send()
             .await
@@ -334,7 +343,7 @@ impl Destination for Registry {
                 let separator = if location.contains('?') { '&' } else { '?' };
                 let url = format!("{location}{separator}digest={digest}");
                 let response = self
-                    .request(Method::PUT, &url)
+                    .request(Method::PUT, &url, "blob upload")
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .header(CONTENT_LENGTH, part.len())
                     .body(part)
@@ -347,7 +356,7 @@ impl Destination for Registry {
                 return self.check_digest("closing an upload", &response, &digest);
             }
             let response = self
-                .request(Method::PATCH, &location)
+                .request(Method::PATCH, &location, "blob upload")
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .header(CONTENT_RANGE, format!("{first_byte}-{}", end - 1))
                 .header(CONTENT_LENGTH, part.len())
@@ -383,7 +392,7 @@ impl Destination for Registry {
         let reference = tag.unwrap_or(manifest.digest.as_str());
         let url = format!("{}/v2/{}/manifests/{reference}", self.base, self.repository);
         let response = self
-            .request(Method::PUT, &url)
+            .request(Method::PUT, &url, "manifest")
             .header(CONTENT_TYPE, &manifest.media_type)
             .body(manifest.bytes.clone())
             .send()
