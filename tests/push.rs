@@ -1052,3 +1052,49 @@ fn role_with_only_the_generated_push_actions_pushes_and_can_do_nothing_else() {
     );
     assert_landed(&stack, CI_ACCOUNT, "secure-flask", "v1", &layout);
 }
+
+#[test]
+fn throttled_parts_and_put_image_end_correct_only_later() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "app", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 9);
+
+    // ECR's answer when the account's quota is used up, twice in a row for a part.
+    stack.recorder.json_error_times(
+        "UploadLayerPart",
+        "400 Bad Request",
+        "ThrottlingException",
+        "Rate exceeded",
+        2,
+    );
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert_landed(&stack, CI_ACCOUNT, "app", "v1", &layout);
+    // Four blobs of one part each, two of the attempts throttled and sent again.
+    assert_eq!(stack.recorder.calls_to("UploadLayerPart").len(), 6);
+    assert!(run.summary.contains("UploadLayerPart 6"), "{}", run.summary);
+
+    // A throttled PutImage waits too, and the tag lands.
+    stack.recorder.json_error_times(
+        "PutImage",
+        "400 Bad Request",
+        "ThrottlingException",
+        "Rate exceeded",
+        1,
+    );
+    let tagged = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .input("tags", "v2")
+        .run();
+    assert!(tagged.ok(), "{}", tagged.log());
+    assert_landed(&stack, CI_ACCOUNT, "app", "v2", &layout);
+    assert!(tagged.summary.contains("PutImage 2"), "{}", tagged.summary);
+}

@@ -394,7 +394,7 @@ fn percent_decode(text: &str) -> String {
 pub struct Recorder {
     pub port: u16,
     calls: Arc<Mutex<Vec<Call>>>,
-    fault: Arc<Mutex<Option<(String, Fault)>>>,
+    fault: Arc<Mutex<Option<(String, Fault, u32)>>>,
 }
 
 /// What the recorder does to the next call of one action.
@@ -462,7 +462,29 @@ impl Recorder {
     }
 
     fn fault_once(&self, action: &str, fault: Fault) {
-        *self.fault.lock().expect("lock") = Some((action.to_owned(), fault));
+        self.fault_times(action, fault, 1);
+    }
+
+    /// The next `times` calls to `action` get AWS's JSON error `code`.
+    pub fn json_error_times(
+        &self,
+        action: &str,
+        status: &'static str,
+        code: &str,
+        message: &str,
+        times: u32,
+    ) {
+        let body = serde_json::json!({"__type": code, "message": message}).to_string();
+        let fault = Fault::Answer {
+            status,
+            content_type: "application/x-amz-json-1.1",
+            body,
+        };
+        self.fault_times(action, fault, times);
+    }
+
+    fn fault_times(&self, action: &str, fault: Fault, times: u32) {
+        *self.fault.lock().expect("lock") = Some((action.to_owned(), fault, times));
     }
 
     pub fn endpoint(&self) -> String {
@@ -511,7 +533,7 @@ fn relay(
     client: TcpStream,
     upstream: u16,
     calls: &Mutex<Vec<Call>>,
-    faults: &Mutex<Option<(String, Fault)>>,
+    faults: &Mutex<Option<(String, Fault, u32)>>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
@@ -533,8 +555,15 @@ fn relay(
         }
         let fault = {
             let mut pending = faults.lock().expect("lock");
-            match pending.as_ref() {
-                Some((target, _)) if *target == action => pending.take().map(|(_, f)| f),
+            match pending.as_mut() {
+                Some((target, fault, left)) if *target == action => {
+                    let fault = fault.clone();
+                    *left -= 1;
+                    if *left == 0 {
+                        *pending = None;
+                    }
+                    Some(fault)
+                }
                 _ => None,
             }
         };
