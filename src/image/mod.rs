@@ -607,6 +607,8 @@ pub struct BlobReader {
     descriptor: Descriptor,
     hasher: Sha256,
     read: u64,
+    /// Bytes read, added to a total shared by the readers of one push.
+    progress: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl BlobReader {
@@ -616,7 +618,14 @@ impl BlobReader {
             descriptor,
             hasher: Sha256::new(),
             read: 0,
+            progress: None,
         }
+    }
+
+    /// Adds every part read to `total`.
+    pub fn counting_into(mut self, total: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
+        self.progress = Some(total);
+        self
     }
 
     pub fn descriptor(&self) -> &Descriptor {
@@ -653,6 +662,9 @@ impl BlobReader {
         }
         self.hasher.update(&part);
         self.read += want as u64;
+        if let Some(total) = &self.progress {
+            total.fetch_add(want as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         if self.remaining() == 0 {
             self.finish()?;
         }

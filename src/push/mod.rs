@@ -137,6 +137,33 @@ impl aws_sdk_ecr::config::Intercept for Calls {
     }
 }
 
+/// Every [`PROGRESS_EVERY`] of a long push, a line with the running total: the Actions
+/// log has no terminal to redraw a bar on, and a quiet minute looks like a hang.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn progress_ticker(
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    total: u64,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut interval = tokio::time::interval(PROGRESS_EVERY);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            let done = read.load(std::sync::atomic::Ordering::Relaxed).min(total);
+            let seconds = started.elapsed().as_secs_f64();
+            tracing::info!(
+                "{} of {} ({:.0} %) read into the upload, {:.1} MB/s",
+                crate::report::human_bytes(done),
+                crate::report::human_bytes(total),
+                done as f64 * 100.0 / total.max(1) as f64,
+                done as f64 / 1e6 / seconds.max(1e-3)
+            );
+        }
+    })
+}
+
 pub async fn push<D: Destination>(
     destination: &D,
     image: &Image,
@@ -166,30 +193,39 @@ pub async fn push<D: Destination>(
         );
     }
 
-    stream::iter(to_upload)
-        .map(|descriptor| async move {
-            let blob_started = Instant::now();
-            destination.upload(image.read_blob(descriptor)?).await?;
-            let seconds = blob_started.elapsed().as_secs_f64();
-            // A rate over a few KiB measures round trips, not throughput.
-            let rate = if descriptor.size >= 1 << 20 {
-                format!(
-                    " ({:.1} MB/s)",
-                    descriptor.size as f64 / 1e6 / seconds.max(1e-3)
-                )
-            } else {
-                String::new()
-            };
-            tracing::info!(
-                "pushed {} {} in {seconds:.1} s{rate}",
-                descriptor.digest.short(),
-                crate::report::human_bytes(descriptor.size),
-            );
-            Ok::<(), Error>(())
+    let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let ticker = progress_ticker(read.clone(), report.bytes_uploaded);
+    let uploads = stream::iter(to_upload)
+        .map(|descriptor| {
+            let read = read.clone();
+            async move {
+                let blob_started = Instant::now();
+                destination
+                    .upload(image.read_blob(descriptor)?.counting_into(read))
+                    .await?;
+                let seconds = blob_started.elapsed().as_secs_f64();
+                // A rate over a few KiB measures round trips, not throughput.
+                let rate = if descriptor.size >= 1 << 20 {
+                    format!(
+                        " ({:.1} MB/s)",
+                        descriptor.size as f64 / 1e6 / seconds.max(1e-3)
+                    )
+                } else {
+                    String::new()
+                };
+                tracing::info!(
+                    "pushed {} {} in {seconds:.1} s{rate}",
+                    descriptor.digest.short(),
+                    crate::report::human_bytes(descriptor.size),
+                );
+                Ok::<(), Error>(())
+            }
         })
         .buffer_unordered(concurrency)
         .try_collect::<Vec<()>>()
-        .await?;
+        .await;
+    ticker.abort();
+    uploads?;
 
     // An index's children go first, by digest: ECR refuses an index whose manifests
     // it does not hold (ReferencedImagesNotFoundException).
