@@ -106,19 +106,19 @@ fn main() -> ExitCode {
 
 /// Part buffers (10 MiB read, 13 MiB of base64, the JSON body around it) are allocated
 /// and freed by many threads. By default glibc raises its mmap threshold to the largest
-/// block freed and its trim threshold with it, after which such buffers stay in
-/// per-thread arenas: peak memory grew with the threads that had touched a part (85 to
-/// 95 MiB for one 1 GiB layer after a daemon export). A fixed threshold stops that. At
-/// 1 MiB every buffer was mapped anew and faulted in (20 % of the CPU in a profile,
-/// 4.4 to 4.7 s per GiB to moto); at 32 MiB (glibc's maximum) buffers are reused from the
-/// heap, whose top is trimmed at the default 128 KiB: 63 MiB peak after an archive or a
-/// daemon export, 4.1 to 4.3 s per GiB (the default's 3.5 to 3.9 s lets memory grow).
+/// block freed, after which such buffers stay in per-thread arenas: peak memory grew
+/// with the threads that had touched a part (73 to 106 MiB for one 1 GiB layer after a
+/// daemon export, against 62 MiB from an archive). A fixed 1 MiB threshold maps every
+/// large buffer and unmaps it when freed, and memory stays at what is in flight. That
+/// costs page faults (about 20 % of the CPU in a profile); a 32 MiB threshold, which
+/// reuses heap memory instead, saved a fifth of the CPU but held 210 to 250 MiB at
+/// concurrency 4 against 131 MiB, so memory won.
 fn return_large_buffers_to_the_system() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; it is called before any other
     // thread exists. A failure (0) leaves the default, which only keeps more memory.
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 
