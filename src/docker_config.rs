@@ -20,6 +20,14 @@ pub enum Error {
     NotJson { path: PathBuf },
 }
 
+/// `$DOCKER_CONFIG`, else `$HOME/.docker`, as the Docker CLI finds it.
+fn config_dir(env: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    match env("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => Some(PathBuf::from(env("HOME")?).join(".docker")),
+    }
+}
+
 /// A registry login the Docker CLI would use.
 pub struct Login {
     pub username: String,
@@ -30,10 +38,7 @@ pub struct Login {
 /// names for it (`credHelpers`, else `credsStore`), else from `auths`. `None` when
 /// there is none, and the registry is then used anonymously.
 pub fn lookup(registry: &str, env: &impl Fn(&str) -> Option<String>) -> Option<Login> {
-    let dir = match env("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env("HOME")?).join(".docker"),
-    };
+    let dir = config_dir(env)?;
     let config: serde_json::Value =
         serde_json::from_slice(&fs::read(dir.join("config.json")).ok()?).ok()?;
     // Docker Hub is stored under its v1 address.
@@ -133,10 +138,7 @@ pub fn store(
     auth: &str,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Stored, Error> {
-    let dir = match env("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env("HOME").ok_or(Error::NoHome)?).join(".docker"),
-    };
+    let dir = config_dir(env).ok_or(Error::NoHome)?;
     let path = dir.join("config.json");
     let io_err = |path: &Path| {
         let path = path.to_owned();

@@ -639,6 +639,19 @@ pub fn parse_ecr_host(host: &str) -> Option<(String, String)> {
     (valid_account && valid_region).then(|| (account.to_owned(), rest.to_owned()))
 }
 
+/// `localhost`, `127.x.x.x` and `[::1]`, with or without a port: registries spoken to
+/// over plain HTTP, as Docker does.
+pub fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A registry host: a name or address, maybe a port; no scheme, no path.
 fn check_host(host: &str) -> Result<(), Error> {
     let (name, port) = match host.rsplit_once(':') {

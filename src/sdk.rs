@@ -35,6 +35,16 @@ where
     }
 }
 
+/// The last error in the chain of sources: outer layers of HTTP clients say only
+/// "client error" or "error sending request".
+pub fn innermost(err: &dyn StdError) -> String {
+    let mut source = err;
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    source.to_string()
+}
+
 /// The error and its sources, each once, as one line.
 fn causes(err: &dyn StdError) -> String {
     let mut parts: Vec<String> = vec![err.to_string()];

@@ -244,14 +244,7 @@ fn describe(error: &DockerError) -> String {
             message,
         } => format!("HTTP {status_code}: {}", message.trim()),
         DockerError::RequestTimeoutError => format!("no answer in {TIMEOUT_SECONDS} s"),
-        other => {
-            // Show the innermost cause: hyper's outer errors say only "client error".
-            let mut source: &dyn std::error::Error = other;
-            while let Some(next) = source.source() {
-                source = next;
-            }
-            source.to_string()
-        }
+        other => crate::sdk::innermost(other),
     }
 }
 

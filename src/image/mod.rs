@@ -42,6 +42,15 @@ const INDEX_MEDIA_TYPES: [&str; 2] = [
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ];
 
+/// Every manifest type this tool pushes and reads back, image manifests first: what to
+/// accept from a registry, so it answers with the manifest as stored, unconverted.
+pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    INDEX_MEDIA_TYPES[0],
+    INDEX_MEDIA_TYPES[1],
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(

@@ -17,19 +17,11 @@ use oci_client::{Client, Reference};
 use tokio::runtime::Handle;
 
 use super::oci::Opened;
-use super::{Blobs, Descriptor, Digest, Error, INDEX_MEDIA_TYPES};
+use super::{Blobs, Descriptor, Digest, Error, INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES};
 use crate::docker_config::Login;
 
 /// A source that sends nothing for this long is given up on.
 const STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
-
-/// What a registry may answer with for a manifest.
-const MANIFEST_MEDIA_TYPES: [&str; 4] = [
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    INDEX_MEDIA_TYPES[0],
-    INDEX_MEDIA_TYPES[1],
-];
 
 /// Parses what follows `docker://`.
 pub(super) fn parse(rest: &str) -> Result<Reference, Error> {
@@ -49,7 +41,7 @@ pub(super) fn host(reference: &Reference) -> String {
 /// Fetches the top manifest and returns a store that reads the rest on demand.
 pub(super) async fn open(reference: Reference, login: Option<Login>) -> Result<Opened, Error> {
     let registry = reference.registry().to_owned();
-    let loopback = is_loopback(reference.registry());
+    let loopback = crate::inputs::is_loopback(reference.registry());
     let client = Client::new(ClientConfig {
         protocol: if loopback {
             ClientProtocol::HttpsExcept(vec![reference.registry().to_owned()])
@@ -105,18 +97,6 @@ pub(super) async fn open(reference: Reference, login: Option<Login>) -> Result<O
     Ok((Arc::new(store), top, tag))
 }
 
-/// `localhost`, `127.x.x.x` and `[::1]`, with or without a port.
-fn is_loopback(registry: &str) -> bool {
-    let host = match registry.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or_default(),
-        None => registry.split(':').next().unwrap_or_default(),
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 const NOT_FOUND: &str = "it has no such manifest; check the name and tag";
 
 fn registry_error(
@@ -154,21 +134,12 @@ fn registry_error(
                 messages.join("; ")
             }
         }
-        other => innermost(other),
+        other => crate::sdk::innermost(other),
     };
     Error::Registry {
         image: shown.to_owned(),
         reason,
     }
-}
-
-/// The innermost cause, without the chain's repeats.
-fn innermost(error: &dyn std::error::Error) -> String {
-    let mut source = error;
-    while let Some(next) = source.source() {
-        source = next;
-    }
-    source.to_string()
 }
 
 struct Remote {
@@ -249,7 +220,11 @@ impl Read for RemoteBlob {
                                 .pull_blob_stream(&self.reference, self.digest.as_str()),
                         )
                         .map_err(|e| {
-                            io::Error::other(format!("{}: {}", self.shown, innermost(&e)))
+                            io::Error::other(format!(
+                                "{}: {}",
+                                self.shown,
+                                crate::sdk::innermost(&e)
+                            ))
                         })?;
                     self.stream.insert(sized)
                 }

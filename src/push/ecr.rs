@@ -15,7 +15,6 @@ use aws_sdk_ecr::operation::upload_layer_part::UploadLayerPartError;
 use aws_sdk_ecr::primitives::Blob;
 use aws_sdk_ecr::types::{ImageIdentifier, LayerAvailability};
 use base64::Engine as _;
-use tokio::task::JoinHandle;
 
 use super::{Destination, Error, Tagged};
 use crate::image::{self, BlobReader, Digest, Manifest};
@@ -37,14 +36,6 @@ const MAX_PART_BYTES: i64 = 20 * 1024 * 1024;
 const MAX_PARTS: u64 = 4200;
 /// What ECR returns as `partSize` in practice, used if it returns none.
 const DEFAULT_PART_BYTES: i64 = 10 * 1024 * 1024;
-/// The manifest types BatchGetImage may answer with when a tag is checked; without
-/// them it would try to convert an OCI manifest to Docker's format.
-const MANIFEST_MEDIA_TYPES: [&str; 4] = [
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
 
 pub struct Ecr {
     /// BatchCheckLayerAvailability, CreateRepository, GetAuthorizationToken.
@@ -292,7 +283,8 @@ impl Ecr {
             .repository_name(&self.repository)
             .image_ids(ImageIdentifier::builder().image_tag(tag).build())
             .set_accepted_media_types(Some(
-                MANIFEST_MEDIA_TYPES
+                // Without them BatchGetImage converts an OCI manifest to Docker's format.
+                image::MANIFEST_MEDIA_TYPES
                     .iter()
                     .map(|t| (*t).to_owned())
                     .collect(),
@@ -353,17 +345,6 @@ fn part_bytes(part_size: Option<i64>, size: u64) -> usize {
         .clamp(MIN_PART_BYTES, MAX_PART_BYTES) as usize
 }
 
-/// Reads the next part off the reactor; the reader travels with the task.
-fn read_next(
-    mut reader: BlobReader,
-    part_bytes: usize,
-) -> JoinHandle<(BlobReader, Result<Vec<u8>, image::Error>)> {
-    tokio::task::spawn_blocking(move || {
-        let part = reader.read_part(part_bytes);
-        (reader, part)
-    })
-}
-
 impl Destination for Ecr {
     fn calls(&self) -> Vec<(String, u64)> {
         self.calls.snapshot()
@@ -402,12 +383,12 @@ impl Destination for Ecr {
         let part_bytes = part_bytes(initiated.part_size(), size);
 
         let mut part_first_byte: i64 = 0;
-        let mut pending = Some(read_next(blob, part_bytes));
+        let mut pending = Some(super::read_next(blob, part_bytes));
         while let Some(reading) = pending.take() {
             let (reader, part) = reading.await.map_err(|e| Error::Task(e.to_string()))?;
             let part = part?;
             if reader.remaining() > 0 {
-                pending = Some(read_next(reader, part_bytes));
+                pending = Some(super::read_next(reader, part_bytes));
             }
             let part_last_byte = part_first_byte + part.len() as i64 - 1;
             tracing::debug!(

@@ -137,6 +137,18 @@ impl aws_sdk_ecr::config::Intercept for Calls {
     }
 }
 
+/// Reads the next part off the reactor; the reader travels with the task, so the next
+/// part is read while the previous one is in flight.
+fn read_next(
+    mut reader: BlobReader,
+    part_bytes: usize,
+) -> tokio::task::JoinHandle<(BlobReader, Result<Vec<u8>, image::Error>)> {
+    tokio::task::spawn_blocking(move || {
+        let part = reader.read_part(part_bytes);
+        (reader, part)
+    })
+}
+
 /// Every [`PROGRESS_EVERY`] of a long push, a line with the running total: the Actions
 /// log has no terminal to redraw a bar on, and a quiet minute looks like a hang.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);

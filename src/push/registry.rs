@@ -17,7 +17,7 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, StatusCode};
 
 use super::{Destination, Error, Tagged};
-use crate::image::{self, BlobReader, Digest, Manifest};
+use crate::image::{BlobReader, Digest, Manifest};
 
 /// Parts of 10 MiB: ECR's registry endpoint wants at least 5 MiB for all but the last.
 const PART_BYTES: usize = 10 * 1024 * 1024;
@@ -50,7 +50,11 @@ impl Registry {
         login: Option<(String, String)>,
         chunked: bool,
     ) -> Result<Self, Error> {
-        let scheme = if is_loopback(host) { "http" } else { "https" };
+        let scheme = if crate::inputs::is_loopback(host) {
+            "http"
+        } else {
+            "https"
+        };
         let client = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(30))
             .read_timeout(std::time::Duration::from_secs(300))
@@ -133,13 +137,13 @@ impl Registry {
     }
 
     fn network(&self, what: &str, error: reqwest::Error) -> Error {
-        let mut source: &dyn std::error::Error = &error;
-        while let Some(next) = source.source() {
-            source = next;
-        }
         Error::Registry {
             host: self.host.clone(),
-            reason: format!("{what} of {}: {source}", self.repository),
+            reason: format!(
+                "{what} of {}: {}",
+                self.repository,
+                crate::sdk::innermost(&error)
+            ),
         }
     }
 
@@ -271,27 +275,6 @@ impl Registry {
     }
 }
 
-/// `localhost`, `127.x.x.x` and `[::1]`, with or without a port.
-fn is_loopback(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or_default(),
-        None => host.split(':').next().unwrap_or_default(),
-    };
-    name == "localhost"
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
-fn read_next(
-    mut reader: BlobReader,
-) -> tokio::task::JoinHandle<(BlobReader, Result<Vec<u8>, image::Error>)> {
-    tokio::task::spawn_blocking(move || {
-        let part = reader.read_part(PART_BYTES);
-        (reader, part)
-    })
-}
-
 impl Destination for Registry {
     fn calls(&self) -> Vec<(String, u64)> {
         self.calls.snapshot()
@@ -329,13 +312,13 @@ impl Destination for Registry {
         }
 
         let mut first_byte: u64 = 0;
-        let mut pending = Some(read_next(blob));
+        let mut pending = Some(super::read_next(blob, PART_BYTES));
         while let Some(reading) = pending.take() {
             let (reader, part) = reading.await.map_err(|e| Error::Task(e.to_string()))?;
             let part = part?;
             let last = reader.remaining() == 0;
             if !last {
-                pending = Some(read_next(reader));
+                pending = Some(super::read_next(reader, PART_BYTES));
             }
             let end = first_byte + part.len() as u64;
             if last {
