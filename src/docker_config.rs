@@ -29,6 +29,7 @@ fn config_dir(env: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
 }
 
 /// A registry login the Docker CLI would use.
+#[derive(Clone)]
 pub struct Login {
     pub username: String,
     pub password: String,

@@ -129,6 +129,10 @@ pub struct GenerateArgs {
     /// Add ecr:BatchGetImage, to tell a re-push from a conflict in immutable repositories
     #[arg(long)]
     pub immutable_tags: bool,
+    /// An ECR repository the push reads from (`image: docker://HOST/REPO@sha256:…`), as
+    /// HOST/REPO: adds its read permissions and, in another account, its repository policy
+    #[arg(long, value_name = "ECR-HOST/REPO")]
+    pub promote_from: Option<String>,
     #[arg(long, value_enum, default_value = "json")]
     pub format: crate::policy::render::Format,
     /// Also write each JSON document to DIR/NAME.json
@@ -195,6 +199,10 @@ impl GenerateArgs {
         if let Some(id) = &self.external_id {
             check_chars("external-id", id, EXTERNAL_ID_CHARS, "+=,.@:/-")?;
         }
+        let source = match &self.promote_from {
+            Some(from) => Some(promote_from(from)?),
+            None => None,
+        };
         Ok(Request {
             account: self.account,
             region: self.region,
@@ -210,8 +218,27 @@ impl GenerateArgs {
             docker_login: self.docker_login,
             registry_transport: self.transport == TransportArg::Registry,
             immutable_tags: self.immutable_tags,
+            source,
         })
     }
+}
+
+/// `--promote-from ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO`.
+fn promote_from(from: &str) -> Result<crate::policy::generate::Source, Error> {
+    let wrong = || {
+        invalid(
+            "promote-from",
+            format!("`{from}` is not ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY"),
+        )
+    };
+    let (host, repository) = from.split_once('/').ok_or_else(wrong)?;
+    let (account, region) = parse_ecr_host(host).ok_or_else(wrong)?;
+    check_repository(repository)?;
+    Ok(crate::policy::generate::Source {
+        account,
+        region,
+        repository: repository.to_owned(),
+    })
 }
 
 /// `transport` as `policy generate` takes it.

@@ -127,9 +127,28 @@ async fn run(
     runtime: &Runtime,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<(), Error> {
+    // A source on an ECR host with no Docker login of its own is read with the step's
+    // AWS credentials (a promotion by digest from a dev account's registry), so those
+    // come first; the same session then pushes.
+    let mut session = None;
+    let mut ecr_source = None;
+    if let Some(host) = image::registry_host(&push.image)
+        && let Some((_, region)) = inputs::parse_ecr_host(&host)
+        && docker_config::lookup(&host, env).is_none()
+    {
+        let authenticated = credentials(&push, runtime, env).await?;
+        let login = push::Ecr::source_login(&authenticated, &host, &region, |secret| {
+            runtime.mask(secret)
+        })
+        .await?;
+        tracing::info!("{host}: read with a login from GetAuthorizationToken");
+        ecr_source = Some((host, login));
+        session = Some(authenticated);
+    }
     // A registry's login (source or destination) is masked before it is used.
-    let login = |host: &str| {
-        docker_config::lookup(host, env).inspect(|login| runtime.mask(&login.password))
+    let login = |host: &str| match &ecr_source {
+        Some((ecr_host, login)) if ecr_host == host => Some(login.clone()),
+        _ => docker_config::lookup(host, env).inspect(|login| runtime.mask(&login.password)),
     };
     let image = Image::open(
         &push.image,
@@ -182,7 +201,11 @@ async fn run(
             (host.clone(), report)
         }
         inputs::Destination::Ecr { registry } => {
-            push_to_ecr(&push, *registry, &image, &tags, runtime, env).await?
+            let session = match session {
+                Some(session) => session,
+                None => credentials(&push, runtime, env).await?,
+            };
+            push_to_ecr(&push, session, *registry, &image, &tags, runtime, env).await?
         }
     };
 
@@ -211,18 +234,13 @@ async fn run(
 /// registry endpoint; the registry host and what the push did.
 async fn push_to_ecr(
     push: &inputs::Push,
+    session: auth::Session,
     via_registry: bool,
     image: &Image,
     tags: &[String],
     runtime: &Runtime,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<(String, report::Report), Error> {
-    let session = {
-        let _group = runtime.group("Credentials");
-        auth::authenticate(&push.auth, push.region.as_deref(), runtime, env).await?
-    };
-    tracing::info!("credentials for {}", session.principal);
-
     let registry_id = push.registry_id.clone().unwrap_or(session.account);
     let ecr = push::Ecr::new(
         &session.config,
@@ -270,6 +288,20 @@ async fn push_to_ecr(
         }
     }
     Ok((registry, report))
+}
+
+/// The step's AWS credentials: the web identity and role chain, or the default chain.
+async fn credentials(
+    push: &inputs::Push,
+    runtime: &Runtime,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<auth::Session, Error> {
+    let session = {
+        let _group = runtime.group("Credentials");
+        auth::authenticate(&push.auth, push.region.as_deref(), runtime, env).await?
+    };
+    tracing::info!("credentials for {}", session.principal);
+    Ok(session)
 }
 
 /// Short lines in the log; `--verbose` adds each API call and part. In Actions the log

@@ -412,3 +412,108 @@ fn registry_login_comes_from_the_docker_config_and_is_masked() {
     let unmasked = log.replace(&format!("::add-mask::{password}"), "");
     assert!(!unmasked.contains(password), "{log}");
 }
+
+/// A dev account's ECR registry, as a TLS registry reached through a CONNECT proxy, so
+/// its public name is never resolved.
+struct DevRegistry {
+    ca: TestCa,
+    registry: Registry,
+    proxy: ConnectProxy,
+}
+
+const DEV_HOST: &str = "210987654321.dkr.ecr.eu-west-1.amazonaws.com";
+
+impl DevRegistry {
+    /// The registry wants `AWS` and `password`, as ECR wants its token.
+    fn start(password: &str) -> Self {
+        let ca = TestCa::new();
+        let registry = Registry::start_tls(&ca, DEV_HOST, "AWS", password);
+        let proxy = ConnectProxy::start(registry.port);
+        Self {
+            ca,
+            registry,
+            proxy,
+        }
+    }
+
+    fn action(&self, stack: &Stack) -> Action {
+        stack
+            .action()
+            .env(
+                "HTTPS_PROXY",
+                &format!("http://127.0.0.1:{}", self.proxy.port),
+            )
+            .env("SSL_CERT_FILE", self.ca.certificate().to_str().unwrap())
+    }
+}
+
+#[test]
+fn an_image_in_another_accounts_ecr_is_promoted_with_the_steps_credentials() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "prod/app", false);
+    // moto's GetAuthorizationToken gives the caller's account a password of this form;
+    // the dev registry accepts only that login.
+    let password = format!("{CI_ACCOUNT}-auth-token");
+    let dev = DevRegistry::start(&password);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(31, 200 * 1024)]);
+    dev.registry.skopeo_copy_with(
+        &["--dest-creds", &format!("AWS:{password}")],
+        &layout.reference("v1"),
+        "dev/app:v1",
+    );
+
+    let run = dev
+        .action(&stack)
+        .input(
+            "image",
+            &format!("docker://{DEV_HOST}/dev/app@{}", layout.digest),
+        )
+        .input("repository", "prod/app")
+        .input("tags", "1.0")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert_eq!(run.outputs["digest"], layout.digest);
+    let (_, stored) = stack.moto.manifest(CI_ACCOUNT, "prod/app", "1.0").unwrap();
+    assert_eq!(stored.as_bytes(), layout.manifest.as_slice());
+    let available = stack
+        .moto
+        .available_blobs(CI_ACCOUNT, "prod/app", &layout.blob_digests());
+    assert_eq!(available.len(), 2, "{available:?}");
+    // One login, asked of the source's region; the source reached under its own name.
+    let logins = stack.recorder.calls_to("GetAuthorizationToken");
+    assert_eq!(logins.len(), 1);
+    assert_eq!(logins[0].region, "eu-west-1");
+    let hosts = dev.proxy.hosts();
+    assert!(!hosts.is_empty());
+    assert!(
+        hosts.iter().all(|h| h == &format!("{DEV_HOST}:443")),
+        "{hosts:?}"
+    );
+    assert!(run.masks().contains(&password), "{:?}", run.masks());
+    assert!(!run.shows(&password), "{}", run.log());
+}
+
+#[test]
+fn another_accounts_ecr_that_refuses_the_role_says_which_permissions_and_pushes_nothing() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "prod/app", false);
+    let dev = DevRegistry::start("another-token");
+
+    let run = dev
+        .action(&stack)
+        .input("image", &format!("docker://{DEV_HOST}/dev/app:v1"))
+        .input("repository", "prod/app")
+        .run();
+
+    assert!(!run.ok(), "{}", run.log());
+    assert_eq!(
+        run.error(),
+        format!(
+            "image: docker://{DEV_HOST}/dev/app:v1: {DEV_HOST} refused the step's AWS credentials: the role needs ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on arn:aws:ecr:eu-west-1:210987654321:repository/dev/app, which that repository's policy must also allow when the role is in another account"
+        )
+    );
+    assert!(stack.recorder.calls_to("PutImage").is_empty());
+    assert!(stack.recorder.calls_to("InitiateLayerUpload").is_empty());
+}

@@ -246,6 +246,12 @@ pub struct Image {
     store: Arc<dyn Blobs>,
 }
 
+/// The registry host of a `docker://` reference, for logins fetched before it is opened.
+pub fn registry_host(reference: &str) -> Option<String> {
+    let rest = reference.strip_prefix("docker:")?;
+    registry::parse(rest).ok().map(|name| registry::host(&name))
+}
+
 impl Image {
     /// Opens an image from a reference in skopeo's transport syntax. `docker_host` is
     /// `DOCKER_HOST`, for daemon images; `login` gives the login for a registry host.

@@ -58,7 +58,7 @@ pub(super) async fn open(reference: Reference, login: Option<Login>) -> Result<O
     let (bytes, _) = client
         .pull_manifest_raw(&reference, &auth, &MANIFEST_MEDIA_TYPES)
         .await
-        .map_err(|e| registry_error(&shown, &registry, &e))?;
+        .map_err(|e| registry_error(&shown, &registry, reference.repository(), &e))?;
     let bytes = bytes.to_vec();
     let digest = Digest::of(&bytes);
     if let Some(pinned) = reference.digest()
@@ -99,16 +99,28 @@ pub(super) async fn open(reference: Reference, login: Option<Login>) -> Result<O
 
 const NOT_FOUND: &str = "it has no such manifest; check the name and tag";
 
+/// What to do when `registry` refuses to let `repository` be read.
+fn refused(registry: &str, repository: &str) -> String {
+    match crate::inputs::parse_ecr_host(registry) {
+        Some((account, region)) => format!(
+            "{registry} refused the step's AWS credentials: the role needs ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on arn:{}:ecr:{region}:{account}:repository/{repository}, which that repository's policy must also allow when the role is in another account",
+            crate::inputs::partition(&region)
+        ),
+        None => format!(
+            "{registry} refused the credentials, or needs some: docker login {registry} before this step (ecr-push reads the Docker config)"
+        ),
+    }
+}
+
 fn registry_error(
     shown: &str,
     registry: &str,
+    repository: &str,
     error: &oci_client::errors::OciDistributionError,
 ) -> Error {
     use oci_client::errors::OciDistributionError as E;
     let reason = match error {
-        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => format!(
-            "{registry} refused the credentials, or needs some: docker login {registry} before this step (ecr-push reads the Docker config)"
-        ),
+        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => refused(registry, repository),
         E::ImageManifestNotFoundError(_) => NOT_FOUND.to_owned(),
         E::RegistryError { envelope, .. } => {
             use oci_client::errors::OciErrorCode as Code;
@@ -122,9 +134,7 @@ fn registry_error(
                 .iter()
                 .any(|c| matches!(c, Code::Unauthorized | Code::Denied))
             {
-                format!(
-                    "{registry} refused the credentials, or needs some: docker login {registry} before this step (ecr-push reads the Docker config)"
-                )
+                refused(registry, repository)
             } else {
                 let messages: Vec<String> = envelope
                     .errors
@@ -186,7 +196,14 @@ impl Blobs for Remote {
                 self.client
                     .pull_manifest_raw(&reference, &self.auth, &accepted),
             )
-            .map_err(|e| registry_error(&self.shown, self.reference.registry(), &e))?;
+            .map_err(|e| {
+                registry_error(
+                    &self.shown,
+                    self.reference.registry(),
+                    self.reference.repository(),
+                    &e,
+                )
+            })?;
         Ok(Box::new(io::Cursor::new(bytes.to_vec())))
     }
 }

@@ -51,7 +51,21 @@ pub struct Request {
     /// BatchGetImage, which tells a re-push of the same image from a changed one when
     /// an immutable repository reports a tag conflict.
     pub immutable_tags: bool,
+    /// An ECR repository the push reads its image from (a promotion).
+    pub source: Option<Source>,
 }
+
+/// A repository in another ECR registry that images are promoted from.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub account: String,
+    pub region: String,
+    pub repository: String,
+}
+
+/// What reading an image from ECR through its registry endpoint takes: manifests, then
+/// layers (a blob GET is answered with a redirect GetDownloadUrlForLayer authorises).
+const PULL_ACTIONS: [&str; 2] = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"];
 
 /// Where a document goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +76,11 @@ pub enum Attach {
     RolePolicy { role: String, policy: String },
     /// A managed policy, for roles this tool does not create (the personas).
     ManagedPolicy { policy: String },
-    /// The repository policy of each repository.
-    RepositoryPolicy,
+    /// The repository policy of each of these repositories, in this region.
+    RepositoryPolicy {
+        region: String,
+        repositories: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -163,7 +180,21 @@ impl Request {
             "Action": self.push_actions(),
             "Resource": one_or_many(self.repository_arns()),
         })];
-        if self.docker_login || self.registry_transport {
+        if let Some(source) = &self.source {
+            statements.push(json!({
+                "Sid": "PullFromSource",
+                "Effect": "Allow",
+                "Action": PULL_ACTIONS,
+                "Resource": format!(
+                    "arn:{}:ecr:{}:{}:repository/{}",
+                    crate::inputs::partition(&source.region),
+                    source.region,
+                    source.account,
+                    source.repository
+                ),
+            }));
+        }
+        if self.docker_login || self.registry_transport || self.source.is_some() {
             statements.push(authorization_token_statement("RegistryLogin"));
         }
         policy(Value::Array(statements))
@@ -235,7 +266,10 @@ pub fn generate(request: &Request) -> Vec<Document> {
             documents.push(Document {
                 name: "aws-ecr-cross-account-repository-policy.json",
                 account: registry.clone(),
-                attach: Attach::RepositoryPolicy,
+                attach: Attach::RepositoryPolicy {
+                    region: request.region.clone(),
+                    repositories: request.repositories.clone(),
+                },
                 purpose: "lets exactly the CI role push to the repository from its own account",
                 body: policy(json!([{
                     "Sid": "PushFromCiRole",
@@ -248,6 +282,29 @@ pub fn generate(request: &Request) -> Vec<Document> {
         }
         (None, _) => (request.account.clone(), request.role_name.clone()),
     };
+    if let Some(source) = request.source.as_ref().filter(|s| s.account != push_role.0) {
+        let pusher = format!(
+            "arn:{}:iam::{}:role/{}",
+            request.partition(),
+            push_role.0,
+            push_role.1
+        );
+        documents.push(Document {
+            name: "aws-ecr-source-repository-policy.json",
+            account: source.account.clone(),
+            attach: Attach::RepositoryPolicy {
+                region: source.region.clone(),
+                repositories: vec![source.repository.clone()],
+            },
+            purpose: "lets exactly the pushing role read the repository images are promoted from",
+            body: policy(json!([{
+                "Sid": "PromoteToRegistryAccount",
+                "Effect": "Allow",
+                "Principal": { "AWS": pusher },
+                "Action": PULL_ACTIONS,
+            }])),
+        });
+    }
     documents.push(Document {
         name: "aws-ecr-ci-push.json",
         account: push_role.0,
@@ -347,7 +404,66 @@ mod tests {
             docker_login: false,
             registry_transport: false,
             immutable_tags: false,
+            source: None,
         }
+    }
+
+    #[test]
+    fn a_promotion_reads_the_source_as_the_role_that_pushes() {
+        let mut r = request();
+        r.registry_account = Some("222222222222".into());
+        r.publisher_role = Some("publisher".into());
+        r.source = Some(Source {
+            account: "333333333333".into(),
+            region: "eu-west-1".into(),
+            repository: "dev/app".into(),
+        });
+        let documents = generate(&r);
+        let source = find(&documents, "aws-ecr-source-repository-policy.json");
+        assert_eq!(source.account, "333333333333");
+        assert_eq!(
+            source.attach,
+            Attach::RepositoryPolicy {
+                region: "eu-west-1".into(),
+                repositories: vec!["dev/app".into()]
+            }
+        );
+        let statement = &statements(&source.body)[0];
+        // The chained role pushes, so it is the one the source must let in.
+        assert_eq!(
+            statement["Principal"]["AWS"],
+            "arn:aws:iam::222222222222:role/publisher"
+        );
+        assert_eq!(
+            strings(statement.get("Action")),
+            ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+        );
+        let push = find(&documents, "aws-ecr-ci-push.json");
+        let pull = statements(&push.body)
+            .into_iter()
+            .find(|s| s["Sid"] == "PullFromSource")
+            .expect("the push policy reads the source");
+        assert_eq!(
+            pull["Resource"],
+            "arn:aws:ecr:eu-west-1:333333333333:repository/dev/app"
+        );
+        assert!(
+            statements(&push.body)
+                .iter()
+                .any(|s| s["Action"] == "ecr:GetAuthorizationToken")
+        );
+
+        // A source in the pushing role's own account needs no repository policy.
+        r.source = Some(Source {
+            account: "222222222222".into(),
+            region: "us-east-1".into(),
+            repository: "dev/app".into(),
+        });
+        assert!(
+            generate(&r)
+                .iter()
+                .all(|d| d.name != "aws-ecr-source-repository-policy.json")
+        );
     }
 
     fn find<'a>(documents: &'a [Document], name: &str) -> &'a Document {
@@ -502,6 +618,11 @@ mod tests {
             r.docker_login = next(2) == 1;
             r.registry_transport = next(2) == 1;
             r.immutable_tags = next(2) == 1;
+            r.source = (next(2) == 1).then(|| Source {
+                account: "333333333333".into(),
+                region: r.region.clone(),
+                repository: format!("dev/app-{}", next(9)),
+            });
             for document in generate(&r) {
                 for statement in statements(&document.body) {
                     let actions = strings(statement.get("Action"));
@@ -533,6 +654,7 @@ mod tests {
                 if document.name == "aws-ecr-ci-push.json"
                     && !r.docker_login
                     && !r.registry_transport
+                    && r.source.is_none()
                 {
                     assert_eq!(
                         statements(&document.body).len(),

@@ -440,6 +440,11 @@ mod tests {
             docker_login: true,
             registry_transport: true,
             immutable_tags: true,
+            source: Some(crate::policy::generate::Source {
+                account: "333333333333".into(),
+                region: "us-east-1".into(),
+                repository: "dev/app".into(),
+            }),
         };
         for document in generate(&request) {
             let found = lint(document.name, &document.body.to_string());

@@ -94,13 +94,14 @@ fn aws_cli(request: &Request, documents: &[Document], markdown: bool) -> String 
                 Attach::ManagedPolicy { policy } => format!(
                     "aws iam create-policy --policy-name {policy} \\\n  --policy-document '{body}'"
                 ),
-                Attach::RepositoryPolicy => request
-                    .repositories
+                Attach::RepositoryPolicy {
+                    region,
+                    repositories,
+                } => repositories
                     .iter()
                     .map(|r| {
                         format!(
-                            "aws ecr set-repository-policy --region {} --registry-id {account} --repository-name {r} \\\n  --policy-text '{body}'",
-                            request.region
+                            "aws ecr set-repository-policy --region {region} --registry-id {account} --repository-name {r} \\\n  --policy-text '{body}'"
                         )
                     })
                     .collect::<Vec<_>>()
@@ -197,8 +198,8 @@ fn cloudformation(request: &Request, documents: &[Document]) -> String {
                         }),
                     );
                 }
-                Attach::RepositoryPolicy => {
-                    for repository in &request.repositories {
+                Attach::RepositoryPolicy { repositories, .. } => {
+                    for repository in repositories {
                         resources.insert(
                             logical_id(repository) + "Repository",
                             json!({
@@ -285,8 +286,7 @@ fn terraform(request: &Request, documents: &[Document]) -> String {
                     tf_id(policy),
                     heredoc(&d.body)
                 ),
-                Attach::RepositoryPolicy => request
-                    .repositories
+                Attach::RepositoryPolicy { repositories, .. } => repositories
                     .iter()
                     .map(|r| {
                         format!(

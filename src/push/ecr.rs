@@ -135,6 +135,37 @@ impl Ecr {
         Ok(auth)
     }
 
+    /// The login for reading a `docker://` source on another ECR registry (`host`, in
+    /// `region`) with the session's credentials. The token GetAuthorizationToken gives
+    /// opens every registry the identity may read (its `registryIds` is deprecated), so
+    /// only the region matters. `mask` is called on each secret before it is kept.
+    pub async fn source_login(
+        session: &crate::auth::Session,
+        host: &str,
+        region: &str,
+        mask: impl Fn(&str),
+    ) -> Result<crate::docker_config::Login, Error> {
+        let config = session
+            .config
+            .to_builder()
+            .region(aws_config::Region::new(region.to_owned()))
+            .build();
+        let (account, _) = crate::inputs::parse_ecr_host(host).unwrap_or_default();
+        let source = Self::new(
+            &config,
+            account,
+            region.to_owned(),
+            String::new(),
+            false,
+            session.principal.clone(),
+        );
+        let auth = source.login(mask).await?;
+        Ok(crate::docker_config::Login {
+            username: "AWS".to_owned(),
+            password: Self::password(&auth).unwrap_or_default(),
+        })
+    }
+
     /// The password in a login from [`Ecr::login`].
     pub fn password(auth: &str) -> Option<String> {
         let decoded = base64::engine::general_purpose::STANDARD
@@ -169,7 +200,7 @@ impl Ecr {
                 "; create the repository, or set create-repository: true".to_owned()
             }
             Some("AccessDeniedException") if call == "GetAuthorizationToken" => format!(
-                "; {} needs ecr:GetAuthorizationToken on \"*\" (the only resource it has) for docker-login",
+                "; {} needs ecr:GetAuthorizationToken on \"*\" (the only resource it has) for a registry login (docker-login, transport: registry, a docker:// source on ECR)",
                 self.principal
             ),
             Some("AccessDeniedException") => format!(

@@ -234,7 +234,17 @@ impl Registry {
         Self::start_with(Some((username, password)))
     }
 
+    /// A registry that answers over TLS as `name` (a certificate for it, issued by the
+    /// test CA in `tls`) and wants this login.
+    pub fn start_tls(tls: &TestCa, name: &str, username: &str, password: &str) -> Self {
+        Self::start_with_tls(Some((username, password)), Some(tls.issue(name)))
+    }
+
     fn start_with(login: Option<(&str, &str)>) -> Self {
+        Self::start_with_tls(login, None)
+    }
+
+    fn start_with_tls(login: Option<(&str, &str)>, tls: Option<(PathBuf, PathBuf)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("config.yml");
@@ -242,6 +252,13 @@ impl Registry {
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.path().join("storage").display()
         );
+        if let Some((certificate, key)) = tls {
+            text.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                certificate.display(),
+                key.display()
+            ));
+        }
         if let Some((username, password)) = login {
             let output = Command::new("htpasswd")
                 .args(["-Bbn", username, password])
@@ -343,5 +360,169 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A certificate authority for the tests (openssl): the file to trust (`SSL_CERT_FILE`)
+/// and server certificates it issues for any name.
+pub struct TestCa {
+    dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        openssl(
+            dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=ecr-push test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        );
+        Self { dir }
+    }
+
+    /// The CA certificate, to trust.
+    pub fn certificate(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A certificate and key for `name`, signed by this CA.
+    pub fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
+        let dir = self.dir.path();
+        std::fs::write(
+            dir.join(format!("{name}.ext")),
+            format!("subjectAltName=DNS:{name}\nbasicConstraints=CA:FALSE\n"),
+        )
+        .unwrap();
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={name}"),
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{name}.ext"),
+                "-out",
+                &format!("{name}.pem"),
+            ],
+        );
+        (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        )
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        output.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// An HTTP proxy on a free loopback port that answers CONNECT for any host by opening a
+/// tunnel to one loopback port, and records the hosts asked for: how a test reaches a
+/// registry under a public name without resolving it.
+pub struct ConnectProxy {
+    pub port: u16,
+    hosts: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ConnectProxy {
+    pub fn start(target: u16) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hosts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = hosts.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(client.try_clone().unwrap());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() {
+                        return;
+                    }
+                    let mut header = String::new();
+                    while reader.read_line(&mut header).is_ok_and(|n| n > 2) {
+                        header.clear();
+                    }
+                    let mut client = client;
+                    let mut words = line.split_whitespace();
+                    if words.next() != Some("CONNECT") {
+                        let _ = client.write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n");
+                        return;
+                    }
+                    seen.lock()
+                        .unwrap()
+                        .push(words.next().unwrap_or_default().to_owned());
+                    let Ok(upstream) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+                        return;
+                    };
+                    let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+                    let (mut up_read, mut up_write) = (upstream.try_clone().unwrap(), upstream);
+                    let mut client_write = client.try_clone().unwrap();
+                    let mut client_read = client;
+                    let forward = std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut client_read, &mut up_write);
+                        let _ = up_write.shutdown(std::net::Shutdown::Write);
+                    });
+                    let _ = std::io::copy(&mut up_read, &mut client_write);
+                    let _ = client_write.shutdown(std::net::Shutdown::Write);
+                    let _ = forward.join();
+                });
+            }
+        });
+        Self { port, hosts }
+    }
+
+    /// The `HOST:PORT`s clients asked to CONNECT to.
+    pub fn hosts(&self) -> Vec<String> {
+        self.hosts.lock().unwrap().clone()
     }
 }

@@ -333,11 +333,23 @@ impl Drop for Moto {
 
 // ---------------------------------------------------------------- recording proxy
 
+/// The region in `Credential=KEY/DATE/REGION/SERVICE/aws4_request`.
+fn signed_region(head: &str) -> String {
+    header(head, "authorization")
+        .and_then(|a| {
+            let scope = a.split("Credential=").nth(1)?;
+            Some(scope.split('/').nth(2)?.to_owned())
+        })
+        .unwrap_or_default()
+}
+
 /// One request the tool sent: the API action and its body.
 #[derive(Clone, Debug)]
 pub struct Call {
     pub action: String,
     pub body: String,
+    /// The region of the request's SigV4 credential scope.
+    pub region: String,
 }
 
 impl Call {
@@ -549,6 +561,7 @@ fn relay(
             action = Call {
                 action: String::new(),
                 body: text.clone(),
+                region: String::new(),
             }
             .form("Action")
             .unwrap_or_default();
@@ -567,10 +580,11 @@ fn relay(
                 _ => None,
             }
         };
-        calls
-            .lock()
-            .expect("calls lock")
-            .push(Call { action, body: text });
+        calls.lock().expect("calls lock").push(Call {
+            action,
+            body: text,
+            region: signed_region(&head),
+        });
 
         if let Some(Fault::Answer {
             status,
@@ -1153,6 +1167,20 @@ impl Run {
             .filter_map(|l| l.strip_prefix("::add-mask::"))
             .map(str::to_owned)
             .collect()
+    }
+
+    /// Whether `secret` appears anywhere the process wrote (stdout, stderr, outputs,
+    /// summary) other than the `::add-mask::` command that hides it.
+    pub fn shows(&self, secret: &str) -> bool {
+        let stdout: Vec<&str> = self
+            .stdout
+            .lines()
+            .filter(|l| !l.starts_with("::add-mask::"))
+            .collect();
+        stdout.join("\n").contains(secret)
+            || self.stderr.contains(secret)
+            || self.summary.contains(secret)
+            || self.outputs.values().any(|v| v.contains(secret))
     }
 
     pub fn log(&self) -> String {
