@@ -3,18 +3,9 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-# crt-static links glibc into the binary so it runs FROM scratch. The target is named
-# explicitly so RUSTFLAGS reach only the binary, not build scripts or proc macros, which
-# cannot be static; uname -m picks x86_64 or aarch64.
-RUN set -eu; \
-    target="$(uname -m)-unknown-linux-gnu"; \
-    RUSTFLAGS="-C target-feature=+crt-static" \
-        cargo build --release --locked --target "$target"; \
-    mkdir -p /out/etc/ssl/certs; \
-    cp "target/$target/release/ecr-push" /out/ecr-push; \
-    cp /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/ca-certificates.crt; \
-    echo 'ecr-push:x:65532:65532:ecr-push:/nonexistent:/sbin/nologin' > /out/etc/passwd; \
-    echo 'ecr-push:x:65532:' > /out/etc/group
+# The same two scripts build what the container test runs (scripts/test): a static
+# binary (glibc linked in, so it runs FROM scratch) and the runtime's files around it.
+RUN scripts/lib/runtime-root /out "$(scripts/lib/static-build)"
 
 FROM scratch
 COPY --from=build /out/ /

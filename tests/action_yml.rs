@@ -90,3 +90,22 @@ fn every_input_is_a_flag_with_the_same_default() {
         }
     }
 }
+
+/// The action runs the image of its own version: a release bumps Cargo.toml and
+/// action.yml together (release.yml refuses a tag that action.yml does not name).
+#[test]
+fn the_action_runs_the_published_image_of_this_version() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"))
+        .expect("action.yml");
+    let image = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("image: "))
+        .expect("runs.image in action.yml");
+    assert_eq!(
+        image,
+        format!(
+            "docker://ghcr.io/OWNER/ecr-push:v{}",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}

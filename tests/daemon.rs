@@ -35,17 +35,22 @@ fn daemon_image_gets_the_digest_skopeo_gives_it_with_or_without_the_transport() 
     );
     let expected = registry.manifest("app:v1");
 
-    for (image, tag) in [
-        ("docker-daemon:example.test/app:v1", "v1"),
-        ("example.test/app:v1", "v1"),
+    for (image, tag, host) in [
+        (
+            "docker-daemon:example.test/app:v1",
+            "v1",
+            daemon.docker_host(),
+        ),
+        ("example.test/app:v1", "v1", daemon.docker_host()),
+        ("example.test/app:v1", "v1", daemon.tcp_host()),
     ] {
         let run = stack
             .action()
-            .env("DOCKER_HOST", &daemon.docker_host())
+            .env("DOCKER_HOST", &host)
             .input("image", image)
             .input("repository", "app")
             .run();
-        assert!(run.ok(), "{image}: {}", run.log());
+        assert!(run.ok(), "{image} from {host}: {}", run.log());
         assert_eq!(run.outputs["digest"], sha256(&expected), "{image}");
         assert_eq!(run.outputs["tags"], tag, "{image}");
         assert!(

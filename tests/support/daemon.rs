@@ -99,6 +99,33 @@ impl Daemon {
         format!("unix://{}", self.socket.display())
     }
 
+    /// A `tcp://` DOCKER_HOST for the same service: a loopback port whose connections
+    /// are forwarded to the socket, as a TCP-exposed engine (or an SSH tunnel) gives.
+    pub fn tcp_host(&self) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let socket = self.socket.clone();
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let (Ok(client), Ok(engine)) = (client, UnixStream::connect(&socket)) else {
+                    return;
+                };
+                let (mut client_read, mut engine_write) =
+                    (client.try_clone().unwrap(), engine.try_clone().unwrap());
+                thread::spawn(move || {
+                    let _ = io::copy(&mut client_read, &mut engine_write);
+                    let _ = engine_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut engine_read, mut client_write) = (engine, client);
+                thread::spawn(move || {
+                    let _ = io::copy(&mut engine_read, &mut client_write);
+                    let _ = client_write.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        format!("tcp://127.0.0.1:{port}")
+    }
+
     /// Loads a `docker save` archive, as `docker load` does.
     pub fn load(&self, archive: &Path) {
         let (status, body) = self

@@ -10,8 +10,11 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the support code
 
+mod container;
 mod daemon;
 mod docker;
+#[allow(unused_imports)]
+pub use container::{ActionImage, Dns};
 #[allow(unused_imports)]
 pub use daemon::Daemon;
 #[allow(unused_imports)] // not every test binary uses them
@@ -350,6 +353,10 @@ pub struct Call {
     pub body: String,
     /// The region of the request's SigV4 credential scope.
     pub region: String,
+    /// When the request arrived.
+    pub at: Instant,
+    /// The scheduled fault it got, if any.
+    pub fault: Option<Kind>,
 }
 
 impl Call {
@@ -407,6 +414,121 @@ pub struct Recorder {
     pub port: u16,
     calls: Arc<Mutex<Vec<Call>>>,
     fault: Arc<Mutex<Option<(String, Fault, u32)>>>,
+    chaos: Arc<Mutex<Option<Chaos>>>,
+}
+
+/// A kind of fault the recorder injects on a schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// HTTP 400 ThrottlingException (ECR) or Throttling (STS).
+    Throttle,
+    /// HTTP 500.
+    Internal,
+    /// HTTP 503.
+    Unavailable,
+    /// The connection closed before the request reached moto.
+    ResetBefore,
+    /// The request reached moto; the connection closed before its answer.
+    ResetAfter,
+    /// No answer at all: the connection is held open until the client gives up.
+    Stall,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::Throttle,
+        Kind::Internal,
+        Kind::Unavailable,
+        Kind::ResetBefore,
+        Kind::ResetAfter,
+        Kind::Stall,
+    ];
+}
+
+/// A seeded schedule: each call of one of `actions` (all when empty) fails with
+/// probability `percent`, with a kind drawn from `kinds`.
+struct Chaos {
+    state: u64,
+    percent: u64,
+    actions: Vec<String>,
+    kinds: Vec<Kind>,
+    /// How many faults are left to inject; `None`: no limit.
+    remaining: Option<u32>,
+}
+
+impl Chaos {
+    fn next(&mut self) -> u64 {
+        // xorshift64*: reproducible from the seed, no crate needed.
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn draw(&mut self, action: &str) -> Option<Kind> {
+        if !self.actions.is_empty() && !self.actions.iter().any(|a| a == action) {
+            return None;
+        }
+        if self.remaining == Some(0) || self.next() % 100 >= self.percent {
+            return None;
+        }
+        if let Some(left) = self.remaining.as_mut() {
+            *left -= 1;
+        }
+        let pick = (self.next() % self.kinds.len() as u64) as usize;
+        Some(self.kinds[pick])
+    }
+}
+
+const STS_ACTIONS: [&str; 3] = [
+    "AssumeRoleWithWebIdentity",
+    "AssumeRole",
+    "GetCallerIdentity",
+];
+
+/// What AWS answers for `kind` to `action`, or the connection-level fault.
+fn fault_for(kind: Kind, action: &str) -> Fault {
+    let sts = STS_ACTIONS.contains(&action);
+    let answer = |status: &'static str, json_code: &str, xml_code: &str, message: &str| {
+        if sts {
+            Fault::Answer {
+                status,
+                content_type: "text/xml",
+                body: format!(
+                    "<ErrorResponse><Error><Type>Receiver</Type><Code>{xml_code}</Code><Message>{message}</Message></Error><RequestId>chaos</RequestId></ErrorResponse>"
+                ),
+            }
+        } else {
+            Fault::Answer {
+                status,
+                content_type: "application/x-amz-json-1.1",
+                body: serde_json::json!({"__type": json_code, "message": message}).to_string(),
+            }
+        }
+    };
+    match kind {
+        Kind::Throttle => answer(
+            "400 Bad Request",
+            "ThrottlingException",
+            "Throttling",
+            "Rate exceeded",
+        ),
+        Kind::Internal => answer(
+            "500 Internal Server Error",
+            "ServerException",
+            "InternalFailure",
+            "We encountered an internal error. Please try again.",
+        ),
+        Kind::Unavailable => answer(
+            "503 Service Unavailable",
+            "ServiceUnavailableException",
+            "ServiceUnavailable",
+            "Service is unavailable. Please try again.",
+        ),
+        Kind::ResetBefore => Fault::Reset,
+        Kind::ResetAfter => Fault::LoseAnswer,
+        Kind::Stall => Fault::Stall,
+    }
 }
 
 /// What the recorder does to the next call of one action.
@@ -414,6 +536,10 @@ pub struct Recorder {
 pub enum Fault {
     /// Forward it, then drop moto's answer.
     LoseAnswer,
+    /// Close the connection without forwarding it.
+    Reset,
+    /// Neither forward nor answer; hold the connection until the client closes it.
+    Stall,
     /// Answer it without moto: an HTTP status and a body, as AWS would.
     Answer {
         status: &'static str,
@@ -428,16 +554,68 @@ impl Recorder {
         let port = listener.local_addr().expect("proxy address").port();
         let calls = Arc::new(Mutex::new(Vec::new()));
         let fault = Arc::new(Mutex::new(None));
-        let (shared, faults) = (Arc::clone(&calls), Arc::clone(&fault));
+        let chaos = Arc::new(Mutex::new(None));
+        let (shared, faults, schedule) =
+            (Arc::clone(&calls), Arc::clone(&fault), Arc::clone(&chaos));
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (calls, faults) = (Arc::clone(&shared), Arc::clone(&faults));
+                let (calls, faults, schedule) = (
+                    Arc::clone(&shared),
+                    Arc::clone(&faults),
+                    Arc::clone(&schedule),
+                );
                 thread::spawn(move || {
-                    let _ = relay(client, upstream, &calls, &faults);
+                    let _ = relay(client, upstream, &calls, &faults, &schedule);
                 });
             }
         });
-        Self { port, calls, fault }
+        Self {
+            port,
+            calls,
+            fault,
+            chaos,
+        }
+    }
+
+    /// From now on, each call of one of `actions` (every call when empty) fails with
+    /// probability `percent` %, with a kind drawn from `kinds`, reproducibly from `seed`.
+    pub fn chaos(&self, seed: u64, percent: u64, actions: &[&str], kinds: &[Kind]) {
+        *self.chaos.lock().expect("lock") = Some(Chaos {
+            state: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+            percent,
+            actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+            kinds: kinds.to_vec(),
+            remaining: None,
+        });
+    }
+
+    /// The next `times` calls of `action` fail with `kind`.
+    pub fn fail_next(&self, action: &str, kind: Kind, times: u32) {
+        *self.chaos.lock().expect("lock") = Some(Chaos {
+            state: 1,
+            percent: 100,
+            actions: vec![action.to_owned()],
+            kinds: vec![kind],
+            remaining: Some(times),
+        });
+    }
+
+    /// Forgets the calls recorded so far.
+    pub fn forget(&self) {
+        self.calls.lock().expect("lock").clear();
+    }
+
+    /// No more scheduled faults.
+    pub fn calm(&self) {
+        *self.chaos.lock().expect("lock") = None;
+    }
+
+    /// The faults injected so far: (action, kind) for each.
+    pub fn injected(&self) -> Vec<(String, Kind)> {
+        self.calls()
+            .into_iter()
+            .filter_map(|c| Some((c.action, c.fault?)))
+            .collect()
     }
 
     /// The next call to `action` reaches moto, but its answer never reaches the tool.
@@ -508,10 +686,15 @@ impl Recorder {
     }
 
     /// The bytes of each completed layer upload, by the digest the tool completed it
-    /// with: its parts put together in order.
+    /// with: its parts that reached moto put together in order, a part sent again
+    /// (after a lost answer) counted once.
     pub fn uploaded_layers(&self) -> HashMap<String, Vec<u8>> {
         let mut parts: HashMap<String, Vec<(u64, Vec<u8>)>> = HashMap::new();
-        for call in self.calls_to("UploadLayerPart") {
+        for call in self
+            .calls_to("UploadLayerPart")
+            .into_iter()
+            .filter(|c| matches!(c.fault, None | Some(Kind::ResetAfter)))
+        {
             let body = call.json();
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(body["layerPartBlob"].as_str().unwrap_or_default())
@@ -527,6 +710,7 @@ impl Recorder {
                 let body = call.json();
                 let mut pieces = parts.remove(body["uploadId"].as_str()?)?;
                 pieces.sort_by_key(|(first, _)| *first);
+                pieces.dedup_by_key(|(first, _)| *first);
                 let digest = body["layerDigests"][0].as_str()?.to_owned();
                 Some((digest, pieces.into_iter().flat_map(|(_, b)| b).collect()))
             })
@@ -546,6 +730,7 @@ fn relay(
     upstream: u16,
     calls: &Mutex<Vec<Call>>,
     faults: &Mutex<Option<(String, Fault, u32)>>,
+    chaos: &Mutex<Option<Chaos>>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
@@ -562,6 +747,8 @@ fn relay(
                 action: String::new(),
                 body: text.clone(),
                 region: String::new(),
+                at: Instant::now(),
+                fault: None,
             }
             .form("Action")
             .unwrap_or_default();
@@ -580,11 +767,37 @@ fn relay(
                 _ => None,
             }
         };
+        let scheduled = match &fault {
+            Some(_) => None,
+            None => chaos
+                .lock()
+                .expect("lock")
+                .as_mut()
+                .and_then(|c| c.draw(&action)),
+        };
+        let fault = fault.or_else(|| scheduled.map(|kind| fault_for(kind, &action)));
         calls.lock().expect("calls lock").push(Call {
             action,
             body: text,
             region: signed_region(&head),
+            at: Instant::now(),
+            fault: scheduled,
         });
+        match fault {
+            Some(Fault::Reset) => {
+                let _ = client.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+            Some(Fault::Stall) => {
+                // Until the client gives up and closes, or a minute passes.
+                client.set_read_timeout(Some(Duration::from_secs(60)))?;
+                let mut sink = [0u8; 4096];
+                while matches!(reader.get_mut().read(&mut sink), Ok(n) if n > 0) {}
+                let _ = client.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+            _ => {}
+        }
 
         if let Some(Fault::Answer {
             status,
@@ -1130,6 +1343,14 @@ pub fn empty_layer() -> Vec<u8> {
 
 // ---------------------------------------------------------------- running the tool
 
+/// The `NAME=VALUE` lines of a GITHUB_OUTPUT file.
+pub fn parse_outputs(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
 /// What one run of the binary left behind.
 pub struct Run {
     pub code: Option<i32>,
@@ -1139,6 +1360,8 @@ pub struct Run {
     pub output_file: String,
     pub summary: String,
     pub home: tempfile::TempDir,
+    /// When the process (or container) was started.
+    pub started: Instant,
 }
 
 impl Run {
@@ -1193,6 +1416,8 @@ impl Run {
 pub struct Action {
     env: Vec<(String, String)>,
     args: Vec<String>,
+    /// Fail the test if the process runs longer (a hang).
+    kill_after: Option<Duration>,
 }
 
 impl Action {
@@ -1228,7 +1453,14 @@ impl Action {
                 ("GITHUB_RUN_ID".into(), "42".into()),
             ],
             args: Vec::new(),
+            kill_after: None,
         }
+    }
+
+    /// A run longer than `limit` is a hang: the process is killed and the test fails.
+    pub fn kill_after(mut self, limit: Duration) -> Self {
+        self.kill_after = Some(limit);
+        self
     }
 
     pub fn input(mut self, name: &str, value: &str) -> Self {
@@ -1267,13 +1499,52 @@ impl Action {
             .env("GITHUB_STEP_SUMMARY", &summary_file)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(&self.args);
-        let output = command.output().expect("run ecr-push");
+        let started = Instant::now();
+        let output = match self.kill_after {
+            None => command.output().expect("run ecr-push"),
+            Some(limit) => {
+                let mut child = command
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("run ecr-push");
+                // Drain both pipes while waiting, so a chatty run cannot block on them.
+                let mut stdout = child.stdout.take().expect("stdout");
+                let mut stderr = child.stderr.take().expect("stderr");
+                let out = thread::spawn(move || {
+                    let mut b = Vec::new();
+                    let _ = stdout.read_to_end(&mut b);
+                    b
+                });
+                let err = thread::spawn(move || {
+                    let mut b = Vec::new();
+                    let _ = stderr.read_to_end(&mut b);
+                    b
+                });
+                let status = loop {
+                    if let Some(status) = child.try_wait().expect("wait") {
+                        break status;
+                    }
+                    if started.elapsed() > limit {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        panic!(
+                            "ecr-push hung: still running after {} s\n{}",
+                            limit.as_secs(),
+                            String::from_utf8_lossy(&out.join().unwrap_or_default())
+                        );
+                    }
+                    thread::sleep(Duration::from_millis(20));
+                };
+                std::process::Output {
+                    status,
+                    stdout: out.join().unwrap_or_default(),
+                    stderr: err.join().unwrap_or_default(),
+                }
+            }
+        };
         let output_text = std::fs::read_to_string(&output_file).unwrap_or_default();
-        let outputs = output_text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
+        let outputs = parse_outputs(&output_text);
         Run {
             code: output.status.code(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -1282,6 +1553,7 @@ impl Action {
             output_file: output_text,
             summary: std::fs::read_to_string(&summary_file).unwrap_or_default(),
             home,
+            started,
         }
     }
 }
