@@ -26,11 +26,29 @@ const CHAINED_MAX_SECONDS: i32 = 3600;
 /// STS session tag values: at most 256 characters of `[\p{L}\p{Z}\p{N}_.:/=+\-@]`.
 const MAX_TAG_VALUE_CHARS: usize = 256;
 const TOKEN_REQUEST_ATTEMPTS: u32 = 3;
+const STS_ATTEMPTS: u32 = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// One attempt of one call, a 20 MiB part included (at 70 KB/s); past it the SDK
-/// retries, so a stalled connection cannot hang the job.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(300);
-const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// One attempt of one call (a layer part gets more, by its size: see push/ecr.rs); past
+/// it the SDK retries, so a stalled connection cannot hang the job.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The timeout of one attempt of one small request: [`REQUEST_TIMEOUT`], or
+/// `ECR_PUSH_REQUEST_TIMEOUT_SECONDS` for links where AWS answers slower.
+pub fn request_timeout(env: &impl Fn(&str) -> Option<String>) -> Duration {
+    let Some(text) = env("ECR_PUSH_REQUEST_TIMEOUT_SECONDS") else {
+        return REQUEST_TIMEOUT;
+    };
+    match text.trim().parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds <= 3600.0 => Duration::from_secs_f64(seconds),
+        _ => {
+            tracing::warn!(
+                "ECR_PUSH_REQUEST_TIMEOUT_SECONDS={text} is not a number of seconds from 0 to 3600; using {} s",
+                REQUEST_TIMEOUT.as_secs()
+            );
+            REQUEST_TIMEOUT
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -90,12 +108,16 @@ pub async fn authenticate(
     runtime: &Runtime,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Session, Error> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
-        TimeoutConfig::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-            .build(),
-    );
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(request_timeout(env))
+                .build(),
+        )
+        // STS throttles a busy account too; three attempts (the default) lost 2 runs in
+        // 200 with 20 % of calls failing (tests/faults.rs). ECR's clients set their own.
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(STS_ATTEMPTS));
     if let Some(region) = region {
         loader = loader.region(Region::new(region.to_owned()));
     }
@@ -166,7 +188,7 @@ async fn request_id_token(
         reason,
     };
     let client = reqwest::Client::builder()
-        .timeout(TOKEN_REQUEST_TIMEOUT)
+        .timeout(request_timeout(env))
         .build()
         .map_err(|e| Error::Tls(e.to_string()))?;
 

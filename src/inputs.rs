@@ -364,6 +364,11 @@ pub struct PushArgs {
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub concurrency: usize,
 
+    /// Give up after this many minutes (decimals allowed): the push stops with an error,
+    /// and a tag is only ever moved to a complete image
+    #[arg(long, value_name = "MINUTES", default_value_t = 60.0)]
+    pub timeout_minutes: f64,
+
     /// Log each API call and part (RUNNER_DEBUG=1 turns it on in Actions)
     #[arg(long, short, value_name = "BOOL", num_args = 0..=1, default_value = "false",
           default_missing_value = "true", value_parser = BoolishValueParser::new())]
@@ -422,6 +427,8 @@ pub struct Push {
     pub docker_login: bool,
     pub concurrency: usize,
     pub destination: Destination,
+    /// The whole push's deadline (`timeout-minutes`).
+    pub deadline: std::time::Duration,
 }
 
 /// Where and how the image goes.
@@ -609,6 +616,16 @@ impl PushArgs {
                 ),
             ));
         }
+        // GitHub stops any job after 6 hours.
+        if !(self.timeout_minutes > 0.0 && self.timeout_minutes <= 360.0) {
+            return Err(invalid(
+                "timeout-minutes",
+                format!(
+                    "{} is out of range; use more than 0 and at most 360 minutes",
+                    self.timeout_minutes
+                ),
+            ));
+        }
         Ok(Push {
             image: self.image,
             repository: self.repository,
@@ -628,6 +645,7 @@ impl PushArgs {
             docker_login: self.docker_login,
             concurrency: self.concurrency,
             destination,
+            deadline: std::time::Duration::from_secs_f64(self.timeout_minutes * 60.0),
         })
     }
 }

@@ -39,6 +39,10 @@ enum Error {
     Actions(#[from] actions::Error),
     #[error("could not start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error(
+        "timeout-minutes: the push did not finish within {0} minutes and was stopped; no tag was moved to an incomplete image. Raise timeout-minutes for a slow link or a large image"
+    )]
+    Deadline(f64),
 }
 
 fn main() -> ExitCode {
@@ -90,7 +94,12 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .map_err(Error::Runtime)?
-            .block_on(run(push, &runtime, &env))
+            .block_on(async {
+                let deadline = push.deadline;
+                tokio::time::timeout(deadline, run(push, &runtime, &env))
+                    .await
+                    .unwrap_or(Err(Error::Deadline(deadline.as_secs_f64() / 60.0)))
+            })
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

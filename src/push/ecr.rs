@@ -36,6 +36,9 @@ const MAX_PART_BYTES: i64 = 20 * 1024 * 1024;
 const MAX_PARTS: u64 = 4200;
 /// What ECR returns as `partSize` in practice, used if it returns none.
 const DEFAULT_PART_BYTES: i64 = 10 * 1024 * 1024;
+/// The slowest upload a part's timeout allows for, on top of a small request's: a
+/// 10 MiB part gets 160 s more. Past it the part is sent again.
+const SLOWEST_BYTES_PER_SECOND: f64 = 64.0 * 1024.0;
 
 pub struct Ecr {
     /// BatchCheckLayerAvailability, CreateRepository, GetAuthorizationToken.
@@ -53,6 +56,8 @@ pub struct Ecr {
     create_repository: bool,
     /// The identity making the calls, for messages about permissions.
     principal: String,
+    /// One attempt of a small call; parts add time for their bytes.
+    request_timeout: std::time::Duration,
 }
 
 impl Ecr {
@@ -94,7 +99,22 @@ impl Ecr {
             repository,
             create_repository,
             principal,
+            request_timeout: config
+                .timeout_config()
+                .and_then(|t| t.operation_attempt_timeout())
+                .unwrap_or(std::time::Duration::from_secs(30)),
         }
+    }
+
+    /// The attempt timeout for a part of `bytes`.
+    fn part_timeout(&self, bytes: usize) -> aws_sdk_ecr::config::Builder {
+        let timeout = self.request_timeout
+            + std::time::Duration::from_secs_f64(bytes as f64 / SLOWEST_BYTES_PER_SECOND);
+        aws_sdk_ecr::config::Builder::default().timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(timeout)
+                .build(),
+        )
     }
 
     /// The registry's host name, as `docker pull` uses it.
@@ -426,6 +446,7 @@ impl Destination for Ecr {
                 "UploadLayerPart {} bytes {part_first_byte}-{part_last_byte}",
                 digest.short()
             );
+            let timeout = self.part_timeout(part.len());
             let sent = self
                 .parts
                 .upload_layer_part()
@@ -435,6 +456,8 @@ impl Destination for Ecr {
                 .part_first_byte(part_first_byte)
                 .part_last_byte(part_last_byte)
                 .layer_part_blob(Blob::new(part))
+                .customize()
+                .config_override(timeout)
                 .send()
                 .await;
             match sent {
@@ -478,6 +501,22 @@ impl Destination for Ecr {
             },
             // Another job pushed the same layer meanwhile; ECR keeps one copy.
             Err(err) if err.code() == Some("LayerAlreadyExistsException") => Ok(()),
+            // The SDK retried a completion whose answer was lost: the upload is gone
+            // because it completed. The layer being there (ECR hashed its bytes to that
+            // digest) is the proof.
+            Err(err)
+                if err.code() == Some("UploadNotFoundException")
+                    && self
+                        .check_layers(&[&digest])
+                        .await
+                        .is_ok_and(|m| m.is_empty()) =>
+            {
+                tracing::debug!(
+                    "CompleteLayerUpload {} had completed before its answer was lost",
+                    digest.short()
+                );
+                Ok(())
+            }
             Err(err) => Err(self.api_error("CompleteLayerUpload", &err, err.code())),
         }
     }
