@@ -271,3 +271,73 @@ fn two_hundred_runs_at_twenty_percent_faults_end_exact_or_clean() {
         }
     }
 }
+
+/// A refusal is final: asked once, never again, and the push stops before any tag.
+#[test]
+fn authorization_errors_are_not_retried() {
+    let stack = Stack::start();
+    stack
+        .moto
+        .create_repository(REGISTRY_ACCOUNT, "denied", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = image(dir.path(), 88);
+    stack.recorder.json_error_times(
+        "InitiateLayerUpload",
+        "400 Bad Request",
+        "AccessDeniedException",
+        "not authorized to perform: ecr:InitiateLayerUpload",
+        100,
+    );
+
+    let run = push(&stack, &layout, "denied");
+
+    assert_clean_failure(&run);
+    assert!(
+        run.error().contains("AccessDeniedException"),
+        "{}",
+        run.log()
+    );
+    // One per blob at most (they start at once), never a second for the same blob.
+    let initiated = stack.recorder.calls_to("InitiateLayerUpload").len();
+    assert!(initiated <= 4, "{initiated} InitiateLayerUpload calls");
+    assert!(stack.recorder.calls_to("PutImage").is_empty());
+    assert!(
+        stack
+            .moto
+            .manifest(REGISTRY_ACCOUNT, "denied", "v1")
+            .is_none()
+    );
+}
+
+/// Every part stalls: each attempt times out and is retried, and timeout-minutes ends
+/// the push with its own message before the test would call it a hang.
+#[test]
+fn the_deadline_stops_a_push_that_cannot_finish() {
+    let stack = Stack::start();
+    stack
+        .moto
+        .create_repository(REGISTRY_ACCOUNT, "stuck", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = image(dir.path(), 99);
+    stack
+        .recorder
+        .chaos(7, 100, &["UploadLayerPart"], &[Kind::Stall]);
+
+    let run = stack
+        .action()
+        .env("ECR_PUSH_REQUEST_TIMEOUT_SECONDS", REQUEST_TIMEOUT)
+        .input("image", &layout.reference("v1"))
+        .input("repository", "stuck")
+        .input("cross-account-role", PUBLISHER_ROLE)
+        .input("timeout-minutes", "0.1")
+        .kill_after(HANG)
+        .run();
+
+    assert_clean_failure(&run);
+    assert_eq!(
+        run.error(),
+        "timeout-minutes: the push did not finish within 0.1 minutes and was stopped; no tag was moved to an incomplete image. Raise timeout-minutes for a slow link or a large image"
+    );
+    assert!(stack.recorder.calls_to("UploadLayerPart").len() >= 2);
+    assert!(stack.recorder.calls_to("PutImage").is_empty());
+}
