@@ -7,6 +7,7 @@ use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::PathBuf;
 
+#[derive(Clone, Debug)]
 pub struct Runtime {
     in_actions: bool,
     output: Option<PathBuf>,

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::{self, ProvideCredentials};
 use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_sts::error::ProvideErrorMetadata;
 use aws_sdk_sts::types::Tag;
@@ -144,11 +145,26 @@ pub async fn authenticate(
     let account = inputs::account_of_arn(&last.arn)
         .unwrap_or_default()
         .to_owned();
+    // Assumed roles expire (a chained one within the hour) and a large push can outlast
+    // them: the SDK's cache asks this provider again shortly before they do, and it runs
+    // the chain again. The default chain renews its own.
+    let provider = if auth.role_to_assume.is_some() || auth.cross_account.is_some() {
+        let initial = last.provider.provide_credentials().await.ok();
+        SharedCredentialsProvider::new(Renewing {
+            base: base.clone(),
+            auth: auth.clone(),
+            runtime: runtime.clone(),
+            variables: RENEWAL_VARIABLES
+                .iter()
+                .filter_map(|name| Some(((*name).to_owned(), env(name)?)))
+                .collect(),
+            initial: std::sync::Mutex::new(initial),
+        })
+    } else {
+        last.provider
+    };
     Ok(Session {
-        config: base
-            .to_builder()
-            .credentials_provider(last.provider)
-            .build(),
+        config: base.to_builder().credentials_provider(provider).build(),
         account,
         region,
         principal: last.arn,
@@ -394,6 +410,73 @@ async fn assume_cross_account(
                 });
             }
         }
+    }
+}
+
+/// What the chain reads from the environment, kept for renewals.
+const RENEWAL_VARIABLES: [&str; 9] = [
+    "ACTIONS_ID_TOKEN_REQUEST_URL",
+    "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+    "ECR_PUSH_REQUEST_TIMEOUT_SECONDS",
+    "GITHUB_REPOSITORY",
+    "GITHUB_SHA",
+    "GITHUB_ACTOR",
+    "GITHUB_WORKFLOW",
+    "GITHUB_REF_NAME",
+    "GITHUB_RUN_ID",
+];
+
+/// The chain's credentials: first those [`authenticate`] got, then, each time the SDK's
+/// identity cache finds the current ones about to expire, the chain again (a new OIDC
+/// token, each assume), every new secret masked before use.
+#[derive(Debug)]
+struct Renewing {
+    base: SdkConfig,
+    auth: Auth,
+    runtime: Runtime,
+    variables: std::collections::HashMap<String, String>,
+    initial: std::sync::Mutex<Option<Credentials>>,
+}
+
+impl Renewing {
+    async fn renew(&self) -> Result<Credentials, Error> {
+        let env = |name: &str| self.variables.get(name).cloned();
+        let first = match &self.auth.role_to_assume {
+            Some(role) => {
+                let token = request_id_token(&self.auth.audience, &self.runtime, &env).await?;
+                assume_web_identity(&self.base, &self.auth, role, &token, &self.runtime).await?
+            }
+            None => default_chain(&self.base).await?,
+        };
+        let last = match &self.auth.cross_account {
+            Some(cross) => {
+                assume_cross_account(&self.base, &first, &self.auth, cross, &self.runtime, &env)
+                    .await?
+            }
+            None => first,
+        };
+        last.provider
+            .provide_credentials()
+            .await
+            .map_err(|e| Error::DefaultChain(e.to_string()))
+    }
+}
+
+impl ProvideCredentials for Renewing {
+    fn provide_credentials<'a>(&'a self) -> provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        provider::future::ProvideCredentials::new(async move {
+            let initial = self.initial.lock().ok().and_then(|mut i| i.take());
+            if let Some(credentials) = initial {
+                return Ok(credentials);
+            }
+            tracing::info!("renewing the credentials before they expire");
+            self.renew()
+                .await
+                .map_err(provider::error::CredentialsError::provider_error)
+        })
     }
 }
 

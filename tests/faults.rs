@@ -341,3 +341,60 @@ fn the_deadline_stops_a_push_that_cannot_finish() {
     assert!(stack.recorder.calls_to("UploadLayerPart").len() >= 2);
     assert!(stack.recorder.calls_to("PutImage").is_empty());
 }
+
+/// Credentials that expire mid-push (a chained role lasts an hour at most; here STS's
+/// answers are rewritten to last 15 s, and ECR refuses an expired key as AWS does): the
+/// chain runs again before they expire, with a new OIDC token, and no finished blob is
+/// sent twice.
+#[test]
+fn credentials_are_renewed_before_they_expire_without_restarting_blobs() {
+    let stack = Stack::start();
+    stack
+        .moto
+        .create_repository(REGISTRY_ACCOUNT, "long", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = image(dir.path(), 111);
+    stack.recorder.credentials_last(Duration::from_secs(15));
+    // About 25 s of pushing: one blob at a time, every upload call answered late.
+    for action in [
+        "InitiateLayerUpload",
+        "UploadLayerPart",
+        "CompleteLayerUpload",
+    ] {
+        stack.recorder.delay(action, Duration::from_millis(1800));
+    }
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "long")
+        .input("cross-account-role", PUBLISHER_ROLE)
+        .input("concurrency", "1")
+        .kill_after(HANG)
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert!(landed(&stack, REGISTRY_ACCOUNT, "long", "v1", &layout));
+    assert_eq!(stack.recorder.refused_as_expired(), 0, "{}", run.log());
+    let renewals = stack.recorder.calls_to("AssumeRoleWithWebIdentity").len();
+    assert!(renewals >= 2, "{renewals} web-identity assumes");
+    assert!(stack.recorder.calls_to("AssumeRole").len() >= 2);
+    assert!(stack.oidc.tokens().len() >= 2, "a new OIDC token each time");
+    // Every blob was started once: nothing finished was sent again.
+    let mut started: Vec<String> = Vec::new();
+    for call in stack.recorder.calls_to("CompleteLayerUpload") {
+        started.push(call.json()["layerDigests"][0].as_str().unwrap().to_owned());
+    }
+    assert_eq!(stack.recorder.calls_to("InitiateLayerUpload").len(), 4);
+    started.sort();
+    started.dedup();
+    assert_eq!(started.len(), 4);
+    // The new credentials were masked before use, and none was shown.
+    let masks = run.masks();
+    assert!(masks.len() >= 2 * 7, "{masks:?}");
+    assert_nothing_shown(&run);
+    assert!(
+        run.log()
+            .contains("renewing the credentials before they expire")
+    );
+}

@@ -336,6 +336,72 @@ impl Drop for Moto {
 
 // ---------------------------------------------------------------- recording proxy
 
+/// The access key in `Credential=KEY/DATE/REGION/SERVICE/aws4_request`.
+fn signed_key(head: &str) -> String {
+    header(head, "authorization")
+        .and_then(|a| {
+            let scope = a.split("Credential=").nth(1)?;
+            Some(scope.split('/').next()?.to_owned())
+        })
+        .unwrap_or_default()
+}
+
+/// An STS answer whose credentials expire `lifetime` from now, and their access key.
+fn expire_in(response: &[u8], lifetime: Duration) -> (Vec<u8>, Option<String>) {
+    let text = String::from_utf8_lossy(response).into_owned();
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        return (response.to_vec(), None);
+    };
+    let between = |open: &str, close: &str| -> Option<(usize, usize)> {
+        let start = body.find(open)? + open.len();
+        Some((start, start + body[start..].find(close)?))
+    };
+    let Some((start, end)) = between("<Expiration>", "</Expiration>") else {
+        return (response.to_vec(), None);
+    };
+    let key = between("<AccessKeyId>", "</AccessKeyId>").map(|(s, e)| body[s..e].to_owned());
+    let at = std::time::SystemTime::now() + lifetime;
+    let body = format!("{}{}{}", &body[..start], rfc3339(at), &body[end..]);
+    let head: Vec<String> = head
+        .split("\r\n")
+        .map(|l| {
+            if l.to_ascii_lowercase().starts_with("content-length:") {
+                format!("Content-Length: {}", body.len())
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    (
+        format!("{}\r\n\r\n{body}", head.join("\r\n")).into_bytes(),
+        key,
+    )
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a time (UTC; civil-from-days, no date crate needed).
+fn rfc3339(at: std::time::SystemTime) -> String {
+    let secs = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
 /// The region in `Credential=KEY/DATE/REGION/SERVICE/aws4_request`.
 fn signed_region(head: &str) -> String {
     header(head, "authorization")
@@ -415,6 +481,17 @@ pub struct Recorder {
     calls: Arc<Mutex<Vec<Call>>>,
     fault: Arc<Mutex<Option<(String, Fault, u32)>>>,
     chaos: Arc<Mutex<Option<Chaos>>>,
+    clock: Arc<Mutex<Clock>>,
+}
+
+/// Time as the test sets it: how long STS credentials last, the keys it handed out and
+/// when they expire, the ECR requests refused for an expired key, and answers delayed.
+#[derive(Default)]
+struct Clock {
+    lifetime: Option<Duration>,
+    issued: HashMap<String, Instant>,
+    refused: u32,
+    delays: HashMap<String, Duration>,
 }
 
 /// A kind of fault the recorder injects on a schedule.
@@ -555,17 +632,23 @@ impl Recorder {
         let calls = Arc::new(Mutex::new(Vec::new()));
         let fault = Arc::new(Mutex::new(None));
         let chaos = Arc::new(Mutex::new(None));
-        let (shared, faults, schedule) =
-            (Arc::clone(&calls), Arc::clone(&fault), Arc::clone(&chaos));
+        let clock = Arc::new(Mutex::new(Clock::default()));
+        let (shared, faults, schedule, time) = (
+            Arc::clone(&calls),
+            Arc::clone(&fault),
+            Arc::clone(&chaos),
+            Arc::clone(&clock),
+        );
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (calls, faults, schedule) = (
+                let (calls, faults, schedule, time) = (
                     Arc::clone(&shared),
                     Arc::clone(&faults),
                     Arc::clone(&schedule),
+                    Arc::clone(&time),
                 );
                 thread::spawn(move || {
-                    let _ = relay(client, upstream, &calls, &faults, &schedule);
+                    let _ = relay(client, upstream, &calls, &faults, &schedule, &time);
                 });
             }
         });
@@ -574,7 +657,29 @@ impl Recorder {
             calls,
             fault,
             chaos,
+            clock,
         }
+    }
+
+    /// From now on, credentials STS hands out expire after `lifetime` (their Expiration
+    /// is rewritten), and an ECR request signed with an expired key is refused with
+    /// ExpiredTokenException, as AWS does.
+    pub fn credentials_last(&self, lifetime: Duration) {
+        self.clock.lock().expect("lock").lifetime = Some(lifetime);
+    }
+
+    /// How many ECR requests were refused for an expired key.
+    pub fn refused_as_expired(&self) -> u32 {
+        self.clock.lock().expect("lock").refused
+    }
+
+    /// Answers to `action` are held back this long.
+    pub fn delay(&self, action: &str, by: Duration) {
+        self.clock
+            .lock()
+            .expect("lock")
+            .delays
+            .insert(action.to_owned(), by);
     }
 
     /// From now on, each call of one of `actions` (every call when empty) fails with
@@ -731,6 +836,7 @@ fn relay(
     calls: &Mutex<Vec<Call>>,
     faults: &Mutex<Option<(String, Fault, u32)>>,
     chaos: &Mutex<Option<Chaos>>,
+    clock: &Mutex<Clock>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
@@ -777,12 +883,41 @@ fn relay(
         };
         let fault = fault.or_else(|| scheduled.map(|kind| fault_for(kind, &action)));
         calls.lock().expect("calls lock").push(Call {
-            action,
+            action: action.clone(),
             body: text,
             region: signed_region(&head),
             at: Instant::now(),
             fault: scheduled,
         });
+        let (delay, expired) = {
+            let mut clock = clock.lock().expect("lock");
+            let key = signed_key(&head);
+            let expired = !STS_ACTIONS.contains(&action.as_str())
+                && clock
+                    .issued
+                    .get(&key)
+                    .is_some_and(|deadline| Instant::now() > *deadline);
+            if expired {
+                clock.refused += 1;
+            }
+            (clock.delays.get(&action).copied(), expired)
+        };
+        if let Some(delay) = delay {
+            thread::sleep(delay);
+        }
+        if expired {
+            let body = serde_json::json!({
+                "__type": "ExpiredTokenException",
+                "message": "The security token included in the request is expired",
+            })
+            .to_string();
+            write!(
+                client,
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )?;
+            continue;
+        }
         match fault {
             Some(Fault::Reset) => {
                 let _ = client.shutdown(Shutdown::Both);
@@ -823,6 +958,18 @@ fn relay(
         up.write_all(&body)?;
         let mut response = Vec::new();
         up.read_to_end(&mut response)?;
+        let lifetime = clock.lock().expect("lock").lifetime;
+        if let Some(lifetime) = lifetime.filter(|_| STS_ACTIONS.contains(&action.as_str())) {
+            let (rewritten, key) = expire_in(&response, lifetime);
+            if let Some(key) = key {
+                clock
+                    .lock()
+                    .expect("lock")
+                    .issued
+                    .insert(key, Instant::now() + lifetime);
+            }
+            response = rewritten;
+        }
         if matches!(fault, Some(Fault::LoseAnswer)) {
             let _ = client.shutdown(Shutdown::Both);
             return Ok(());
