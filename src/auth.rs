@@ -240,7 +240,11 @@ async fn request_id_token(
                 }
                 reason
             }
-            Err(e) => e.without_url().to_string(),
+            Err(e) if e.is_timeout() => format!(
+                "no answer: timed out after {} s",
+                request_timeout(env).as_secs_f64()
+            ),
+            Err(e) => crate::sdk::innermost(&e.without_url()),
         };
         if attempt == TOKEN_REQUEST_ATTEMPTS {
             return Err(failed(format!("{retryable} ({attempt} attempts)")));

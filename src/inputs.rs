@@ -666,8 +666,20 @@ fn parse_tags(text: &str) -> Result<Vec<String>, Error> {
     if tags.is_empty() {
         return Err(invalid("tags", "lists no tag"));
     }
+    if tags.len() > MAX_TAGS {
+        return Err(invalid(
+            "tags",
+            format!(
+                "lists {} tags; ECR allows at most {MAX_TAGS} on one image",
+                tags.len()
+            ),
+        ));
+    }
     Ok(tags)
 }
+
+/// ECR's hard limit of tags on one image.
+const MAX_TAGS: usize = 1000;
 
 /// The account and region of an ECR registry host,
 /// `ACCOUNT.dkr.ecr.REGION.amazonaws.com` (`.com.cn` in China).
@@ -859,6 +871,20 @@ fn check_region(region: &str) -> Result<(), Error> {
         return Err(invalid(
             "aws-region",
             format!("`{region}` is not an AWS region code (e.g. us-east-1)"),
+        ));
+    }
+    // The geographic prefixes of every partition's region pattern (the SDKs' partition
+    // data); a region outside all of them exists nowhere.
+    const PREFIXES: [&str; 11] = [
+        "us", "eu", "ap", "sa", "ca", "me", "af", "il", "mx", "cn", "eusc",
+    ];
+    if !PREFIXES.contains(&parts[0]) {
+        return Err(invalid(
+            "aws-region",
+            format!(
+                "`{region}` is in no AWS partition (regions start with {}); check the region code",
+                PREFIXES.join(", ")
+            ),
         ));
     }
     Ok(())

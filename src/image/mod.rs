@@ -455,6 +455,11 @@ fn read_manifest(store: &dyn Blobs, descriptor: &Descriptor) -> Result<Manifest,
         #[serde(rename = "mediaType")]
         media_type: Option<String>,
     }
+    strict_json(&bytes).map_err(|source| Error::Json {
+        path: PathBuf::from(descriptor.digest.as_str()),
+        what: "the manifest".into(),
+        source,
+    })?;
     let declared = serde_json::from_slice::<MediaTypeOnly>(&bytes)
         .map_err(|source| Error::Json {
             path: PathBuf::from(descriptor.digest.as_str()),
@@ -485,6 +490,80 @@ fn read_manifest(store: &dyn Blobs, descriptor: &Descriptor) -> Result<Manifest,
         media_type,
         digest: descriptor.digest.clone(),
     })
+}
+
+/// How deep a manifest may nest: an index of manifests with annotations is 4 levels.
+const MAX_JSON_DEPTH: usize = 32;
+
+/// Refuses JSON that parsers may read differently: an object with a key twice (one
+/// parser takes the first, another the last, and they see two different images), or
+/// nesting deeper than [`MAX_JSON_DEPTH`] (a stack exhausted elsewhere, or here).
+fn strict_json(bytes: &[u8]) -> Result<(), serde_json::Error> {
+    use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+
+    struct Strict(usize);
+
+    impl<'de> DeserializeSeed<'de> for Strict {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Strict {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            if self.0 >= MAX_JSON_DEPTH {
+                return Err(A::Error::custom(format!(
+                    "it nests deeper than {MAX_JSON_DEPTH} levels"
+                )));
+            }
+            while seq.next_element_seed(Strict(self.0 + 1))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            if self.0 >= MAX_JSON_DEPTH {
+                return Err(A::Error::custom(format!(
+                    "it nests deeper than {MAX_JSON_DEPTH} levels"
+                )));
+            }
+            let mut keys = HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !keys.insert(key.clone()) {
+                    return Err(A::Error::custom(format!(
+                        "the key `{key}` appears twice in one object"
+                    )));
+                }
+                map.next_value_seed(Strict(self.0 + 1))?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    Strict(0).deserialize(&mut deserializer)?;
+    deserializer.end()
 }
 
 /// The walk down from the top manifest.
@@ -765,6 +844,19 @@ mod tests {
         ] {
             assert!(Digest::parse(&bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn manifests_with_a_key_twice_or_deep_nesting_are_refused() {
+        assert!(strict_json(br#"{"a":[1,{"b":null}],"c":"d"}"#).is_ok());
+        let twice = strict_json(br#"{"a":{"b":1,"b":2}}"#).unwrap_err();
+        assert!(twice.to_string().contains("`b` appears twice"), "{twice}");
+        let deep = format!("{}{}", "[".repeat(33), "]".repeat(33));
+        let error = strict_json(deep.as_bytes()).unwrap_err();
+        assert!(error.to_string().contains("deeper than 32"), "{error}");
+        let fine = format!("{}{}", "[".repeat(32), "]".repeat(32));
+        assert!(strict_json(fine.as_bytes()).is_ok());
+        assert!(strict_json(b"{} trailing").is_err());
     }
 
     #[test]

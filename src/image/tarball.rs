@@ -38,6 +38,8 @@ enum IndexError {
     Io(io::Error),
     /// An entry that leads out of the archive: its name and what is wrong.
     Escapes(String, &'static str),
+    /// An entry whose data ends past the end of the file.
+    Truncated(String),
 }
 
 impl From<io::Error> for IndexError {
@@ -69,6 +71,13 @@ impl Tarball {
                     Some(kind) => format!("it is {kind}-compressed; decompress it first"),
                     None => "it is not a tar".to_owned(),
                 },
+            },
+            IndexError::Truncated(name) => Error::Archive {
+                path: path.to_owned(),
+                kind,
+                reason: format!(
+                    "it is cut short: its entry `{name}` ends past the end of the file (an interrupted download or copy?); write it again"
+                ),
             },
             IndexError::Escapes(name, why) => Error::Archive {
                 path: path.to_owned(),
@@ -135,6 +144,16 @@ impl Tarball {
                 continue;
             };
             entries.insert(name, value);
+        }
+        // Seeking past the end of a file succeeds, and the next header read then looks
+        // like the end of the archive: an entry that ends past the file is how a tar cut
+        // short shows.
+        let length = File::open(path)?.metadata()?.len();
+        if let Some((name, _)) = entries
+            .iter()
+            .find(|(_, e)| matches!(e, Entry::File { offset, size } if offset + size > length))
+        {
+            return Err(IndexError::Truncated(name.clone()));
         }
         Ok(Self {
             path: path.to_owned(),
