@@ -108,8 +108,8 @@ pub(super) fn compress(
         }
     }
 
-    let spool = tempfile::tempdir().map_err(|source| Error::Io {
-        path: std::env::temp_dir(),
+    let spool = tempfile::tempdir_in(super::spool_dir()).map_err(|source| Error::Io {
+        path: super::spool_dir(),
         source,
     })?;
     let started = std::time::Instant::now();

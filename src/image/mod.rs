@@ -492,6 +492,16 @@ fn read_manifest(store: &dyn Blobs, descriptor: &Descriptor) -> Result<Manifest,
     })
 }
 
+/// Where spooled files go (daemon exports, compressed layers): `$RUNNER_TEMP`, which
+/// the runner empties after each job, when it is a folder here (in a container action
+/// it names the host's folder, which is not mounted), else the system's temp folder.
+pub fn spool_dir() -> PathBuf {
+    std::env::var_os("RUNNER_TEMP")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_dir())
+        .unwrap_or_else(std::env::temp_dir)
+}
+
 /// How deep a manifest may nest: an index of manifests with annotations is 4 levels.
 const MAX_JSON_DEPTH: usize = 32;
 

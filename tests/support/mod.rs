@@ -492,6 +492,8 @@ struct Clock {
     issued: HashMap<String, Instant>,
     refused: u32,
     delays: HashMap<String, Duration>,
+    /// STS's answers as the tool received them (the credentials in them included).
+    sts_answers: Vec<String>,
 }
 
 /// A kind of fault the recorder injects on a schedule.
@@ -666,6 +668,25 @@ impl Recorder {
     /// ExpiredTokenException, as AWS does.
     pub fn credentials_last(&self, lifetime: Duration) {
         self.clock.lock().expect("lock").lifetime = Some(lifetime);
+    }
+
+    /// Every secret STS handed the tool: access key ids, secret keys, session tokens.
+    pub fn sts_secrets(&self) -> Vec<String> {
+        let answers = self.clock.lock().expect("lock").sts_answers.clone();
+        let mut secrets = Vec::new();
+        for answer in answers {
+            for tag in ["AccessKeyId", "SecretAccessKey", "SessionToken"] {
+                let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+                let mut rest = answer.as_str();
+                while let Some(start) = rest.find(&open) {
+                    rest = &rest[start + open.len()..];
+                    if let Some(end) = rest.find(&close) {
+                        secrets.push(rest[..end].to_owned());
+                    }
+                }
+            }
+        }
+        secrets
     }
 
     /// How many ECR requests were refused for an expired key.
@@ -958,6 +979,14 @@ fn relay(
         up.write_all(&body)?;
         let mut response = Vec::new();
         up.read_to_end(&mut response)?;
+        if STS_ACTIONS.contains(&action.as_str()) && !matches!(fault, Some(Fault::LoseAnswer)) {
+            // Kept before any rewriting below changes the expiry, not the secrets.
+            clock
+                .lock()
+                .expect("lock")
+                .sts_answers
+                .push(String::from_utf8_lossy(&response).into_owned());
+        }
         let lifetime = clock.lock().expect("lock").lifetime;
         if let Some(lifetime) = lifetime.filter(|_| STS_ACTIONS.contains(&action.as_str())) {
             let (rewritten, key) = expire_in(&response, lifetime);
