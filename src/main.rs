@@ -4,24 +4,16 @@
 //! before any network call) → credentials → push → report. Each step is a module that
 //! knows nothing of the ones after it.
 
-mod actions;
-mod auth;
-mod docker_config;
-mod image;
-mod inputs;
-mod policy;
-mod push;
-mod report;
-mod sdk;
+use ecr_push::{actions, auth, docker_config, image, inputs, policy, push, report};
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::actions::Runtime;
-use crate::image::Image;
-use crate::inputs::{Cli, Command};
+use ecr_push::actions::Runtime;
+use ecr_push::image::Image;
+use ecr_push::inputs::{Cli, Command};
 
 #[derive(Debug, thiserror::Error)]
 enum Error {

@@ -492,6 +492,58 @@ fn read_manifest(store: &dyn Blobs, descriptor: &Descriptor) -> Result<Manifest,
     })
 }
 
+/// Every parse a reference goes through before any file or network is touched: the
+/// transport, a daemon name, a registry reference, a path and its REF, a platform.
+#[doc(hidden)]
+pub fn parse_reference(reference: &str) {
+    let _ = docker_daemon::parse(reference);
+    if let Some(rest) = reference.strip_prefix("docker:") {
+        let _ = registry::parse(rest);
+    }
+    if let Some((_, rest)) = reference.split_once(':') {
+        let _ = split_path_ref(rest);
+    }
+    let _ = Platform::parse(reference);
+    let _ = Digest::parse(reference);
+}
+
+/// Opens and walks a local image (`oci:`, `oci-archive:`, `docker-archive:`) as a push
+/// does before its first network call.
+#[doc(hidden)]
+pub fn open_local(reference: &str) -> Result<Image, Error> {
+    let (store, top, tag) = Image::open_local(reference)?;
+    load(store, &top, tag, &[])
+}
+
+/// Reads `top` from these blobs and walks everything it lists, as a push does.
+#[doc(hidden)]
+pub fn load_from_memory(
+    blobs: std::collections::HashMap<Digest, Vec<u8>>,
+    top: &[u8],
+    media_type: &str,
+) -> Result<Image, Error> {
+    struct Memory(std::collections::HashMap<Digest, Vec<u8>>);
+    impl Blobs for Memory {
+        fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, Error> {
+            match self.0.get(digest) {
+                Some(bytes) => Ok(Box::new(io::Cursor::new(bytes.clone()))),
+                None => Err(Error::Io {
+                    path: PathBuf::from(digest.as_str()),
+                    source: io::Error::from(io::ErrorKind::NotFound),
+                }),
+            }
+        }
+    }
+    let descriptor = Descriptor {
+        media_type: media_type.to_owned(),
+        digest: Digest::of(top),
+        size: top.len() as u64,
+    };
+    let mut blobs = blobs;
+    blobs.insert(descriptor.digest.clone(), top.to_vec());
+    load(Arc::new(Memory(blobs)), &descriptor, None, &[])
+}
+
 /// Where spooled files go (daemon exports, compressed layers): `$RUNNER_TEMP`, which
 /// the runner empties after each job, when it is a folder here (in a container action
 /// it names the host's folder, which is not mounted), else the system's temp folder.

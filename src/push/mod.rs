@@ -87,6 +87,9 @@ pub enum Tagged {
 }
 
 /// Where images go.
+// Implemented and awaited only in this crate, on one runtime; the lib is public for the
+// fuzz targets, not for other implementations, so no Send bound is promised.
+#[allow(async_fn_in_trait)]
 pub trait Destination {
     /// Of `digests`, the ones the destination does not hold yet.
     async fn missing(&self, digests: &[&Digest]) -> Result<HashSet<Digest>, Error>;

@@ -1,0 +1,14 @@
+//! ecr-push as a library: the modules the `ecr-push` binary is made of (src/main.rs
+//! holds the flow), public so the fuzz targets under fuzz/ and the regression tests of
+//! their findings can call the parsers directly. Not a stable API.
+
+pub mod actions;
+pub mod auth;
+pub mod docker_config;
+pub mod fuzzing;
+pub mod image;
+pub mod inputs;
+pub mod policy;
+pub mod push;
+pub mod report;
+pub mod sdk;
