@@ -5,6 +5,9 @@
 
 use std::path::PathBuf;
 
+/// A fuzz target's entry point.
+type Target = fn(&[u8]);
+
 fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/regressions")
@@ -24,7 +27,7 @@ fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[test]
 fn every_input_the_fuzzers_kept_is_handled_without_a_panic() {
-    let targets: [(&str, fn(&[u8])); 4] = [
+    let targets: [(&str, Target); 4] = [
         ("archive", ecr_push::fuzzing::archive),
         ("manifest", ecr_push::fuzzing::manifest),
         ("reference", ecr_push::fuzzing::reference),
