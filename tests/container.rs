@@ -152,6 +152,24 @@ fn the_binary_runs_unprivileged_on_a_read_only_root() {
     assert_eq!(run.outputs["digest"], layout.digest);
     let (_, stored) = stack.moto.manifest(CI_ACCOUNT, "app", "v1").unwrap();
     assert_eq!(stored.as_bytes(), layout.manifest.as_slice());
+
+    // Without the CA bundle the image ships, HTTPS cannot be set up, and it says so.
+    let run = stack
+        .action()
+        .input("image", "oci:image:v1")
+        .input("repository", "app")
+        .run_in(
+            &image,
+            workspace.path(),
+            &["--env", "SSL_CERT_FILE=/etc/ssl/certs/missing.pem"],
+        );
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(
+        run.error()
+            .starts_with("token request: could not set up HTTPS (are CA certificates installed?)"),
+        "{}",
+        run.log()
+    );
 }
 
 #[test]

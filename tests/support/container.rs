@@ -128,9 +128,20 @@ impl Action {
                 .unwrap();
         }
         let mount = |host: &Path, inside: &str| format!("{}:{inside}", host.display());
+        // As the runner, but --rm: podman's Docker API loses a container's exit code
+        // when it removes the container as it exits (every run then ended 0), so the
+        // container is named, waited on by `run`, and removed after.
+        let name = format!(
+            "ecr-push-{}",
+            temp.path().file_name().unwrap().to_string_lossy()
+        );
+        let name = name
+            .to_ascii_lowercase()
+            .replace(|c: char| !c.is_ascii_alphanumeric(), "-");
         let mut args: Vec<String> = [
             "run",
-            "--rm",
+            "--name",
+            &name,
             "--network",
             "host",
             "--workdir",
@@ -173,6 +184,8 @@ impl Action {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let started = std::time::Instant::now();
         let output = image.docker(&args);
+        let removed = image.docker(&["rm", "--force", &name]);
+        assert!(removed.status.success(), "docker rm: {}", text(&removed));
         let output_text = std::fs::read_to_string(commands.join(output_name)).unwrap_or_default();
         Run {
             code: output.status.code(),
