@@ -34,8 +34,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The timeout of one attempt of one small request: [`REQUEST_TIMEOUT`], or
-/// `ECR_PUSH_REQUEST_TIMEOUT_SECONDS` for links where AWS answers slower.
-pub fn request_timeout(env: &impl Fn(&str) -> Option<String>) -> Duration {
+/// `ECR_PUSH_REQUEST_TIMEOUT_SECONDS` for links where AWS answers slower. Read once, by
+/// [`authenticate`], which keeps it in the session's config: [`attempt_timeout`].
+fn request_timeout(env: &impl Fn(&str) -> Option<String>) -> Duration {
     let Some(text) = env("ECR_PUSH_REQUEST_TIMEOUT_SECONDS") else {
         return REQUEST_TIMEOUT;
     };
@@ -49,6 +50,14 @@ pub fn request_timeout(env: &impl Fn(&str) -> Option<String>) -> Duration {
             REQUEST_TIMEOUT
         }
     }
+}
+
+/// The attempt timeout a session's config carries (see [`request_timeout`]).
+pub fn attempt_timeout(config: &SdkConfig) -> Duration {
+    config
+        .timeout_config()
+        .and_then(|t| t.operation_attempt_timeout())
+        .unwrap_or(REQUEST_TIMEOUT)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,11 +118,12 @@ pub async fn authenticate(
     runtime: &Runtime,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Session, Error> {
+    let timeout = request_timeout(env);
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
-                .operation_attempt_timeout(request_timeout(env))
+                .operation_attempt_timeout(timeout)
                 .build(),
         )
         // STS throttles a busy account too; three attempts (the default) lost 2 runs in
@@ -126,7 +136,7 @@ pub async fn authenticate(
         Some(role) => {
             let base = loader.no_credentials().load().await;
             resolved_region(&base)?;
-            let token = request_id_token(&auth.audience, runtime, env).await?;
+            let token = request_id_token(&auth.audience, timeout, runtime, env).await?;
             let first = assume_web_identity(&base, auth, role, &token, runtime).await?;
             (base, first)
         }
@@ -181,6 +191,7 @@ fn resolved_region(config: &SdkConfig) -> Result<String, Error> {
 /// Asks the Actions runtime for the job's OIDC token, for `audience`.
 async fn request_id_token(
     audience: &str,
+    timeout: Duration,
     runtime: &Runtime,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<String, Error> {
@@ -204,7 +215,7 @@ async fn request_id_token(
         reason,
     };
     let client = reqwest::Client::builder()
-        .timeout(request_timeout(env))
+        .timeout(timeout)
         .build()
         .map_err(|e| Error::Tls(e.to_string()))?;
 
@@ -240,10 +251,9 @@ async fn request_id_token(
                 }
                 reason
             }
-            Err(e) if e.is_timeout() => format!(
-                "no answer: timed out after {} s",
-                request_timeout(env).as_secs_f64()
-            ),
+            Err(e) if e.is_timeout() => {
+                format!("no answer: timed out after {} s", timeout.as_secs_f64())
+            }
             Err(e) => crate::sdk::innermost(&e.without_url()),
         };
         if attempt == TOKEN_REQUEST_ATTEMPTS {
@@ -418,10 +428,9 @@ async fn assume_cross_account(
 }
 
 /// What the chain reads from the environment, kept for renewals.
-const RENEWAL_VARIABLES: [&str; 9] = [
+const RENEWAL_VARIABLES: [&str; 8] = [
     "ACTIONS_ID_TOKEN_REQUEST_URL",
     "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
-    "ECR_PUSH_REQUEST_TIMEOUT_SECONDS",
     "GITHUB_REPOSITORY",
     "GITHUB_SHA",
     "GITHUB_ACTOR",
@@ -447,7 +456,9 @@ impl Renewing {
         let env = |name: &str| self.variables.get(name).cloned();
         let first = match &self.auth.role_to_assume {
             Some(role) => {
-                let token = request_id_token(&self.auth.audience, &self.runtime, &env).await?;
+                let timeout = attempt_timeout(&self.base);
+                let token =
+                    request_id_token(&self.auth.audience, timeout, &self.runtime, &env).await?;
                 assume_web_identity(&self.base, &self.auth, role, &token, &self.runtime).await?
             }
             None => default_chain(&self.base).await?,

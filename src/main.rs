@@ -128,28 +128,36 @@ async fn run(
     runtime: &Runtime,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<(), Error> {
-    // A source on an ECR host with no Docker login of its own is read with the step's
+    // A registry's login (source or destination) is masked before it is used.
+    let docker_login = |host: &str| {
+        docker_config::lookup(host, env).inspect(|login| runtime.mask(&login.password))
+    };
+    // A `docker://` source's login is found first, once (a credential helper is not run
+    // twice). On an ECR host with no Docker login of its own it is read with the step's
     // AWS credentials (a promotion by digest from a dev account's registry), so those
     // come first; the same session then pushes.
     let mut session = None;
-    let mut ecr_source = None;
-    if let Some(host) = image::registry_host(&push.image)
-        && let Some((_, region)) = inputs::parse_ecr_host(&host)
-        && docker_config::lookup(&host, env).is_none()
-    {
-        let authenticated = credentials(&push, runtime, env).await?;
-        let login = push::Ecr::source_login(&authenticated, &host, &region, |secret| {
-            runtime.mask(secret)
-        })
-        .await?;
-        tracing::info!("{host}: read with a login from GetAuthorizationToken");
-        ecr_source = Some((host, login));
-        session = Some(authenticated);
+    let mut source_login = None;
+    if let Some(host) = image::registry_host(&push.image) {
+        let mut login = docker_login(&host);
+        if login.is_none()
+            && let Some((account, region)) = inputs::parse_ecr_host(&host)
+        {
+            let authenticated = credentials(&push, runtime, env).await?;
+            login = Some(
+                push::Ecr::source_login(&authenticated, account, region, |secret| {
+                    runtime.mask(secret)
+                })
+                .await?,
+            );
+            tracing::info!("{host}: read with a login from GetAuthorizationToken");
+            session = Some(authenticated);
+        }
+        source_login = Some((host, login));
     }
-    // A registry's login (source or destination) is masked before it is used.
-    let login = |host: &str| match &ecr_source {
-        Some((ecr_host, login)) if ecr_host == host => Some(login.clone()),
-        _ => docker_config::lookup(host, env).inspect(|login| runtime.mask(&login.password)),
+    let login = |host: &str| match &source_login {
+        Some((source, login)) if source == host => login.clone(),
+        _ => docker_login(host),
     };
     let image = Image::open(
         &push.image,

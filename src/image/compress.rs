@@ -108,8 +108,9 @@ pub(super) fn compress(
         }
     }
 
-    let spool = tempfile::tempdir_in(super::spool_dir()).map_err(|source| Error::Io {
-        path: super::spool_dir(),
+    let spool_dir = super::spool_dir();
+    let spool = tempfile::tempdir_in(&spool_dir).map_err(|source| Error::Io {
+        path: spool_dir,
         source,
     })?;
     let started = std::time::Instant::now();

@@ -119,11 +119,11 @@ pub(super) async fn export(image: &DaemonRef, docker_host: Option<&str>) -> Resu
         }
     }
 
-    let spool =
-        tempfile::NamedTempFile::new_in(super::spool_dir()).map_err(|source| Error::Io {
-            path: super::spool_dir(),
-            source,
-        })?;
+    let spool_dir = super::spool_dir();
+    let spool = tempfile::NamedTempFile::new_in(&spool_dir).map_err(|source| Error::Io {
+        path: spool_dir,
+        source,
+    })?;
     let spool_err = |source| Error::Io {
         path: spool.path().to_owned(),
         source,

@@ -563,7 +563,20 @@ const MAX_JSON_DEPTH: usize = 32;
 fn strict_json(bytes: &[u8]) -> Result<(), serde_json::Error> {
     use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 
+    #[derive(Clone, Copy)]
     struct Strict(usize);
+
+    impl Strict {
+        /// The seed for what this array or object holds, if it may nest one deeper.
+        fn inner<E: serde::de::Error>(&self) -> Result<Strict, E> {
+            if self.0 >= MAX_JSON_DEPTH {
+                return Err(E::custom(format!(
+                    "it nests deeper than {MAX_JSON_DEPTH} levels"
+                )));
+            }
+            Ok(Strict(self.0 + 1))
+        }
+    }
 
     impl<'de> DeserializeSeed<'de> for Strict {
         type Value = ();
@@ -596,20 +609,12 @@ fn strict_json(bytes: &[u8]) -> Result<(), serde_json::Error> {
             Ok(())
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            if self.0 >= MAX_JSON_DEPTH {
-                return Err(A::Error::custom(format!(
-                    "it nests deeper than {MAX_JSON_DEPTH} levels"
-                )));
-            }
-            while seq.next_element_seed(Strict(self.0 + 1))?.is_some() {}
+            let inner = self.inner()?;
+            while seq.next_element_seed(inner)?.is_some() {}
             Ok(())
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            if self.0 >= MAX_JSON_DEPTH {
-                return Err(A::Error::custom(format!(
-                    "it nests deeper than {MAX_JSON_DEPTH} levels"
-                )));
-            }
+            let inner = self.inner()?;
             let mut keys = HashSet::new();
             while let Some(key) = map.next_key::<String>()? {
                 if !keys.insert(key.clone()) {
@@ -617,7 +622,7 @@ fn strict_json(bytes: &[u8]) -> Result<(), serde_json::Error> {
                         "the key `{key}` appears twice in one object"
                     )));
                 }
-                map.next_value_seed(Strict(self.0 + 1))?;
+                map.next_value_seed(inner)?;
             }
             Ok(())
         }

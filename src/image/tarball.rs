@@ -107,7 +107,9 @@ impl Tarball {
     }
 
     fn index(path: &Path) -> Result<Self, IndexError> {
-        let mut archive = tar::Archive::new(File::open(path)?);
+        let file = File::open(path)?;
+        let length = file.metadata()?.len();
+        let mut archive = tar::Archive::new(file);
         let mut entries = HashMap::new();
         // Seeking past file data instead of reading it: the index costs one pass over the
         // headers, not over the layers.
@@ -148,7 +150,6 @@ impl Tarball {
         // Seeking past the end of a file succeeds, and the next header read then looks
         // like the end of the archive: an entry that ends past the file is how a tar cut
         // short shows.
-        let length = File::open(path)?.metadata()?.len();
         if let Some((name, _)) = entries
             .iter()
             .find(|(_, e)| matches!(e, Entry::File { offset, size } if offset + size > length))

@@ -99,10 +99,7 @@ impl Ecr {
             repository,
             create_repository,
             principal,
-            request_timeout: config
-                .timeout_config()
-                .and_then(|t| t.operation_attempt_timeout())
-                .unwrap_or(std::time::Duration::from_secs(30)),
+            request_timeout: crate::auth::attempt_timeout(config),
         }
     }
 
@@ -155,26 +152,25 @@ impl Ecr {
         Ok(auth)
     }
 
-    /// The login for reading a `docker://` source on another ECR registry (`host`, in
-    /// `region`) with the session's credentials. The token GetAuthorizationToken gives
+    /// The login for reading a `docker://` source on another ECR registry (of `account`,
+    /// in `region`) with the session's credentials. The token GetAuthorizationToken gives
     /// opens every registry the identity may read (its `registryIds` is deprecated), so
     /// only the region matters. `mask` is called on each secret before it is kept.
     pub async fn source_login(
         session: &crate::auth::Session,
-        host: &str,
-        region: &str,
+        account: String,
+        region: String,
         mask: impl Fn(&str),
     ) -> Result<crate::docker_config::Login, Error> {
         let config = session
             .config
             .to_builder()
-            .region(aws_config::Region::new(region.to_owned()))
+            .region(aws_config::Region::new(region.clone()))
             .build();
-        let (account, _) = crate::inputs::parse_ecr_host(host).unwrap_or_default();
         let source = Self::new(
             &config,
             account,
-            region.to_owned(),
+            region,
             String::new(),
             false,
             session.principal.clone(),
