@@ -258,6 +258,7 @@ async fn push_to_ecr(
         push.repository.clone(),
         push.create_repository,
         session.principal,
+        push.concurrency,
     );
     let registry = ecr.registry_host();
     // The login is fetched before anything is pushed, so a role without

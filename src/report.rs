@@ -17,6 +17,8 @@ pub struct Report {
     pub manifests: usize,
     /// Requests made to the destination, by API action, retries included.
     pub calls: Vec<(String, u64)>,
+    /// Of those, the ones throttled for the account's quota.
+    pub throttled: Vec<(String, u64)>,
     pub elapsed: Duration,
 }
 
@@ -113,7 +115,12 @@ impl Pushed<'_> {
             } else {
                 r.calls
                     .iter()
-                    .map(|(action, n)| format!("{action} {n}"))
+                    .map(
+                        |(action, n)| match r.throttled.iter().find(|(a, _)| a == action) {
+                            Some((_, throttled)) => format!("{action} {n} ({throttled} throttled)"),
+                            None => format!("{action} {n}"),
+                        },
+                    )
                     .collect::<Vec<_>>()
                     .join(", ")
             },

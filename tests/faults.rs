@@ -398,3 +398,59 @@ fn credentials_are_renewed_before_they_expire_without_restarting_blobs() {
             .contains("renewing the credentials before they expire")
     );
 }
+
+/// ECR's quotas are shared by every job of the account: here at most two parts may be in
+/// flight at once, and a third is throttled. The tool starts at four (the default
+/// concurrency), halves on the first throttle and probes upwards again one at a time, so
+/// most parts go through on their first attempt and the image lands whole.
+#[test]
+fn a_shared_quota_lowers_concurrency_instead_of_failing() {
+    let stack = Stack::start();
+    stack
+        .moto
+        .create_repository(REGISTRY_ACCOUNT, "shared", false);
+    let dir = tempfile::tempdir().unwrap();
+    // Forty layers of one part each.
+    let parts = 40;
+    let layers: Vec<Vec<u8>> = (0..parts).map(|n| random_bytes(900 + n, MIB)).collect();
+    let layout = write_layout(dir.path(), "v1", &layers);
+    stack.recorder.quota("UploadLayerPart", 2);
+    // Each part takes a while, as over a real network, so parts overlap.
+    stack
+        .recorder
+        .delay("UploadLayerPart", Duration::from_millis(300));
+
+    let run = push(&stack, &layout, "shared");
+
+    assert!(run.ok(), "{}", run.log());
+    assert!(landed(&stack, REGISTRY_ACCOUNT, "shared", "v1", &layout));
+    assert_uploads_whole(&stack);
+    let throttled = stack
+        .recorder
+        .injected()
+        .iter()
+        .filter(|(action, _)| action == "UploadLayerPart")
+        .count();
+    assert!(throttled >= 1, "the quota was never reached: {}", run.log());
+    assert!(
+        throttled <= parts as usize / 4,
+        "{throttled} of {parts} parts throttled: {}",
+        run.log()
+    );
+    assert_eq!(stack.recorder.peak("UploadLayerPart"), 2);
+    assert!(
+        run.log().contains(
+            "UploadLayerPart throttled by ECR (the account's quota is shared): at most 2 at once"
+        ),
+        "{}",
+        run.log()
+    );
+    // The summary counts the throttles among the requests.
+    let sent = stack.recorder.calls_to("UploadLayerPart").len();
+    assert!(
+        run.summary
+            .contains(&format!("UploadLayerPart {sent} ({throttled} throttled)")),
+        "{}",
+        run.summary
+    );
+}

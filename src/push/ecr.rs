@@ -8,14 +8,19 @@
 //! two parts.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use aws_sdk_ecr::config::http::HttpResponse;
 use aws_sdk_ecr::error::ProvideErrorMetadata;
+use aws_sdk_ecr::operation::complete_layer_upload::CompleteLayerUploadError;
+use aws_sdk_ecr::operation::initiate_layer_upload::InitiateLayerUploadError;
+use aws_sdk_ecr::operation::put_image::PutImageError;
 use aws_sdk_ecr::operation::upload_layer_part::UploadLayerPartError;
 use aws_sdk_ecr::primitives::Blob;
 use aws_sdk_ecr::types::{ImageIdentifier, LayerAvailability};
 use base64::Engine as _;
 
+use super::pace::Pace;
 use super::{Destination, Error, Tagged};
 use crate::image::{self, BlobReader, Digest, Manifest};
 use crate::sdk::describe;
@@ -58,6 +63,15 @@ pub struct Ecr {
     principal: String,
     /// One attempt of a small call; parts add time for their bytes.
     request_timeout: std::time::Duration,
+    /// How many calls of each write action may be in flight at once.
+    paces: Paces,
+}
+
+struct Paces {
+    initiate: Arc<Pace>,
+    part: Arc<Pace>,
+    complete: Arc<Pace>,
+    put: Arc<Pace>,
 }
 
 impl Ecr {
@@ -68,6 +82,7 @@ impl Ecr {
         repository: String,
         create_repository: bool,
         principal: String,
+        concurrency: usize,
     ) -> Self {
         use aws_sdk_ecr::config::retry::{RetryConfig, RetryPartition};
         let calls = super::Calls::default();
@@ -100,6 +115,13 @@ impl Ecr {
             create_repository,
             principal,
             request_timeout: crate::auth::attempt_timeout(config),
+            paces: Paces {
+                initiate: Pace::new("InitiateLayerUpload", concurrency),
+                part: Pace::new("UploadLayerPart", concurrency),
+                complete: Pace::new("CompleteLayerUpload", concurrency),
+                // Tags are written one after another.
+                put: Pace::new("PutImage", 1),
+            },
         }
     }
 
@@ -174,6 +196,7 @@ impl Ecr {
             String::new(),
             false,
             session.principal.clone(),
+            1,
         );
         let auth = source.login(mask).await?;
         Ok(crate::docker_config::Login {
@@ -397,6 +420,15 @@ impl Destination for Ecr {
         self.calls.snapshot()
     }
 
+    fn throttled(&self) -> Vec<(String, u64)> {
+        let p = &self.paces;
+        [&p.initiate, &p.part, &p.complete, &p.put]
+            .into_iter()
+            .map(|pace| (pace.action().to_owned(), pace.throttles()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
     async fn missing(&self, digests: &[&Digest]) -> Result<HashSet<Digest>, Error> {
         let mut missing = HashSet::new();
         for chunk in digests.chunks(MAX_DIGESTS_PER_BATCH) {
@@ -418,14 +450,24 @@ impl Destination for Ecr {
                 limit: MAX_PARTS * MAX_PART_BYTES as u64,
             });
         }
+        let admitted = self.paces.initiate.admit().await;
         let initiated = self
             .uploads
             .initiate_layer_upload()
             .registry_id(&self.registry_id)
             .repository_name(&self.repository)
+            .customize()
+            .config_override(
+                aws_sdk_ecr::Config::builder().interceptor(
+                    self.paces
+                        .initiate
+                        .watch::<InitiateLayerUploadError>(&admitted),
+                ),
+            )
             .send()
             .await
             .map_err(|err| self.api_error("InitiateLayerUpload", &err, err.code()))?;
+        admitted.succeeded();
         let upload_id = initiated.upload_id().unwrap_or_default().to_owned();
         let part_bytes = part_bytes(initiated.part_size(), size);
 
@@ -443,6 +485,8 @@ impl Destination for Ecr {
                 digest.short()
             );
             let timeout = self.part_timeout(part.len());
+            let admitted = self.paces.part.admit().await;
+            let watch = self.paces.part.watch::<UploadLayerPartError>(&admitted);
             let sent = self
                 .parts
                 .upload_layer_part()
@@ -453,11 +497,11 @@ impl Destination for Ecr {
                 .part_last_byte(part_last_byte)
                 .layer_part_blob(Blob::new(part))
                 .customize()
-                .config_override(timeout)
+                .config_override(timeout.interceptor(watch))
                 .send()
                 .await;
             match sent {
-                Ok(_) => {}
+                Ok(_) => admitted.succeeded(),
                 // The SDK retried a part whose answer was lost though ECR had stored it:
                 // ECR says how far it got, and that is exactly this part's end.
                 Err(err)
@@ -477,6 +521,7 @@ impl Destination for Ecr {
             part_first_byte = part_last_byte + 1;
         }
 
+        let admitted = self.paces.complete.admit().await;
         let completed = self
             .uploads
             .complete_layer_upload()
@@ -484,8 +529,21 @@ impl Destination for Ecr {
             .repository_name(&self.repository)
             .upload_id(&upload_id)
             .layer_digests(digest.as_str())
+            .customize()
+            .config_override(
+                aws_sdk_ecr::Config::builder().interceptor(
+                    self.paces
+                        .complete
+                        .watch::<CompleteLayerUploadError>(&admitted),
+                ),
+            )
             .send()
             .await;
+        if completed.is_ok() {
+            admitted.succeeded();
+        } else {
+            drop(admitted);
+        }
         match completed {
             Ok(output) => match output.layer_digest() {
                 Some(actual) if actual == digest.as_str() => Ok(()),
@@ -520,6 +578,7 @@ impl Destination for Ecr {
     async fn put_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> Result<Tagged, Error> {
         let text = std::str::from_utf8(&manifest.bytes)
             .map_err(|_| Error::ManifestNotText(manifest.digest.clone()))?;
+        let admitted = self.paces.put.admit().await;
         let result = self
             .images
             .put_image()
@@ -529,8 +588,14 @@ impl Destination for Ecr {
             .image_manifest_media_type(&manifest.media_type)
             .image_digest(manifest.digest.as_str())
             .set_image_tag(tag.map(str::to_owned))
+            .customize()
+            .config_override(
+                aws_sdk_ecr::Config::builder()
+                    .interceptor(self.paces.put.watch::<PutImageError>(&admitted)),
+            )
             .send()
             .await;
+        drop(admitted);
         match result {
             Ok(output) => {
                 let stored = output

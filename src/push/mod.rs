@@ -7,6 +7,7 @@
 //! (`ecr`), or any OCI registry's distribution API (`registry`). The flow here knows nothing of where the image came from.
 
 mod ecr;
+mod pace;
 mod registry;
 
 use std::collections::HashSet;
@@ -99,6 +100,10 @@ pub trait Destination {
     async fn put_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> Result<Tagged, Error>;
     /// The requests made so far, by API action, retries included.
     fn calls(&self) -> Vec<(String, u64)>;
+    /// Of those, the ones the destination throttled, by API action.
+    fn throttled(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
 }
 
 /// Requests made, by API action: what the push cost against the registry's quotas.
@@ -276,6 +281,7 @@ pub async fn push<D: Destination>(
         }
     }
     report.calls = destination.calls();
+    report.throttled = destination.throttled();
     report.elapsed = started.elapsed();
     Ok(report)
 }

@@ -494,6 +494,12 @@ struct Clock {
     delays: HashMap<String, Duration>,
     /// STS's answers as the tool received them (the credentials in them included).
     sts_answers: Vec<String>,
+    /// Per action, how many calls may be in flight at once before ECR throttles.
+    quotas: HashMap<String, usize>,
+    /// Per action, the calls forwarded to moto and not yet answered.
+    in_flight: HashMap<String, usize>,
+    /// Per action, the most calls that were in flight at once.
+    peak: HashMap<String, usize>,
 }
 
 /// A kind of fault the recorder injects on a schedule.
@@ -692,6 +698,22 @@ impl Recorder {
     /// How many ECR requests were refused for an expired key.
     pub fn refused_as_expired(&self) -> u32 {
         self.clock.lock().expect("lock").refused
+    }
+
+    /// From now on a call to `action` arriving while `at_once` of them are in flight is
+    /// throttled (ThrottlingException), as a quota shared with other jobs would be.
+    pub fn quota(&self, action: &str, at_once: usize) {
+        self.clock
+            .lock()
+            .expect("lock")
+            .quotas
+            .insert(action.to_owned(), at_once);
+    }
+
+    /// The most calls to `action` that were in flight at once.
+    pub fn peak(&self, action: &str) -> usize {
+        let clock = self.clock.lock().expect("lock");
+        clock.peak.get(action).copied().unwrap_or_default()
     }
 
     /// Answers to `action` are held back this long.
@@ -902,7 +924,19 @@ fn relay(
                 .as_mut()
                 .and_then(|c| c.draw(&action)),
         };
+        let scheduled = scheduled.or_else(|| {
+            let clock = clock.lock().expect("lock");
+            let busy = clock.in_flight.get(&action).copied().unwrap_or_default();
+            let over = fault.is_none()
+                && clock
+                    .quotas
+                    .get(&action)
+                    .is_some_and(|&at_once| busy >= at_once);
+            over.then_some(Kind::Throttle)
+        });
         let fault = fault.or_else(|| scheduled.map(|kind| fault_for(kind, &action)));
+        // Counted until this call's answer is written, whatever way this ends.
+        let _flight = fault.is_none().then(|| InFlight::start(clock, &action));
         calls.lock().expect("calls lock").push(Call {
             action: action.clone(),
             body: text,
@@ -1010,6 +1044,37 @@ fn relay(
         if closes {
             let _ = client.shutdown(Shutdown::Both);
             return Ok(());
+        }
+    }
+}
+
+/// One call to an action forwarded to moto and not yet answered.
+struct InFlight<'a> {
+    clock: &'a Mutex<Clock>,
+    action: String,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(clock: &'a Mutex<Clock>, action: &str) -> Self {
+        let mut time = clock.lock().expect("lock");
+        let busy = time.in_flight.entry(action.to_owned()).or_default();
+        *busy += 1;
+        let busy = *busy;
+        let peak = time.peak.entry(action.to_owned()).or_default();
+        *peak = (*peak).max(busy);
+        Self {
+            clock,
+            action: action.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut time) = self.clock.lock()
+            && let Some(busy) = time.in_flight.get_mut(&self.action)
+        {
+            *busy = busy.saturating_sub(1);
         }
     }
 }
