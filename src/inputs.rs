@@ -126,9 +126,6 @@ pub struct GenerateArgs {
     /// The push's transport: registry needs ecr:GetAuthorizationToken for its login
     #[arg(long, value_enum, default_value = "api")]
     pub transport: TransportArg,
-    /// Add ecr:BatchGetImage, to tell a re-push from a conflict in immutable repositories
-    #[arg(long)]
-    pub immutable_tags: bool,
     /// An ECR repository the push reads from (`image: docker://HOST/REPO@sha256:…`), as
     /// HOST/REPO: adds its read permissions and, in another account, its repository policy
     #[arg(long, value_name = "ECR-HOST/REPO")]
@@ -217,7 +214,6 @@ impl GenerateArgs {
             session_tags: self.session_tags,
             docker_login: self.docker_login,
             registry_transport: self.transport == TransportArg::Registry,
-            immutable_tags: self.immutable_tags,
             source,
         })
     }

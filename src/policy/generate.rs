@@ -48,9 +48,6 @@ pub struct Request {
     /// `transport: registry`: the registry endpoint, reached with the login that
     /// GetAuthorizationToken gives.
     pub registry_transport: bool,
-    /// BatchGetImage, which tells a re-push of the same image from a changed one when
-    /// an immutable repository reports a tag conflict.
-    pub immutable_tags: bool,
     /// An ECR repository the push reads its image from (a promotion).
     pub source: Option<Source>,
 }
@@ -134,11 +131,13 @@ impl Request {
             .collect()
     }
 
+    /// What ecr-push calls, and BatchGetImage (which AWS's own push policy holds too):
+    /// with it a re-push of an unchanged image asks once which tags are already set
+    /// rather than spend a PutImage (10 a second, shared by the account) on each, and a
+    /// tag conflict in an immutable repository names the image the tag holds.
     fn push_actions(&self) -> Vec<&'static str> {
         let mut actions = PUSH_ACTIONS.to_vec();
-        if self.immutable_tags {
-            actions.push("ecr:BatchGetImage");
-        }
+        actions.push("ecr:BatchGetImage");
         actions
     }
 
@@ -403,7 +402,6 @@ mod tests {
             session_tags: false,
             docker_login: false,
             registry_transport: false,
-            immutable_tags: false,
             source: None,
         }
     }
@@ -617,7 +615,6 @@ mod tests {
             }
             r.docker_login = next(2) == 1;
             r.registry_transport = next(2) == 1;
-            r.immutable_tags = next(2) == 1;
             r.source = (next(2) == 1).then(|| Source {
                 account: "333333333333".into(),
                 region: r.region.clone(),

@@ -439,7 +439,6 @@ mod tests {
             session_tags: false,
             docker_login: true,
             registry_transport: true,
-            immutable_tags: true,
             source: Some(crate::policy::generate::Source {
                 account: "333333333333".into(),
                 region: "us-east-1".into(),

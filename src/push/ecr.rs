@@ -33,6 +33,8 @@ const MAX_ATTEMPTS: u32 = 8;
 const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(20);
 /// BatchCheckLayerAvailability takes 1 to 100 digests a call.
 const MAX_DIGESTS_PER_BATCH: usize = 100;
+/// BatchGetImage takes 1 to 100 image ids a call.
+const MAX_IMAGE_IDS_PER_GET: usize = 100;
 /// UploadLayerPart: every part but the last must be at least 5 MiB…
 const MIN_PART_BYTES: i64 = 5 * 1024 * 1024;
 /// …and no part may exceed 20,971,520 bytes (`layerPartBlob`'s limit).
@@ -435,6 +437,67 @@ impl Destination for Ecr {
             missing.extend(self.check_layers(chunk).await?);
         }
         Ok(missing)
+    }
+
+    /// One BatchGetImage per 100 tags. Without ecr:BatchGetImage, or when it fails, no
+    /// tag counts as set: each gets its PutImage, which is still correct.
+    async fn tagged(&self, manifest: &Manifest, tags: &[String]) -> HashSet<String> {
+        let mut set = HashSet::new();
+        for chunk in tags.chunks(MAX_IMAGE_IDS_PER_GET) {
+            let output = self
+                .images
+                .batch_get_image()
+                .registry_id(&self.registry_id)
+                .repository_name(&self.repository)
+                .set_image_ids(Some(
+                    chunk
+                        .iter()
+                        .map(|tag| ImageIdentifier::builder().image_tag(tag).build())
+                        .collect(),
+                ))
+                .set_accepted_media_types(Some(
+                    image::MANIFEST_MEDIA_TYPES
+                        .iter()
+                        .map(|t| (*t).to_owned())
+                        .collect(),
+                ))
+                .send()
+                .await;
+            let output = match output {
+                Ok(output) => output,
+                Err(err) => {
+                    tracing::debug!(
+                        "BatchGetImage: {}; every tag gets its PutImage",
+                        describe(&err)
+                    );
+                    return HashSet::new();
+                }
+            };
+            let ours = |id: &ImageIdentifier| id.image_digest() == Some(manifest.digest.as_str());
+            let found: Vec<&ImageIdentifier> = output
+                .images()
+                .iter()
+                .filter_map(|i| i.image_id())
+                .collect();
+            let missing: HashSet<&str> = output
+                .failures()
+                .iter()
+                .filter_map(|f| f.image_id()?.image_tag())
+                .collect();
+            for tag in chunk.iter().filter(|t| !missing.contains(t.as_str())) {
+                // ECR names each image by the tag asked for; should an answer name it
+                // otherwise (moto gives an image's latest tag), the tag still resolved
+                // to one of the images found, so all of them being ours is enough.
+                let set_here = match found.iter().find(|id| id.image_tag() == Some(tag)) {
+                    Some(id) => ours(id),
+                    None => !found.is_empty() && found.iter().all(|id| ours(id)),
+                };
+                if set_here {
+                    set.insert(tag.clone());
+                }
+            }
+        }
+        set
     }
 
     async fn upload(&self, blob: BlobReader) -> Result<(), Error> {

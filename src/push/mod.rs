@@ -94,6 +94,12 @@ pub enum Tagged {
 pub trait Destination {
     /// Of `digests`, the ones the destination does not hold yet.
     async fn missing(&self, digests: &[&Digest]) -> Result<HashSet<Digest>, Error>;
+    /// Of `tags`, the ones that already point at `manifest`: asked only when every blob
+    /// is there already, so an unchanged image costs no manifest write. A destination
+    /// that cannot tell says none.
+    async fn tagged(&self, _manifest: &Manifest, _tags: &[String]) -> HashSet<String> {
+        HashSet::new()
+    }
     /// Uploads one blob; the reader proves its bytes before the upload completes.
     async fn upload(&self, blob: BlobReader) -> Result<(), Error>;
     /// Stores the manifest, under `tag` or, for the children of an index, by digest only.
@@ -247,13 +253,26 @@ pub async fn push<D: Destination>(
     ticker.abort();
     uploads?;
 
+    // A tag can point at this image only if every blob was there already.
+    let already = if report.blobs_uploaded == 0 {
+        destination.tagged(&image.manifest, tags).await
+    } else {
+        HashSet::new()
+    };
     // An index's children go first, by digest: ECR refuses an index whose manifests
-    // it does not hold (ReferencedImagesNotFoundException).
-    for child in &image.children {
-        destination.put_manifest(child, None).await?;
+    // it does not hold (ReferencedImagesNotFoundException). A tag already on the index
+    // proves they are there.
+    if already.is_empty() {
+        for child in &image.children {
+            destination.put_manifest(child, None).await?;
+        }
     }
     report.manifests = image.children.len() + 1;
     for tag in tags {
+        if already.contains(tag) {
+            report.tags_unchanged.push(tag.clone());
+            continue;
+        }
         let tagged = destination
             .put_manifest(&image.manifest, Some(tag))
             .await
