@@ -200,11 +200,16 @@ async fn run(
 
     let (registry, report) = match &push.destination {
         inputs::Destination::Registry(host) => {
-            // No AWS at all: the registry's login is the Docker CLI's, masked first.
+            // No AWS at all: the registry's login is the Docker CLI's, masked first, as is
+            // each token its realm hands out.
             let login = login(host).map(|login| (login.username, login.password));
             // For a registry that refuses one streamed PATCH per blob.
             let chunked = env("ECR_PUSH_CHUNKED").as_deref() == Some("true");
-            let destination = push::Registry::new(host, &push.repository, login, chunked)?;
+            let masks = runtime.clone();
+            let destination =
+                push::Registry::new(host, &push.repository, login, chunked, move |secret| {
+                    masks.mask(secret)
+                })?;
             let _group = runtime.group(&format!("Push to {host}/{}", push.repository));
             let report = push::push(&destination, &image, &tags, push.concurrency).await?;
             (host.clone(), report)
@@ -273,11 +278,13 @@ async fn push_to_ecr(
         match &login {
             Some(auth) if via_registry => {
                 let password = push::Ecr::password(auth).unwrap_or_default();
+                let masks = runtime.clone();
                 let destination = push::Registry::new(
                     &registry,
                     &push.repository,
                     Some(("AWS".to_owned(), password)),
                     true,
+                    move |secret| masks.mask(secret),
                 )?;
                 push::push(&destination, image, tags, push.concurrency).await?
             }
