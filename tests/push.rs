@@ -996,18 +996,15 @@ fn role_with_only_the_generated_push_actions_pushes_and_can_do_nothing_else() {
         stack
             .moto
             .block_on(
-                role.batch_get_image()
+                // Manifests it may read (BatchGetImage), layers not.
+                role.get_download_url_for_layer()
                     .repository_name(repository)
-                    .image_ids(
-                        aws_sdk_ecr::types::ImageIdentifier::builder()
-                            .image_tag("v1")
-                            .build(),
-                    )
+                    .layer_digest(&layout.layers[0].digest)
                     .send(),
             )
             .map(|_| ())
             .map_err(|e| format!("{}", aws_sdk_ecr::error::DisplayErrorContext(e))),
-        "BatchGetImage",
+        "GetDownloadUrlForLayer",
     );
     denied(
         stack

@@ -627,7 +627,7 @@ impl Registry {
     }
 
     /// The digest a tag points at, if any.
-    async fn tagged(&self, tag: &str, media_type: &str) -> Result<Option<String>, Error> {
+    async fn tag_digest(&self, tag: &str, media_type: &str) -> Result<Option<String>, Error> {
         let url = format!("{}/v2/{}/manifests/{tag}", self.base, self.repository);
         let response = self
             .send(
@@ -752,7 +752,7 @@ impl Destination for Registry {
 
     async fn put_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> Result<Tagged, Error> {
         if let Some(tag) = tag
-            && self.tagged(tag, &manifest.media_type).await?.as_deref()
+            && self.tag_digest(tag, &manifest.media_type).await?.as_deref()
                 == Some(manifest.digest.as_str())
         {
             return Ok(Tagged::AlreadySet);
