@@ -40,6 +40,16 @@ impl Runtime {
         self.in_actions
     }
 
+    /// A bar on a terminal; in Actions, or when stderr is a file or a pipe, lines.
+    pub fn progress(&self) -> crate::progress::Style {
+        use std::io::IsTerminal as _;
+        if !self.in_actions && std::io::stderr().is_terminal() {
+            crate::progress::Style::Bar
+        } else {
+            crate::progress::Style::Lines
+        }
+    }
+
     /// Tells the runner to hide `secret` from the log from now on. Call it before the
     /// value is used, so nothing (not even an SDK's error message) can print it first.
     pub fn mask(&self, secret: &str) {

@@ -9,6 +9,7 @@ pub mod fuzzing;
 pub mod image;
 pub mod inputs;
 pub mod policy;
+pub mod progress;
 pub mod push;
 pub mod report;
 pub mod sdk;

@@ -211,7 +211,14 @@ async fn run(
                     masks.mask(secret)
                 })?;
             let _group = runtime.group(&format!("Push to {host}/{}", push.repository));
-            let report = push::push(&destination, &image, &tags, push.concurrency).await?;
+            let report = push::push(
+                &destination,
+                &image,
+                &tags,
+                push.concurrency,
+                runtime.progress(),
+            )
+            .await?;
             (host.clone(), report)
         }
         inputs::Destination::Ecr { registry } => {
@@ -286,9 +293,16 @@ async fn push_to_ecr(
                     true,
                     move |secret| masks.mask(secret),
                 )?;
-                push::push(&destination, image, tags, push.concurrency).await?
+                push::push(
+                    &destination,
+                    image,
+                    tags,
+                    push.concurrency,
+                    runtime.progress(),
+                )
+                .await?
             }
-            _ => push::push(&ecr, image, tags, push.concurrency).await?,
+            _ => push::push(&ecr, image, tags, push.concurrency, runtime.progress()).await?,
         }
     };
     if let Some(auth) = login.filter(|_| push.docker_login) {
@@ -339,7 +353,7 @@ fn init_logging(verbose: bool, runtime: &Runtime) {
     } else {
         builder
             .with_ansi(std::io::stderr().is_terminal())
-            .with_writer(std::io::stderr)
+            .with_writer(ecr_push::progress::Stderr)
             .init();
     }
 }

@@ -1114,3 +1114,53 @@ fn throttled_parts_and_put_image_end_correct_only_later() {
     assert_landed(&stack, CI_ACCOUNT, "app", "v2", &layout);
     assert!(tagged.summary.contains("PutImage 2"), "{}", tagged.summary);
 }
+
+/// On a terminal the running total is a bar redrawn in place, with the log's lines
+/// above it; anywhere else (a pipe here, the Actions log) there is no control code.
+#[test]
+fn progress_is_a_bar_on_a_terminal_and_plain_lines_elsewhere() {
+    let stack = Stack::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(
+        dir.path(),
+        "v1",
+        &[random_bytes(31, 11 * MIB), random_bytes(32, 6 * MIB)],
+    );
+    // Long enough for the bar to be drawn several times.
+    stack
+        .recorder
+        .delay("UploadLayerPart", std::time::Duration::from_millis(600));
+    let laptop = |repository: &str| {
+        Action::bare(&stack.recorder)
+            .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            )
+            .env("AWS_REGION", REGION)
+            .env("TERM", "xterm")
+            .args(&[
+                "push",
+                "--image",
+                &layout.reference("v1"),
+                "--repository",
+                repository,
+                "--create-repository",
+            ])
+    };
+
+    let terminal = laptop("on-a-terminal").in_terminal().run();
+    assert!(terminal.ok(), "{}", terminal.log());
+    let shown = &terminal.stdout;
+    assert!(shown.contains("\u{1b}["), "no bar drawn: {shown:?}");
+    assert!(shown.contains("17.00 MiB"), "the bar's total: {shown:?}");
+    assert!(shown.contains("pushed sha256:"), "{shown:?}");
+    assert_landed(&stack, "123456789012", "on-a-terminal", "v1", &layout);
+
+    let piped = laptop("in-a-pipe").run();
+    assert!(piped.ok(), "{}", piped.log());
+    assert!(piped.stderr.contains("pushed sha256:"), "{}", piped.log());
+    for text in [&piped.stdout, &piped.stderr] {
+        assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
+    }
+}

@@ -768,8 +768,20 @@ pub struct BlobReader {
     descriptor: Descriptor,
     hasher: Sha256,
     read: u64,
-    /// Bytes read, added to a total shared by the readers of one push.
+    /// Bytes sent, added by the destination to a total shared by one push's blobs.
     progress: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+}
+
+/// Counts the bytes of a blob the destination has sent (see [`BlobReader::sent`]).
+#[derive(Clone, Default)]
+pub struct Sent(Option<std::sync::Arc<std::sync::atomic::AtomicU64>>);
+
+impl Sent {
+    pub fn add(&self, bytes: usize) {
+        if let Some(total) = &self.0 {
+            total.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 impl BlobReader {
@@ -783,10 +795,16 @@ impl BlobReader {
         }
     }
 
-    /// Adds every part read to `total`.
+    /// Goes with the blob to its destination, which adds each part to `total` once
+    /// the part is sent ([`BlobReader::sent`]).
     pub fn counting_into(mut self, total: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
         self.progress = Some(total);
         self
+    }
+
+    /// What adds the bytes of this blob sent to the push's total, if anything does.
+    pub fn sent(&self) -> Sent {
+        Sent(self.progress.clone())
     }
 
     pub fn descriptor(&self) -> &Descriptor {
@@ -823,9 +841,6 @@ impl BlobReader {
         }
         self.hasher.update(&part);
         self.read += want as u64;
-        if let Some(total) = &self.progress {
-            total.fetch_add(want as u64, std::sync::atomic::Ordering::Relaxed);
-        }
         if self.remaining() == 0 {
             self.finish()?;
         }

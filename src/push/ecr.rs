@@ -535,6 +535,7 @@ impl Destination for Ecr {
         let part_bytes = part_bytes(initiated.part_size(), size);
 
         let mut part_first_byte: i64 = 0;
+        let sent_bytes = blob.sent();
         let mut pending = Some(super::read_next(blob, part_bytes));
         while let Some(reading) = pending.take() {
             let (reader, part) = reading.await.map_err(|e| Error::Task(e.to_string()))?;
@@ -542,7 +543,8 @@ impl Destination for Ecr {
             if reader.remaining() > 0 {
                 pending = Some(super::read_next(reader, part_bytes));
             }
-            let part_last_byte = part_first_byte + part.len() as i64 - 1;
+            let part_len = part.len();
+            let part_last_byte = part_first_byte + part_len as i64 - 1;
             tracing::debug!(
                 "UploadLayerPart {} bytes {part_first_byte}-{part_last_byte}",
                 digest.short()
@@ -581,6 +583,7 @@ impl Destination for Ecr {
                 }
                 Err(err) => return Err(self.api_error("UploadLayerPart", &err, err.code())),
             }
+            sent_bytes.add(part_len);
             part_first_byte = part_last_byte + 1;
         }
 

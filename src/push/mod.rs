@@ -163,38 +163,12 @@ fn read_next(
     })
 }
 
-/// Every [`PROGRESS_EVERY`] of a long push, a line with the running total: the Actions
-/// log has no terminal to redraw a bar on, and a quiet minute looks like a hang.
-const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-
-fn progress_ticker(
-    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    total: u64,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let started = Instant::now();
-        let mut interval = tokio::time::interval(PROGRESS_EVERY);
-        interval.tick().await;
-        loop {
-            interval.tick().await;
-            let done = read.load(std::sync::atomic::Ordering::Relaxed).min(total);
-            let seconds = started.elapsed().as_secs_f64();
-            tracing::info!(
-                "{} of {} ({:.0} %) read into the upload, {:.1} MB/s",
-                crate::report::human_bytes(done),
-                crate::report::human_bytes(total),
-                done as f64 * 100.0 / total.max(1) as f64,
-                done as f64 / 1e6 / seconds.max(1e-3)
-            );
-        }
-    })
-}
-
 pub async fn push<D: Destination>(
     destination: &D,
     image: &Image,
     tags: &[String],
     concurrency: usize,
+    progress: crate::progress::Style,
 ) -> Result<Report, Error> {
     let started = Instant::now();
     let blobs: Vec<&Descriptor> = image.blobs().iter().collect();
@@ -220,7 +194,7 @@ pub async fn push<D: Destination>(
     }
 
     let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let ticker = progress_ticker(read.clone(), report.bytes_uploaded);
+    let shown = progress.show(read.clone(), report.bytes_uploaded);
     let uploads = stream::iter(to_upload)
         .map(|descriptor| {
             let read = read.clone();
@@ -250,7 +224,7 @@ pub async fn push<D: Destination>(
         .buffer_unordered(concurrency)
         .try_collect::<Vec<()>>()
         .await;
-    ticker.abort();
+    drop(shown);
     uploads?;
 
     // A tag can point at this image only if every blob was there already.

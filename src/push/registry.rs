@@ -535,10 +535,13 @@ impl Registry {
         let (parts, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
         let reading = tokio::task::spawn_blocking(move || {
             let mut reader = blob;
+            // A part handed to the body is as good as sent: two wait at most.
+            let sent = reader.sent();
             loop {
                 match reader.read_part(STREAM_PART_BYTES) {
                     Ok(part) => {
                         let last = reader.remaining() == 0;
+                        sent.add(part.len());
                         // A closed channel: the upload stopped, and reports why.
                         if parts.blocking_send(Ok(part)).is_err() || last {
                             return Ok(());
@@ -691,6 +694,7 @@ impl Destination for Registry {
         }
 
         let mut first_byte: u64 = 0;
+        let sent = blob.sent();
         let mut pending = Some(super::read_next(blob, PART_BYTES));
         while let Some(reading) = pending.take() {
             let (reader, part) = reading.await.map_err(|e| Error::Task(e.to_string()))?;
@@ -718,6 +722,7 @@ impl Destination for Registry {
                 if response.status() != StatusCode::CREATED {
                     return Err(self.refused("closing an upload", response).await);
                 }
+                sent.add((end - first_byte) as usize);
                 return self.check_digest("closing an upload", &response, &digest);
             }
             let response = self
@@ -739,6 +744,7 @@ impl Destination for Registry {
             ) {
                 return Err(self.refused("sending a part", response).await);
             }
+            sent.add((end - first_byte) as usize);
             if let Some(next) = self.location(&response) {
                 location = next;
             }

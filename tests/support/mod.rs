@@ -1659,6 +1659,9 @@ pub struct Action {
     args: Vec<String>,
     /// Fail the test if the process runs longer (a hang).
     kill_after: Option<Duration>,
+    /// Run on a pseudo-terminal (through util-linux's `script`), as on a laptop; what
+    /// the terminal showed comes back as stdout.
+    terminal: bool,
 }
 
 impl Action {
@@ -1695,7 +1698,15 @@ impl Action {
             ],
             args: Vec::new(),
             kill_after: None,
+            terminal: false,
         }
+    }
+
+    /// On a pseudo-terminal: stdout and stderr are a terminal, and `Run::stdout` is
+    /// what it showed, control codes included.
+    pub fn in_terminal(mut self) -> Self {
+        self.terminal = true;
+        self
     }
 
     /// A run longer than `limit` is a hang: the process is killed and the test fails.
@@ -1729,7 +1740,26 @@ impl Action {
         let home = tempfile::tempdir().expect("temp home");
         let output_file = home.path().join("github_output");
         let summary_file = home.path().join("step_summary");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ecr-push"));
+        let mut command = if self.terminal {
+            let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_ecr-push"))
+                .chain(self.args.iter().map(String::as_str))
+                .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+                .collect();
+            let mut script = Command::new("script");
+            script.args([
+                "--quiet",
+                "--return",
+                "--flush",
+                "--command",
+                &quoted.join(" "),
+                "/dev/null",
+            ]);
+            script
+        } else {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_ecr-push"));
+            command.args(&self.args);
+            command
+        };
         command.env_clear();
         if let Some(path) = std::env::var_os("PATH") {
             command.env("PATH", path);
@@ -1738,8 +1768,7 @@ impl Action {
             .env("HOME", home.path())
             .env("GITHUB_OUTPUT", &output_file)
             .env("GITHUB_STEP_SUMMARY", &summary_file)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .args(&self.args);
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         let started = Instant::now();
         let output = match self.kill_after {
             None => command.output().expect("run ecr-push"),
