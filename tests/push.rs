@@ -1164,3 +1164,47 @@ fn progress_is_a_bar_on_a_terminal_and_plain_lines_elsewhere() {
         assert!(!text.contains('\u{1b}') && !text.contains('\r'), "{text:?}");
     }
 }
+
+/// The config and small layers go beside the large ones, not after them: with one blob
+/// at a time, a small blob lands before the first large layer (it waits for a part of
+/// it, not for all of it).
+#[test]
+fn small_blobs_do_not_wait_behind_large_ones() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "lanes", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(
+        dir.path(),
+        "v1",
+        &[
+            random_bytes(41, 11 * MIB),
+            random_bytes(42, 12 * MIB),
+            random_bytes(43, 1000),
+        ],
+    );
+    stack
+        .recorder
+        .delay("UploadLayerPart", std::time::Duration::from_millis(300));
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "lanes")
+        .input("concurrency", "1")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert_landed(&stack, CI_ACCOUNT, "lanes", "v1", &layout);
+    let completed: Vec<String> = stack
+        .recorder
+        .calls_to("CompleteLayerUpload")
+        .iter()
+        .map(|c| c.json()["layerDigests"][0].as_str().unwrap().to_owned())
+        .collect();
+    let at = |digest: &str| completed.iter().position(|d| d == digest).unwrap();
+    let first_small = at(&layout.config.digest).min(at(&layout.layers[2].digest));
+    let first_large = at(&layout.layers[0].digest).min(at(&layout.layers[1].digest));
+    assert!(first_small < first_large, "{completed:?}");
+    // One at a time in each lane: the large layers went largest first.
+    assert!(at(&layout.layers[1].digest) < at(&layout.layers[0].digest));
+}

@@ -1,5 +1,6 @@
 //! Pushing an [`Image`] to a destination: find the blobs it lacks, upload those (several
-//! at once, largest first so the longest upload starts early), then point each tag at
+//! at once, largest first so the longest upload starts early, with small blobs in a
+//! lane of their own beside them), then point each tag at
 //! the manifest. Tags are written only after every blob is in place and verified, so a
 //! failure at any step leaves no tag on a broken image.
 //!
@@ -163,6 +164,55 @@ fn read_next(
     })
 }
 
+/// Uploads `blobs`, `concurrency` at once, in the order given.
+async fn lane<D: Destination>(
+    destination: &D,
+    image: &Image,
+    blobs: Vec<&Descriptor>,
+    sent: &std::sync::Arc<std::sync::atomic::AtomicU64>,
+    concurrency: usize,
+) -> Result<(), Error> {
+    stream::iter(blobs)
+        .map(|descriptor| upload(destination, image, descriptor, sent.clone()))
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<()>>()
+        .await
+        .map(drop)
+}
+
+/// Uploads one blob and logs a line when it has landed.
+async fn upload<D: Destination>(
+    destination: &D,
+    image: &Image,
+    descriptor: &Descriptor,
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Result<(), Error> {
+    let started = Instant::now();
+    destination
+        .upload(image.read_blob(descriptor)?.counting_into(sent))
+        .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    // A rate over a few KiB measures round trips, not throughput.
+    let rate = if descriptor.size >= 1 << 20 {
+        format!(
+            " ({:.1} MB/s)",
+            descriptor.size as f64 / 1e6 / seconds.max(1e-3)
+        )
+    } else {
+        String::new()
+    };
+    tracing::info!(
+        "pushed {} {} in {seconds:.1} s{rate}",
+        descriptor.digest.short(),
+        crate::report::human_bytes(descriptor.size),
+    );
+    Ok(())
+}
+
+/// At most this size, a blob is one request of bytes (ECR's smallest part is 5 MiB)
+/// and goes in the lane of small blobs.
+const SMALL_BLOB: u64 = 5 * 1024 * 1024;
+
 pub async fn push<D: Destination>(
     destination: &D,
     image: &Image,
@@ -193,37 +243,19 @@ pub async fn push<D: Destination>(
         );
     }
 
-    let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let shown = progress.show(read.clone(), report.bytes_uploaded);
-    let uploads = stream::iter(to_upload)
-        .map(|descriptor| {
-            let read = read.clone();
-            async move {
-                let blob_started = Instant::now();
-                destination
-                    .upload(image.read_blob(descriptor)?.counting_into(read))
-                    .await?;
-                let seconds = blob_started.elapsed().as_secs_f64();
-                // A rate over a few KiB measures round trips, not throughput.
-                let rate = if descriptor.size >= 1 << 20 {
-                    format!(
-                        " ({:.1} MB/s)",
-                        descriptor.size as f64 / 1e6 / seconds.max(1e-3)
-                    )
-                } else {
-                    String::new()
-                };
-                tracing::info!(
-                    "pushed {} {} in {seconds:.1} s{rate}",
-                    descriptor.digest.short(),
-                    crate::report::human_bytes(descriptor.size),
-                );
-                Ok::<(), Error>(())
-            }
-        })
-        .buffer_unordered(concurrency)
-        .try_collect::<Vec<()>>()
-        .await;
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let shown = progress.show(sent.clone(), report.bytes_uploaded);
+    // Small blobs (the config, small layers) go in a lane of their own beside the
+    // large ones, largest first: they would otherwise wait until a large one is done.
+    // Calls of one API action still share the destination's pacing, so a small blob
+    // waits for a part at most.
+    let (small, large): (Vec<&Descriptor>, Vec<&Descriptor>) =
+        to_upload.iter().partition(|d| d.size <= SMALL_BLOB);
+    let uploads = futures_util::future::try_join(
+        lane(destination, image, large, &sent, concurrency),
+        lane(destination, image, small, &sent, concurrency),
+    )
+    .await;
     drop(shown);
     uploads?;
 
