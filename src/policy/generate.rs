@@ -473,7 +473,9 @@ mod tests {
         let documents = generate(&request());
         let push = &find(&documents, "aws-ecr-ci-push.json").body;
         assert_eq!(statements(push).len(), 1);
-        assert_eq!(strings(statements(push)[0].get("Action")), PUSH_ACTIONS);
+        let mut expected = PUSH_ACTIONS.to_vec();
+        expected.push("ecr:BatchGetImage");
+        assert_eq!(strings(statements(push)[0].get("Action")), expected);
         assert_eq!(
             statements(push)[0]["Resource"],
             "arn:aws:ecr:us-east-1:111111111111:repository/secure-flask"

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use aws_sdk_ecr::config::http::HttpResponse;
 use aws_sdk_ecr::error::ProvideErrorMetadata;
+use aws_sdk_ecr::operation::batch_get_image::{BatchGetImageError, BatchGetImageOutput};
 use aws_sdk_ecr::operation::complete_layer_upload::CompleteLayerUploadError;
 use aws_sdk_ecr::operation::initiate_layer_upload::InitiateLayerUploadError;
 use aws_sdk_ecr::operation::put_image::PutImageError;
@@ -346,14 +347,21 @@ impl Ecr {
         }
     }
 
-    /// What `tag` points at now.
-    async fn tagged_digest(&self, tag: &str) -> Result<TagLookup, Error> {
-        let output = self
-            .images
+    /// BatchGetImage of up to [`MAX_IMAGE_IDS_PER_GET`] tags.
+    async fn get_tagged(
+        &self,
+        tags: &[String],
+    ) -> Result<BatchGetImageOutput, aws_sdk_ecr::error::SdkError<BatchGetImageError, HttpResponse>>
+    {
+        self.images
             .batch_get_image()
             .registry_id(&self.registry_id)
             .repository_name(&self.repository)
-            .image_ids(ImageIdentifier::builder().image_tag(tag).build())
+            .set_image_ids(Some(
+                tags.iter()
+                    .map(|tag| ImageIdentifier::builder().image_tag(tag).build())
+                    .collect(),
+            ))
             .set_accepted_media_types(Some(
                 // Without them BatchGetImage converts an OCI manifest to Docker's format.
                 image::MANIFEST_MEDIA_TYPES
@@ -362,8 +370,12 @@ impl Ecr {
                     .collect(),
             ))
             .send()
-            .await;
-        let output = match output {
+            .await
+    }
+
+    /// What `tag` points at now.
+    async fn tagged_digest(&self, tag: &str) -> Result<TagLookup, Error> {
+        let output = match self.get_tagged(&[tag.to_owned()]).await {
             Ok(output) => output,
             Err(err) if err.code() == Some("AccessDeniedException") => {
                 return Ok(TagLookup::NotAllowed);
@@ -444,26 +456,7 @@ impl Destination for Ecr {
     async fn tagged(&self, manifest: &Manifest, tags: &[String]) -> HashSet<String> {
         let mut set = HashSet::new();
         for chunk in tags.chunks(MAX_IMAGE_IDS_PER_GET) {
-            let output = self
-                .images
-                .batch_get_image()
-                .registry_id(&self.registry_id)
-                .repository_name(&self.repository)
-                .set_image_ids(Some(
-                    chunk
-                        .iter()
-                        .map(|tag| ImageIdentifier::builder().image_tag(tag).build())
-                        .collect(),
-                ))
-                .set_accepted_media_types(Some(
-                    image::MANIFEST_MEDIA_TYPES
-                        .iter()
-                        .map(|t| (*t).to_owned())
-                        .collect(),
-                ))
-                .send()
-                .await;
-            let output = match output {
+            let output = match self.get_tagged(chunk).await {
                 Ok(output) => output,
                 Err(err) => {
                     tracing::debug!(

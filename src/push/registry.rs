@@ -201,7 +201,12 @@ impl Registry {
         }
         // The first request learns alone how to authorize: those started with it would
         // each be refused, and each fetch a token.
-        let _learning = self.learning.lock().await;
+        let learning = self.learning.lock().await;
+        if self.learned.load(Ordering::Acquire) {
+            // Another request learned it while this one waited.
+            drop(learning);
+            return self.send_authorized(request, action, what).await;
+        }
         let response = self.send_authorized(request, action, what).await;
         self.learned.store(true, Ordering::Release);
         response
