@@ -4,17 +4,20 @@
 //! no `ecr:GetAuthorizationToken` on `*`.
 //!
 //! Parts have the size InitiateLayerUpload returns, kept within ECR's bounds; while one
-//! part is in flight the next is read and hashed off the reactor, so memory per blob is
-//! two parts.
+//! part is in flight the next is read, hashed and encoded into its request body off the
+//! reactor (`part_body`), so memory per blob is two part bodies.
+
+mod part_body;
 
 use std::collections::HashSet;
 
 use aws_sdk_ecr::config::http::HttpResponse;
 use aws_sdk_ecr::error::ProvideErrorMetadata;
 use aws_sdk_ecr::operation::upload_layer_part::UploadLayerPartError;
-use aws_sdk_ecr::primitives::Blob;
 use aws_sdk_ecr::types::{ImageIdentifier, LayerAvailability};
 use base64::Engine as _;
+
+use part_body::{Bodies, Body, Fields};
 
 use super::{Destination, Error, Tagged};
 use crate::image::{self, BlobReader, Digest, Manifest};
@@ -58,6 +61,8 @@ pub struct Ecr {
     principal: String,
     /// One attempt of a small call; parts add time for their bytes.
     request_timeout: std::time::Duration,
+    /// Part bodies for reuse, as many as were ever in flight at once.
+    bodies: Bodies,
 }
 
 impl Ecr {
@@ -100,7 +105,25 @@ impl Ecr {
             create_repository,
             principal,
             request_timeout: crate::auth::attempt_timeout(config),
+            bodies: Bodies::default(),
         }
+    }
+
+    /// Reads the next part into its request body off the reactor; the reader travels
+    /// with the task, so the next part is read while the previous one is in flight.
+    fn read_next(
+        &self,
+        mut blob: BlobReader,
+        part_bytes: usize,
+        fields: &std::sync::Arc<Fields>,
+        part_first_byte: i64,
+    ) -> tokio::task::JoinHandle<(BlobReader, Result<Body, image::Error>)> {
+        let bodies = self.bodies.clone();
+        let fields = fields.clone();
+        tokio::task::spawn_blocking(move || {
+            let body = bodies.read_part(&mut blob, part_bytes, &fields, part_first_byte);
+            (blob, body)
+        })
     }
 
     /// The attempt timeout for a part of `bytes`.
@@ -429,20 +452,25 @@ impl Destination for Ecr {
         let upload_id = initiated.upload_id().unwrap_or_default().to_owned();
         let part_bytes = part_bytes(initiated.part_size(), size);
 
+        let fields = std::sync::Arc::new(Fields {
+            registry_id: self.registry_id.clone(),
+            repository_name: self.repository.clone(),
+            upload_id: upload_id.clone(),
+        });
         let mut part_first_byte: i64 = 0;
-        let mut pending = Some(super::read_next(blob, part_bytes));
+        let mut pending = Some(self.read_next(blob, part_bytes, &fields, part_first_byte));
         while let Some(reading) = pending.take() {
-            let (reader, part) = reading.await.map_err(|e| Error::Task(e.to_string()))?;
-            let part = part?;
+            let (reader, body) = reading.await.map_err(|e| Error::Task(e.to_string()))?;
+            let body = body?;
+            let part_last_byte = part_first_byte + body.part_bytes as i64 - 1;
             if reader.remaining() > 0 {
-                pending = Some(super::read_next(reader, part_bytes));
+                pending = Some(self.read_next(reader, part_bytes, &fields, part_last_byte + 1));
             }
-            let part_last_byte = part_first_byte + part.len() as i64 - 1;
             tracing::debug!(
                 "UploadLayerPart {} bytes {part_first_byte}-{part_last_byte}",
                 digest.short()
             );
-            let timeout = self.part_timeout(part.len());
+            let timeout = self.part_timeout(body.part_bytes);
             let sent = self
                 .parts
                 .upload_layer_part()
@@ -451,9 +479,10 @@ impl Destination for Ecr {
                 .upload_id(&upload_id)
                 .part_first_byte(part_first_byte)
                 .part_last_byte(part_last_byte)
-                .layer_part_blob(Blob::new(part))
                 .customize()
                 .config_override(timeout)
+                // The SDK serialises the fields above; `body` has them and the part.
+                .mutate_request(move |request| body.replace(request))
                 .send()
                 .await;
             match sent {
