@@ -105,15 +105,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Part buffers (10 MiB read, 13 MiB of base64, the JSON body around it) are allocated
-/// and freed by many threads. By default glibc raises its mmap threshold to the largest
-/// block freed, after which such buffers stay in per-thread arenas: peak memory grew
-/// with the threads that had touched a part (73 to 106 MiB for one 1 GiB layer after a
-/// daemon export, against 62 MiB from an archive). A fixed 1 MiB threshold maps every
-/// large buffer and unmaps it when freed, and memory stays at what is in flight. That
-/// costs page faults (about 20 % of the CPU in a profile); a 32 MiB threshold, which
-/// reuses heap memory instead, saved a fifth of the CPU but held 210 to 250 MiB at
-/// concurrency 4 against 131 MiB, so memory won.
+/// Part buffers (10 MiB parts of a registry upload) are allocated and freed by many
+/// threads. By default glibc raises its mmap threshold to the largest block freed, after
+/// which such buffers stay in per-thread arenas: peak memory grew with the threads that
+/// had touched a part (73 to 106 MiB for one 1 GiB layer after a daemon export, against
+/// 62 MiB from an archive). A fixed 1 MiB threshold maps every large buffer and unmaps it
+/// when freed, and memory stays at what is in flight. That costs a page fault per 4 KiB
+/// mapped; a 32 MiB threshold, which reuses heap memory instead, saved a fifth of the CPU
+/// but held 210 to 250 MiB at concurrency 4 against 131 MiB, so memory won. ECR's part
+/// bodies, the most bytes mapped per byte pushed, avoid the faults by being reused
+/// (`push/ecr/part_body.rs`).
 fn return_large_buffers_to_the_system() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; it is called before any other

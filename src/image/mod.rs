@@ -785,7 +785,7 @@ impl Sent {
 }
 
 impl BlobReader {
-    fn new(inner: Box<dyn Read + Send>, descriptor: Descriptor) -> Self {
+    pub(crate) fn new(inner: Box<dyn Read + Send>, descriptor: Descriptor) -> Self {
         Self {
             inner,
             descriptor,
@@ -817,11 +817,41 @@ impl BlobReader {
 
     /// Reads the next part of at most `max` bytes. Blocking: call it off the reactor.
     pub fn read_part(&mut self, max: usize) -> Result<Vec<u8>, Error> {
+        let mut part = vec![0; self.remaining().min(max as u64) as usize];
+        self.fill(&mut part)?;
+        self.consume(&part)?;
+        Ok(part)
+    }
+
+    /// Reads the next part of at most `max` bytes through `piece`, handing `sink` each
+    /// piece once hashed (while it is still in the CPU's cache), and returns the part's
+    /// length. Every piece but the part's last fills `piece`, so a sink that encodes in
+    /// blocks (base64's 3 bytes) sees whole blocks. What the sink made is to be used only
+    /// if this returns `Ok`. Blocking: call it off the reactor.
+    pub fn read_part_through(
+        &mut self,
+        max: usize,
+        piece: &mut [u8],
+        mut sink: impl FnMut(&[u8]),
+    ) -> Result<usize, Error> {
         let want = self.remaining().min(max as u64) as usize;
-        let mut part = vec![0; want];
+        let mut done = 0;
+        while done < want {
+            let len = (want - done).min(piece.len());
+            let piece = &mut piece[..len];
+            self.fill(piece)?;
+            self.consume(piece)?;
+            sink(piece);
+            done += piece.len();
+        }
+        Ok(want)
+    }
+
+    /// Fills `buf` from the blob, which must hold that many more bytes.
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), Error> {
         let mut filled = 0;
-        while filled < want {
-            match self.inner.read(&mut part[filled..]) {
+        while filled < buf.len() {
+            match self.inner.read(&mut buf[filled..]) {
                 Ok(0) => {
                     return Err(self.corrupt(format!(
                         "it ends after {} bytes where the descriptor says {}",
@@ -839,12 +869,17 @@ impl BlobReader {
                 }
             }
         }
-        self.hasher.update(&part);
-        self.read += want as u64;
+        Ok(())
+    }
+
+    /// Hashes and counts bytes just filled; at the blob's end, proves size and digest.
+    fn consume(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.hasher.update(bytes);
+        self.read += bytes.len() as u64;
         if self.remaining() == 0 {
             self.finish()?;
         }
-        Ok(part)
+        Ok(())
     }
 
     fn finish(&mut self) -> Result<(), Error> {
@@ -956,6 +991,27 @@ mod tests {
         assert_eq!(r.read_part(5).unwrap(), b"hello");
         assert_eq!(r.read_part(5).unwrap(), b", wor");
         assert_eq!(r.read_part(5).unwrap(), b"ld");
+        assert_eq!(r.remaining(), 0);
+    }
+
+    #[test]
+    fn reader_hands_full_pieces_but_the_last() {
+        let bytes: &'static [u8] = b"hello, world";
+        let mut r = reader(bytes, descriptor_of(bytes));
+        let mut pieces = Vec::new();
+        let mut piece = [0; 3];
+        let n = r
+            .read_part_through(8, &mut piece, |p| pieces.push(p.to_vec()))
+            .unwrap();
+        assert_eq!((n, pieces.concat()), (8, b"hello, w".to_vec()));
+        assert_eq!(pieces.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 2]);
+        pieces.clear();
+        assert_eq!(
+            r.read_part_through(8, &mut piece, |p| pieces.push(p.to_vec()))
+                .unwrap(),
+            4
+        );
+        assert_eq!(pieces.concat(), b"orld");
         assert_eq!(r.remaining(), 0);
     }
 

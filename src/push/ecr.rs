@@ -4,8 +4,10 @@
 //! no `ecr:GetAuthorizationToken` on `*`.
 //!
 //! Parts have the size InitiateLayerUpload returns, kept within ECR's bounds; while one
-//! part is in flight the next is read and hashed off the reactor, so memory per blob is
-//! two parts.
+//! part is in flight the next is read, hashed and encoded into its request body off the
+//! reactor (`part_body`), so memory per blob is two part bodies.
+
+mod part_body;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,9 +19,10 @@ use aws_sdk_ecr::operation::complete_layer_upload::CompleteLayerUploadError;
 use aws_sdk_ecr::operation::initiate_layer_upload::InitiateLayerUploadError;
 use aws_sdk_ecr::operation::put_image::PutImageError;
 use aws_sdk_ecr::operation::upload_layer_part::UploadLayerPartError;
-use aws_sdk_ecr::primitives::Blob;
 use aws_sdk_ecr::types::{ImageIdentifier, LayerAvailability};
 use base64::Engine as _;
+
+use part_body::{Bodies, Body, Fields};
 
 use super::pace::Pace;
 use super::{Destination, Error, Tagged};
@@ -68,6 +71,8 @@ pub struct Ecr {
     request_timeout: std::time::Duration,
     /// How many calls of each write action may be in flight at once.
     paces: Paces,
+    /// Part bodies for reuse, as many as were ever in flight at once.
+    bodies: Bodies,
 }
 
 struct Paces {
@@ -125,7 +130,25 @@ impl Ecr {
                 // Tags are written one after another.
                 put: Pace::new("PutImage", 1),
             },
+            bodies: Bodies::default(),
         }
+    }
+
+    /// Reads the next part into its request body off the reactor; the reader travels
+    /// with the task, so the next part is read while the previous one is in flight.
+    fn read_next(
+        &self,
+        mut blob: BlobReader,
+        part_bytes: usize,
+        fields: &std::sync::Arc<Fields>,
+        part_first_byte: i64,
+    ) -> tokio::task::JoinHandle<(BlobReader, Result<Body, image::Error>)> {
+        let bodies = self.bodies.clone();
+        let fields = fields.clone();
+        tokio::task::spawn_blocking(move || {
+            let body = bodies.read_part(&mut blob, part_bytes, &fields, part_first_byte);
+            (blob, body)
+        })
     }
 
     /// The attempt timeout for a part of `bytes`.
@@ -527,22 +550,27 @@ impl Destination for Ecr {
         let upload_id = initiated.upload_id().unwrap_or_default().to_owned();
         let part_bytes = part_bytes(initiated.part_size(), size);
 
+        let fields = std::sync::Arc::new(Fields {
+            registry_id: self.registry_id.clone(),
+            repository_name: self.repository.clone(),
+            upload_id: upload_id.clone(),
+        });
         let mut part_first_byte: i64 = 0;
         let sent_bytes = blob.sent();
-        let mut pending = Some(super::read_next(blob, part_bytes));
+        let mut pending = Some(self.read_next(blob, part_bytes, &fields, part_first_byte));
         while let Some(reading) = pending.take() {
-            let (reader, part) = reading.await.map_err(|e| Error::Task(e.to_string()))?;
-            let part = part?;
+            let (reader, body) = reading.await.map_err(|e| Error::Task(e.to_string()))?;
+            let body = body?;
+            let part_last_byte = part_first_byte + body.part_bytes as i64 - 1;
             if reader.remaining() > 0 {
-                pending = Some(super::read_next(reader, part_bytes));
+                pending = Some(self.read_next(reader, part_bytes, &fields, part_last_byte + 1));
             }
-            let part_len = part.len();
-            let part_last_byte = part_first_byte + part_len as i64 - 1;
+            let part_len = body.part_bytes;
             tracing::debug!(
                 "UploadLayerPart {} bytes {part_first_byte}-{part_last_byte}",
                 digest.short()
             );
-            let timeout = self.part_timeout(part.len());
+            let timeout = self.part_timeout(part_len);
             let admitted = self.paces.part.admit().await;
             let watch = self.paces.part.watch::<UploadLayerPartError>(&admitted);
             let sent = self
@@ -553,9 +581,10 @@ impl Destination for Ecr {
                 .upload_id(&upload_id)
                 .part_first_byte(part_first_byte)
                 .part_last_byte(part_last_byte)
-                .layer_part_blob(Blob::new(part))
                 .customize()
                 .config_override(timeout.interceptor(watch))
+                // The SDK serialises the fields above; `body` has them and the part.
+                .mutate_request(move |request| body.replace(request))
                 .send()
                 .await;
             match sent {
