@@ -250,3 +250,73 @@ fn a_corrupt_blob_is_never_committed_and_nothing_is_tagged() {
         );
     }
 }
+
+/// A registry (or the proxy in front of it) that answers 503, 429 or drops the
+/// connection now and then: each request is sent again after a backoff, and the image
+/// lands whole. The recording proxy stands between the tool and docker-registry; parts
+/// go as PATCHes with a length (ECR_PUSH_CHUNKED), which it can relay.
+#[test]
+fn throttles_and_failures_of_a_registry_are_waited_out() {
+    let stack = Stack::start();
+    let registry = Registry::start();
+    let port: u16 = registry
+        .host()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let proxy = Recorder::start(port);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(62, 12 * MIB)]);
+    for name in ["503", "429", "reset"] {
+        proxy.forget();
+        match name {
+            "503" => {
+                proxy.json_error_times("", "503 Service Unavailable", "UNAVAILABLE", "busy", 3)
+            }
+            "429" => proxy.json_error_times(
+                "",
+                "429 Too Many Requests",
+                "TOOMANYREQUESTS",
+                "slow down",
+                3,
+            ),
+            _ => proxy.fail_next("", Kind::ResetBefore, 3),
+        }
+        let repository = format!("faults/{name}");
+        let run = action(&stack)
+            .env("ECR_PUSH_CHUNKED", "true")
+            .input("image", &layout.reference("v1"))
+            .input("registry", &format!("127.0.0.1:{}", proxy.port))
+            .input("repository", &repository)
+            .run();
+        proxy.calm();
+        assert!(run.ok(), "{name}: {}", run.log());
+        assert_eq!(
+            registry.manifest(&format!("{repository}:v1")),
+            layout.manifest,
+            "{name}"
+        );
+        // Three requests were refused and each sent again.
+        let sent: u64 = parse_requests(&run.summary).values().sum();
+        assert_eq!(proxy.calls().len() as u64, sent, "{name}: {}", run.summary);
+        assert!(sent >= 3 + 5, "{name}: {}", run.summary);
+    }
+    let back = tempfile::tempdir().unwrap();
+    copy_back(&registry, "faults/reset:v1", back.path());
+}
+
+/// The summary's "Requests" row, by action.
+fn parse_requests(summary: &str) -> std::collections::HashMap<String, u64> {
+    summary
+        .lines()
+        .find_map(|l| l.strip_prefix("| Requests | "))
+        .unwrap_or_default()
+        .trim_end_matches(" |")
+        .split(", ")
+        .filter_map(|entry| {
+            let (action, n) = entry.rsplit_once(' ')?;
+            Some((action.to_owned(), n.parse().ok()?))
+        })
+        .collect()
+}

@@ -39,6 +39,10 @@ const PART_BYTES: usize = 10 * 1024 * 1024;
 const STREAM_PART_BYTES: usize = 1024 * 1024;
 /// HEAD requests in flight at once while looking for missing blobs.
 const CHECKS_AT_ONCE: usize = 8;
+/// Attempts per request answered 429 or 5xx or cut off, as for STS.
+const MAX_ATTEMPTS: u32 = 5;
+/// The longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(20);
 /// A token's life when the realm does not say, and the least it is taken to have: the
 /// token spec's default and floor (60 s), which Docker applies too.
 const TOKEN_LIFETIME_MIN: Duration = Duration::from_secs(60);
@@ -212,12 +216,58 @@ impl Registry {
         response
     }
 
+    /// Sends `request` again when the registry answers 429 or a 5xx, or the connection
+    /// fails, after a jittered backoff (or the Retry-After it asks for), up to
+    /// [`MAX_ATTEMPTS`] in all: Docker Hub and GHCR throttle, and a proxy in front of a
+    /// registry has bad moments. A request whose body streams gets one attempt.
     async fn send_authorized(
         &self,
         mut request: reqwest::Request,
         action: &str,
         what: &str,
     ) -> Result<reqwest::Response, Error> {
+        let mut attempt = 1;
+        loop {
+            let again = (attempt < MAX_ATTEMPTS)
+                .then(|| request.try_clone())
+                .flatten();
+            let answer = self.send_once(request, action).await?;
+            let wait = match &answer {
+                Ok(response) if transient(response.status()) => {
+                    retry_after(response).unwrap_or_else(|| backoff(attempt))
+                }
+                Ok(_) => return answer.map_err(|e| self.network(what, e)),
+                Err(_) => backoff(attempt),
+            };
+            let Some(next) = again else {
+                return answer.map_err(|e| self.network(what, e));
+            };
+            match &answer {
+                Ok(response) => tracing::debug!(
+                    "{what}: {} answered {}; again in {:.1} s",
+                    self.host,
+                    response.status(),
+                    wait.as_secs_f64()
+                ),
+                Err(e) => tracing::debug!(
+                    "{what}: {}; again in {:.1} s",
+                    crate::sdk::innermost(e),
+                    wait.as_secs_f64()
+                ),
+            }
+            tokio::time::sleep(wait).await;
+            request = next;
+            attempt += 1;
+        }
+    }
+
+    /// One attempt, and once more after a 401 that taught how to authorize. The outer
+    /// error is about authorizing; the inner one is the connection's.
+    async fn send_once(
+        &self,
+        mut request: reqwest::Request,
+        action: &str,
+    ) -> Result<Result<reqwest::Response, reqwest::Error>, Error> {
         let ours = request.url().origin() == self.origin.origin();
         let mut retried = false;
         loop {
@@ -233,19 +283,18 @@ impl Registry {
                 Sent::Nothing
             };
             self.calls.count(&format!("{} {action}", request.method()));
-            let response = self
-                .client
-                .execute(request)
-                .await
-                .map_err(|e| self.network(what, e))?;
+            let response = match self.client.execute(request).await {
+                Ok(response) => response,
+                Err(e) => return Ok(Err(e)),
+            };
             if response.status() != StatusCode::UNAUTHORIZED {
-                return Ok(response);
+                return Ok(Ok(response));
             }
             let Some(again) = replay else {
-                return Ok(response);
+                return Ok(Ok(response));
             };
             if !self.challenged(&response, sent).await? {
-                return Ok(response);
+                return Ok(Ok(response));
             }
             retried = true;
             request = again;
@@ -786,6 +835,37 @@ impl Destination for Registry {
         self.check_digest("PUT manifest", &response, &manifest.digest)?;
         Ok(Tagged::Set)
     }
+}
+
+/// Answers worth waiting out: throttled, or the registry (or a proxy) failing for now.
+fn transient(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
+/// The wait a `Retry-After` of seconds asks for, within [`MAX_BACKOFF`].
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let seconds: u64 = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds).min(MAX_BACKOFF))
+}
+
+/// Exponential backoff with full jitter: up to 0.5 s, 1 s, 2 s, … within [`MAX_BACKOFF`].
+fn backoff(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let ceiling = Duration::from_millis(500)
+        .saturating_mul(1 << attempt.saturating_sub(1).min(10))
+        .min(MAX_BACKOFF);
+    // A random fraction from the standard library's per-process random keys.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(attempt);
+    let fraction = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64;
+    ceiling.mul_f64(fraction)
 }
 
 /// The distribution spec's error body (`{"errors":[{"code","message"}]}`) as
