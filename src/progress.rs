@@ -27,17 +27,32 @@ pub enum Style {
     Bar,
 }
 
-/// Shows the progress of `read` towards `total` bytes until dropped.
+/// The bytes of a push's blobs sent so far, shared by its uploads: a destination adds a
+/// part once the part is sent.
+#[derive(Clone, Default)]
+pub struct Sent(Arc<AtomicU64>);
+
+impl Sent {
+    pub fn add(&self, bytes: usize) {
+        self.0.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    fn total(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Shows the progress of `sent` towards `total` bytes until dropped.
 pub struct Shown {
     task: tokio::task::JoinHandle<()>,
     bar: Option<ProgressBar>,
 }
 
 impl Style {
-    pub fn show(self, read: Arc<AtomicU64>, total: u64) -> Shown {
+    pub fn show(self, sent: Sent, total: u64) -> Shown {
         match self {
             Style::Lines => Shown {
-                task: tokio::spawn(lines(read, total)),
+                task: tokio::spawn(lines(sent, total)),
                 bar: None,
             },
             Style::Bar => {
@@ -57,7 +72,7 @@ impl Style {
                         let mut interval = tokio::time::interval(REDRAW);
                         loop {
                             interval.tick().await;
-                            drawn.set_position(read.load(Ordering::Relaxed).min(total));
+                            drawn.set_position(sent.total().min(total));
                         }
                     }),
                     bar: Some(bar),
@@ -67,13 +82,13 @@ impl Style {
     }
 }
 
-async fn lines(read: Arc<AtomicU64>, total: u64) {
+async fn lines(sent: Sent, total: u64) {
     let started = Instant::now();
     let mut interval = tokio::time::interval(EVERY);
     interval.tick().await;
     loop {
         interval.tick().await;
-        let done = read.load(Ordering::Relaxed).min(total);
+        let done = sent.total().min(total);
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(
             "{} of {} ({:.0} %) sent, {:.1} MB/s",

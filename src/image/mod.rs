@@ -768,20 +768,6 @@ pub struct BlobReader {
     descriptor: Descriptor,
     hasher: Sha256,
     read: u64,
-    /// Bytes sent, added by the destination to a total shared by one push's blobs.
-    progress: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
-}
-
-/// Counts the bytes of a blob the destination has sent (see [`BlobReader::sent`]).
-#[derive(Clone, Default)]
-pub struct Sent(Option<std::sync::Arc<std::sync::atomic::AtomicU64>>);
-
-impl Sent {
-    pub fn add(&self, bytes: usize) {
-        if let Some(total) = &self.0 {
-            total.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
 }
 
 impl BlobReader {
@@ -791,20 +777,7 @@ impl BlobReader {
             descriptor,
             hasher: Sha256::new(),
             read: 0,
-            progress: None,
         }
-    }
-
-    /// Goes with the blob to its destination, which adds each part to `total` once
-    /// the part is sent ([`BlobReader::sent`]).
-    pub fn counting_into(mut self, total: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
-        self.progress = Some(total);
-        self
-    }
-
-    /// What adds the bytes of this blob sent to the push's total, if anything does.
-    pub fn sent(&self) -> Sent {
-        Sent(self.progress.clone())
     }
 
     pub fn descriptor(&self) -> &Descriptor {

@@ -151,11 +151,15 @@ impl Ecr {
         })
     }
 
-    /// The attempt timeout for a part of `bytes`.
-    fn part_timeout(&self, bytes: usize) -> aws_sdk_ecr::config::Builder {
+    /// `config` with the attempt timeout for a part of `bytes`.
+    fn part_timeout(
+        &self,
+        bytes: usize,
+        config: aws_sdk_ecr::config::Builder,
+    ) -> aws_sdk_ecr::config::Builder {
         let timeout = self.request_timeout
             + std::time::Duration::from_secs_f64(bytes as f64 / SLOWEST_BYTES_PER_SECOND);
-        aws_sdk_ecr::config::Builder::default().timeout_config(
+        config.timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
                 .operation_attempt_timeout(timeout)
                 .build(),
@@ -516,7 +520,7 @@ impl Destination for Ecr {
         set
     }
 
-    async fn upload(&self, blob: BlobReader) -> Result<(), Error> {
+    async fn upload(&self, blob: BlobReader, sent: &crate::progress::Sent) -> Result<(), Error> {
         let digest = blob.descriptor().digest.clone();
         let size = blob.descriptor().size;
         if size == 0 {
@@ -537,11 +541,9 @@ impl Destination for Ecr {
             .repository_name(&self.repository)
             .customize()
             .config_override(
-                aws_sdk_ecr::Config::builder().interceptor(
-                    self.paces
-                        .initiate
-                        .watch::<InitiateLayerUploadError>(&admitted),
-                ),
+                self.paces
+                    .initiate
+                    .watch::<InitiateLayerUploadError>(&admitted),
             )
             .send()
             .await
@@ -556,7 +558,6 @@ impl Destination for Ecr {
             upload_id: upload_id.clone(),
         });
         let mut part_first_byte: i64 = 0;
-        let sent_bytes = blob.sent();
         let mut pending = Some(self.read_next(blob, part_bytes, &fields, part_first_byte));
         while let Some(reading) = pending.take() {
             let (reader, body) = reading.await.map_err(|e| Error::Task(e.to_string()))?;
@@ -570,10 +571,12 @@ impl Destination for Ecr {
                 "UploadLayerPart {} bytes {part_first_byte}-{part_last_byte}",
                 digest.short()
             );
-            let timeout = self.part_timeout(part_len);
             let admitted = self.paces.part.admit().await;
-            let watch = self.paces.part.watch::<UploadLayerPartError>(&admitted);
-            let sent = self
+            let config = self.part_timeout(
+                part_len,
+                self.paces.part.watch::<UploadLayerPartError>(&admitted),
+            );
+            let answer = self
                 .parts
                 .upload_layer_part()
                 .registry_id(&self.registry_id)
@@ -582,12 +585,12 @@ impl Destination for Ecr {
                 .part_first_byte(part_first_byte)
                 .part_last_byte(part_last_byte)
                 .customize()
-                .config_override(timeout.interceptor(watch))
+                .config_override(config)
                 // The SDK serialises the fields above; `body` has them and the part.
                 .mutate_request(move |request| body.replace(request))
                 .send()
                 .await;
-            match sent {
+            match answer {
                 Ok(_) => admitted.succeeded(),
                 // The SDK retried a part whose answer was lost though ECR had stored it:
                 // ECR says how far it got, and that is exactly this part's end.
@@ -605,7 +608,7 @@ impl Destination for Ecr {
                 }
                 Err(err) => return Err(self.api_error("UploadLayerPart", &err, err.code())),
             }
-            sent_bytes.add(part_len);
+            sent.add(part_len);
             part_first_byte = part_last_byte + 1;
         }
 
@@ -619,11 +622,9 @@ impl Destination for Ecr {
             .layer_digests(digest.as_str())
             .customize()
             .config_override(
-                aws_sdk_ecr::Config::builder().interceptor(
-                    self.paces
-                        .complete
-                        .watch::<CompleteLayerUploadError>(&admitted),
-                ),
+                self.paces
+                    .complete
+                    .watch::<CompleteLayerUploadError>(&admitted),
             )
             .send()
             .await;
@@ -677,10 +678,7 @@ impl Destination for Ecr {
             .image_digest(manifest.digest.as_str())
             .set_image_tag(tag.map(str::to_owned))
             .customize()
-            .config_override(
-                aws_sdk_ecr::Config::builder()
-                    .interceptor(self.paces.put.watch::<PutImageError>(&admitted)),
-            )
+            .config_override(self.paces.put.watch::<PutImageError>(&admitted))
             .send()
             .await;
         drop(admitted);

@@ -20,6 +20,7 @@ pub use ecr::Ecr;
 pub use registry::Registry;
 
 use crate::image::{self, BlobReader, Descriptor, Digest, Image, Manifest};
+use crate::progress::Sent;
 use crate::report::Report;
 
 #[derive(Debug, thiserror::Error)]
@@ -102,7 +103,8 @@ pub trait Destination {
         HashSet::new()
     }
     /// Uploads one blob; the reader proves its bytes before the upload completes.
-    async fn upload(&self, blob: BlobReader) -> Result<(), Error>;
+    /// Each part is added to `sent` once it is sent.
+    async fn upload(&self, blob: BlobReader, sent: &Sent) -> Result<(), Error>;
     /// Stores the manifest, under `tag` or, for the children of an index, by digest only.
     async fn put_manifest(&self, manifest: &Manifest, tag: Option<&str>) -> Result<Tagged, Error>;
     /// The requests made so far, by API action, retries included.
@@ -169,11 +171,11 @@ async fn lane<D: Destination>(
     destination: &D,
     image: &Image,
     blobs: Vec<&Descriptor>,
-    sent: &std::sync::Arc<std::sync::atomic::AtomicU64>,
+    sent: &Sent,
     concurrency: usize,
 ) -> Result<(), Error> {
     stream::iter(blobs)
-        .map(|descriptor| upload(destination, image, descriptor, sent.clone()))
+        .map(|descriptor| upload(destination, image, descriptor, sent))
         .buffer_unordered(concurrency)
         .try_collect::<Vec<()>>()
         .await
@@ -185,11 +187,11 @@ async fn upload<D: Destination>(
     destination: &D,
     image: &Image,
     descriptor: &Descriptor,
-    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    sent: &Sent,
 ) -> Result<(), Error> {
     let started = Instant::now();
     destination
-        .upload(image.read_blob(descriptor)?.counting_into(sent))
+        .upload(image.read_blob(descriptor)?, sent)
         .await?;
     let seconds = started.elapsed().as_secs_f64();
     // A rate over a few KiB measures round trips, not throughput.
@@ -243,7 +245,7 @@ pub async fn push<D: Destination>(
         );
     }
 
-    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sent = Sent::default();
     let shown = progress.show(sent.clone(), report.bytes_uploaded);
     // Small blobs (the config, small layers) go in a lane of their own beside the
     // large ones, largest first: they would otherwise wait until a large one is done.

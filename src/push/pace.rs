@@ -123,13 +123,17 @@ impl Pace {
         self.state.lock().map(|s| s.throttles).unwrap_or_default()
     }
 
-    /// A request interceptor that reports a throttle of this call to this pace.
-    pub fn watch<E>(self: &Arc<Self>, admitted: &Admitted<'_>) -> Watch<E> {
-        Watch {
+    /// The config override for one request: an interceptor that reports a throttle of
+    /// it to this pace. `E` is the operation's error type.
+    pub fn watch<E>(self: &Arc<Self>, admitted: &Admitted<'_>) -> aws_sdk_ecr::config::Builder
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        aws_sdk_ecr::Config::builder().interceptor(Watch::<E> {
             pace: Arc::clone(self),
             round: admitted.round,
             error: std::marker::PhantomData,
-        }
+        })
     }
 }
 
@@ -175,7 +179,7 @@ impl Drop for Admitted<'_> {
 
 /// Goes with one request: tells its [`Pace`] when an attempt was throttled. `E` is the
 /// operation's error type, whose code says what ECR answered.
-pub struct Watch<E> {
+struct Watch<E> {
     pace: Arc<Pace>,
     round: u64,
     error: std::marker::PhantomData<fn() -> E>,

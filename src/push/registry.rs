@@ -584,18 +584,23 @@ impl Registry {
     /// The whole blob in one PATCH whose body is streamed as it is read and verified, then
     /// the PUT that names the digest. The reader holds back the last bytes of a blob that
     /// is not what its digest says, so such an upload is never closed.
-    async fn upload_streamed(&self, blob: BlobReader, location: String) -> Result<(), Error> {
+    async fn upload_streamed(
+        &self,
+        blob: BlobReader,
+        location: String,
+        sent: &crate::progress::Sent,
+    ) -> Result<(), Error> {
         let digest = blob.descriptor().digest.clone();
         let (parts, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+        // A part handed to the body is as good as sent: two wait at most.
+        let counted = sent.clone();
         let reading = tokio::task::spawn_blocking(move || {
             let mut reader = blob;
-            // A part handed to the body is as good as sent: two wait at most.
-            let sent = reader.sent();
             loop {
                 match reader.read_part(STREAM_PART_BYTES) {
                     Ok(part) => {
                         let last = reader.remaining() == 0;
-                        sent.add(part.len());
+                        counted.add(part.len());
                         // A closed channel: the upload stopped, and reports why.
                         if parts.blocking_send(Ok(part)).is_err() || last {
                             return Ok(());
@@ -613,7 +618,7 @@ impl Registry {
         });
         // The token was renewed, if it had to be, before this: the body cannot be sent
         // again, so a 401 here is the answer.
-        let sent = self
+        let answer = self
             .send(
                 self.client
                     .request(Method::PATCH, &location)
@@ -625,7 +630,7 @@ impl Registry {
             .await;
         // A blob that failed its check explains a failed upload better than the network.
         reading.await.map_err(|e| Error::Task(e.to_string()))??;
-        let response = sent?;
+        let response = answer?;
         if !matches!(
             response.status(),
             StatusCode::ACCEPTED | StatusCode::CREATED
@@ -724,7 +729,7 @@ impl Destination for Registry {
         Ok(found.into_iter().flatten().collect())
     }
 
-    async fn upload(&self, blob: BlobReader) -> Result<(), Error> {
+    async fn upload(&self, blob: BlobReader, sent: &crate::progress::Sent) -> Result<(), Error> {
         let digest = blob.descriptor().digest.clone();
         let url = format!("{}/v2/{}/blobs/uploads/", self.base, self.repository);
         let response = self
@@ -744,11 +749,10 @@ impl Destination for Registry {
             reason: "it opened an upload without a Location".into(),
         })?;
         if !self.chunked {
-            return self.upload_streamed(blob, location).await;
+            return self.upload_streamed(blob, location, sent).await;
         }
 
         let mut first_byte: u64 = 0;
-        let sent = blob.sent();
         let mut pending = Some(super::read_next(blob, PART_BYTES));
         while let Some(reading) = pending.take() {
             let (reader, part) = reading.await.map_err(|e| Error::Task(e.to_string()))?;
