@@ -69,15 +69,7 @@ fn any_registry_gets_the_image_byte_for_byte_without_aws() {
     );
     let back = tempfile::tempdir().unwrap();
     copy_back(&registry, "team/app:v1", back.path());
-    for digest in layout.blob_digests() {
-        let bytes = std::fs::read(
-            back.path()
-                .join("blobs/sha256")
-                .join(digest.trim_start_matches("sha256:")),
-        )
-        .unwrap();
-        assert_eq!(sha256(&bytes), digest);
-    }
+    assert_blobs_in(back.path(), &layout);
     // The same in parts of 10 MiB, each its own PATCH, as ECR's endpoint wants them.
     let chunked = action(&stack)
         .env("ECR_PUSH_CHUNKED", "true")

@@ -28,15 +28,7 @@ fn action(stack: &Stack) -> Action {
 fn assert_copied_back(registry: &TokenRegistry, image: &str, layout: &Layout) {
     let back = tempfile::tempdir().unwrap();
     registry.copy_back(image, back.path());
-    for digest in layout.blob_digests() {
-        let bytes = std::fs::read(
-            back.path()
-                .join("blobs/sha256")
-                .join(digest.trim_start_matches("sha256:")),
-        )
-        .unwrap();
-        assert_eq!(sha256(&bytes), digest);
-    }
+    assert_blobs_in(back.path(), layout);
 }
 
 /// Each secret is masked, and shown nowhere but in its `::add-mask::` line.

@@ -273,18 +273,7 @@ impl Registry {
             ));
         }
         std::fs::write(&config, text).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry starts (scripts/test installs it)");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = serve_registry(&config, port);
         Self {
             child,
             port,
@@ -372,24 +361,7 @@ pub struct TestCa {
 impl TestCa {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        openssl(
-            dir.path(),
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=ecr-push test CA",
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-            ],
-        );
+        self_signed(dir.path(), "ecr-push test CA", "ca");
         Self { dir }
     }
 
@@ -448,7 +420,48 @@ impl TestCa {
     }
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
+/// `docker-registry serve CONFIG`, once it listens on `port` (the config's).
+pub fn serve_registry(config: &Path, port: u16) -> Child {
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("docker-registry starts (scripts/test installs it)");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "docker-registry did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// A new RSA key `STEM.key` and a self-signed certificate `STEM.pem` for `common_name`
+/// in `dir`, good for two days.
+pub fn self_signed(dir: &Path, common_name: &str, stem: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={common_name}"),
+            "-keyout",
+            &format!("{stem}.key"),
+            "-out",
+            &format!("{stem}.pem"),
+        ],
+    );
+}
+
+/// Runs `openssl ARGS` in `dir`; the test fails if it does.
+pub fn openssl(dir: &Path, args: &[&str]) {
     let output = Command::new("openssl")
         .args(args)
         .current_dir(dir)

@@ -450,7 +450,8 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
-fn percent_decode(text: &str) -> String {
+/// `%XX` and `+` of a query or form decoded.
+pub fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -1080,7 +1081,9 @@ impl Drop for InFlight<'_> {
 }
 
 /// Reads one HTTP/1.1 request: its head (request line and headers) and body.
-fn read_message(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<(String, Vec<u8>)>> {
+pub fn read_message(
+    reader: &mut BufReader<TcpStream>,
+) -> std::io::Result<Option<(String, Vec<u8>)>> {
     let mut head = String::new();
     loop {
         let mut line = String::new();
@@ -1100,7 +1103,8 @@ fn read_message(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<(St
     Ok(Some((head, body)))
 }
 
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+/// A header's value in a request's head, by name in any case.
+pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines().find_map(|line| {
         let (key, value) = line.split_once(':')?;
         key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
@@ -1320,6 +1324,19 @@ pub struct Blob {
 }
 
 /// An OCI image layout written by the test.
+/// Every blob of `layout` is in the OCI layout at `dir` (a copy read back from where it
+/// was pushed), hashing to its digest.
+pub fn assert_blobs_in(dir: &Path, layout: &Layout) {
+    for digest in layout.blob_digests() {
+        let bytes = std::fs::read(
+            dir.join("blobs/sha256")
+                .join(digest.trim_start_matches("sha256:")),
+        )
+        .unwrap();
+        assert_eq!(sha256(&bytes), digest);
+    }
+}
+
 pub struct Layout {
     pub dir: PathBuf,
     pub manifest: Vec<u8>,

@@ -8,7 +8,7 @@
 //! Included by path from the test binaries that use it (`#[path = "support/token.rs"]`),
 //! next to `mod support`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -63,30 +63,7 @@ struct Issuer {
 
 impl Issuer {
     fn new(dir: &Path) -> Self {
-        let output = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=test token issuer",
-                "-keyout",
-                "issuer.key",
-                "-out",
-                "issuer.pem",
-            ])
-            .current_dir(dir)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            output.status.success(),
-            "openssl req: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        crate::support::self_signed(dir, "test token issuer", "issuer");
         let pem = std::fs::read_to_string(dir.join("issuer.pem")).expect("issuer.pem");
         // A PEM body is the DER in base64, which is what x5c holds.
         let x5c = pem
@@ -206,40 +183,33 @@ fn answer(
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut stream = stream;
-    let mut head = String::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
-            break;
-        }
-        head.push_str(&line);
-    }
+    let Some((head, _)) = crate::support::read_message(&mut reader)? else {
+        return Ok(());
+    };
     let target = head.split_whitespace().nth(1).unwrap_or_default();
     let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
     let params: Vec<(String, String)> = query
         .split('&')
         .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| (decode(k), decode(v)))
-        .collect();
-    let sent_login = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("authorization")
-                .then(|| value.trim().to_owned())
+        .map(|(k, v)| {
+            (
+                crate::support::percent_decode(k),
+                crate::support::percent_decode(v),
+            )
         })
-        .and_then(|v| {
-            let (scheme, encoded) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("basic").then_some(())?;
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .ok()?;
-            let (user, password) = String::from_utf8(decoded)
-                .ok()?
-                .split_once(':')
-                .map(|(u, p)| (u.to_owned(), p.to_owned()))?;
-            Some((user, password))
-        });
+        .collect();
+    let sent_login = crate::support::header(&head, "authorization").and_then(|v| {
+        let (scheme, encoded) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("basic").then_some(())?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()?;
+        let (user, password) = String::from_utf8(decoded)
+            .ok()?
+            .split_once(':')
+            .map(|(u, p)| (u.to_owned(), p.to_owned()))?;
+        Some((user, password))
+    });
     let scopes: Vec<String> = params
         .iter()
         .filter(|(k, _)| k == "scope")
@@ -297,30 +267,6 @@ fn answer(
         body.len()
     )?;
     stream.flush()
-}
-
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A TCP forwarder in front of the registry that keeps every byte the client sent it,
@@ -452,18 +398,7 @@ impl TokenRegistry {
             ),
         )
         .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry starts (scripts/test installs it)");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", registry_port)).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not listen");
-            thread::sleep(Duration::from_millis(50));
-        }
+        let child = crate::support::serve_registry(&config, registry_port);
         let tap = Tap::start(registry_port, bytes_per_second);
         Self {
             child,
