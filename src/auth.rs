@@ -21,6 +21,7 @@ use base64::Engine as _;
 use crate::actions::Runtime;
 use crate::inputs::{self, Auth, CrossAccount};
 use crate::sdk::describe;
+use crate::sub_claim::{self, SubClaim};
 
 /// IAM caps a session reached by role chaining at one hour, whatever was asked.
 const CHAINED_MAX_SECONDS: i32 = 3600;
@@ -137,7 +138,7 @@ pub async fn authenticate(
             let base = loader.no_credentials().load().await;
             resolved_region(&base)?;
             let token = request_id_token(&auth.audience, timeout, runtime, env).await?;
-            let first = assume_web_identity(&base, auth, role, &token, runtime).await?;
+            let first = assume_web_identity(&base, auth, role, &token, runtime, env).await?;
             (base, first)
         }
         None => {
@@ -271,6 +272,7 @@ async fn assume_web_identity(
     role: &str,
     token: &str,
     runtime: &Runtime,
+    env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Hop, Error> {
     let output = aws_sdk_sts::Client::new(base)
         .assume_role_with_web_identity()
@@ -282,7 +284,7 @@ async fn assume_web_identity(
         .await
         .map_err(|err| {
             let hint = match err.code() {
-                Some("AccessDenied") => denied_token_hint(role, token),
+                Some("AccessDenied") => denied_token_hint(role, token, env),
                 Some("InvalidIdentityToken") => format!(
                     "; the account of {role} needs an IAM OIDC provider for https://token.actions.githubusercontent.com with client id (audience) `{}`",
                     auth.audience
@@ -315,8 +317,9 @@ async fn assume_web_identity(
 }
 
 /// What a denied web-identity assume needs said: the claims the trust policy saw (they
-/// are not secrets) and the condition that would let them in.
-fn denied_token_hint(role: &str, token: &str) -> String {
+/// are not secrets, the token is), which `sub` form they have, and the condition that
+/// would let them in.
+fn denied_token_hint(role: &str, token: &str, env: &impl Fn(&str) -> Option<String>) -> String {
     let claims = jwt_claims(token).unwrap_or_default();
     let claim = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
     let sub = claim("sub").unwrap_or_else(|| "?".into());
@@ -324,14 +327,53 @@ fn denied_token_hint(role: &str, token: &str) -> String {
         .get("aud")
         .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
         .unwrap_or_else(|| "?".into());
-    let mut seen = format!("sub `{sub}`, aud `{aud}`");
+    let parsed = SubClaim::parse(&sub);
+    let form = match &parsed {
+        Some(s) if s.is_immutable() => format!(
+            " (an immutable subject: owner id {} and repository id {} after `@`, as github.com writes them for repositories created, renamed or transferred since 2026-07-15 and for those opted in, so a trust written for `{}` does not match it)",
+            s.owner_id.unwrap_or_default(),
+            s.repo_id.unwrap_or_default(),
+            sub_claim::subject(s.owner, None, s.repo, Some("…"))
+        ),
+        Some(_) => " (the classic form, without the owner's and repository's ids)".to_owned(),
+        None => " (a customised subject template)".to_owned(),
+    };
+    let mut seen = format!("sub `{sub}`{form}, aud `{aud}`");
     for name in ["repository", "ref", "environment"] {
         if let Some(value) = claim(name) {
             seen.push_str(&format!(", {name} `{value}`"));
         }
     }
+    // The ids: from the token's own claims, else from the runner's variables.
+    let id = |claim_name: &str, variable: &str| {
+        claims
+            .get(claim_name)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .or_else(|| env(variable))
+            .filter(|v| sub_claim::is_id(v))
+    };
+    let ids = id("repository_owner_id", "GITHUB_REPOSITORY_OWNER_ID")
+        .zip(id("repository_id", "GITHUB_REPOSITORY_ID"));
+    let generate = parsed.as_ref().and_then(|s| {
+        let subject = match s.context?.split_once(':') {
+            Some(("ref", r)) if r.starts_with("refs/heads/") => format!("--branch {}", &r[11..]),
+            Some(("ref", r)) if r.starts_with("refs/tags/") => format!("--tag {}", &r[10..]),
+            Some(("environment", e)) => format!("--environment {e}"),
+            None if s.context == Some("pull_request") => "--pull-request".to_owned(),
+            _ => return None,
+        };
+        let ids = ids
+            .as_ref()
+            .map(|(o, r)| format!(" --github-owner-id {o} --github-repo-id {r}"))
+            .unwrap_or_default();
+        Some(format!(
+            "; `ecr-push policy generate --github-repo {}/{}{ids} {subject} …` writes it for both forms",
+            s.owner, s.repo
+        ))
+    });
     format!(
-        "; the trust policy of {role} does not let this job in. Its token has {seen}. A statement for the federated principal oidc-provider/token.actions.githubusercontent.com with StringEquals \"token.actions.githubusercontent.com:aud\": \"{aud}\", \"token.actions.githubusercontent.com:sub\": \"{sub}\" would (ecr-push policy check --trust FILE --token … names the condition that fails)"
+        "; the trust policy of {role} does not let this job in. Its token has {seen}. A statement for the federated principal oidc-provider/token.actions.githubusercontent.com with StringEquals \"token.actions.githubusercontent.com:aud\": \"{aud}\", \"token.actions.githubusercontent.com:sub\": \"{sub}\" would let this job in{} (ecr-push policy check --trust FILE --token … names the condition that fails)",
+        generate.unwrap_or_default()
     )
 }
 
@@ -428,10 +470,12 @@ async fn assume_cross_account(
 }
 
 /// What the chain reads from the environment, kept for renewals.
-const RENEWAL_VARIABLES: [&str; 8] = [
+const RENEWAL_VARIABLES: [&str; 10] = [
     "ACTIONS_ID_TOKEN_REQUEST_URL",
     "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
     "GITHUB_REPOSITORY",
+    "GITHUB_REPOSITORY_OWNER_ID",
+    "GITHUB_REPOSITORY_ID",
     "GITHUB_SHA",
     "GITHUB_ACTOR",
     "GITHUB_WORKFLOW",
@@ -459,7 +503,8 @@ impl Renewing {
                 let timeout = attempt_timeout(&self.base);
                 let token =
                     request_id_token(&self.auth.audience, timeout, &self.runtime, &env).await?;
-                assume_web_identity(&self.base, &self.auth, role, &token, &self.runtime).await?
+                assume_web_identity(&self.base, &self.auth, role, &token, &self.runtime, &env)
+                    .await?
             }
             None => default_chain(&self.base).await?,
         };

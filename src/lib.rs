@@ -13,3 +13,4 @@ pub mod progress;
 pub mod push;
 pub mod report;
 pub mod sdk;
+pub mod sub_claim;

@@ -840,18 +840,57 @@ fn denied_web_identity_assume_quotes_the_tokens_claims() {
         )),
         "{error}"
     );
-    assert!(error.contains(&format!("sub `{SUB}`, aud `sts.amazonaws.com`, repository `octo-org/octo-repo`, ref `refs/heads/main`")), "{error}");
+    assert!(error.contains(&format!("sub `{SUB}` (an immutable subject: owner id {OWNER_ID} and repository id {REPO_ID} after `@`, as github.com writes them for repositories created, renamed or transferred since 2026-07-15 and for those opted in, so a trust written for `repo:octo-org/octo-repo:…` does not match it), aud `sts.amazonaws.com`, repository `octo-org/octo-repo`, ref `refs/heads/main`")), "{error}");
     assert!(
         error.contains(&format!(
-            "\"token.actions.githubusercontent.com:sub\": \"{SUB}\""
+            "\"token.actions.githubusercontent.com:sub\": \"{SUB}\" would let this job in; `ecr-push policy generate --github-repo octo-org/octo-repo --github-owner-id {OWNER_ID} --github-repo-id {REPO_ID} --branch main …` writes it for both forms"
         )),
         "{error}"
+    );
+    assert!(
+        !error.contains(&stack.oidc.tokens()[0]),
+        "the token itself is never shown"
     );
     assert!(
         stack
             .recorder
             .calls_to("BatchCheckLayerAvailability")
             .is_empty()
+    );
+}
+
+#[test]
+fn denied_classic_subject_says_its_form() {
+    let stack = Stack::start();
+    stack.oidc.classic_subjects();
+    stack.recorder.xml_error_once(
+        "AssumeRoleWithWebIdentity",
+        "403 Forbidden",
+        "AccessDenied",
+        "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 23);
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .run();
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    let error = run.error();
+    assert!(
+        error.contains(&format!(
+            "sub `{SUB_CLASSIC}` (the classic form, without the owner's and repository's ids), aud `sts.amazonaws.com`"
+        )),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!(
+            "\"token.actions.githubusercontent.com:sub\": \"{SUB_CLASSIC}\" would let this job in"
+        )),
+        "{error}"
     );
 }
 

@@ -38,7 +38,15 @@ pub const REGISTRY_ACCOUNT: &str = "222222222222";
 pub const PUSH_ROLE: &str = "arn:aws:iam::111111111111:role/ecr-ci-push-role";
 pub const PUBLISHER_ROLE: &str = "arn:aws:iam::222222222222:role/ecr-publisher";
 pub const REQUEST_TOKEN: &str = "ghs_requestTokenForTheIdTokenEndpoint0001";
-pub const SUB: &str = "repo:octo-org/octo-repo:ref:refs/heads/main";
+/// The ids github.com gives octo-org and octo-repo (GITHUB_REPOSITORY_OWNER_ID,
+/// GITHUB_REPOSITORY_ID; the `repository_owner_id` and `repository_id` claims).
+pub const OWNER_ID: &str = "190583734";
+pub const REPO_ID: &str = "873419205";
+/// What a repository created since 2026-07-15 gets: the immutable subject.
+pub const SUB: &str = "repo:octo-org@190583734/octo-repo@873419205:ref:refs/heads/main";
+/// What an older repository that has not opted in still gets (and GitHub Enterprise
+/// Server): the classic subject.
+pub const SUB_CLASSIC: &str = "repo:octo-org/octo-repo:ref:refs/heads/main";
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -1113,13 +1121,16 @@ pub fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 
 // ---------------------------------------------------------------- OIDC endpoint
 
-/// The GitHub Actions ID-token endpoint (ACTIONS_ID_TOKEN_REQUEST_URL).
+/// The GitHub Actions ID-token endpoint (ACTIONS_ID_TOKEN_REQUEST_URL). Its tokens
+/// carry immutable subjects, as a new repository's do; `classic_subjects` makes it an
+/// older repository's.
 pub struct OidcEndpoint {
     pub port: u16,
     /// The audience of each request it answered, in order.
     audiences: Arc<Mutex<Vec<String>>>,
     /// Every token it issued.
     tokens: Arc<Mutex<Vec<String>>>,
+    classic: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl OidcEndpoint {
@@ -1128,17 +1139,34 @@ impl OidcEndpoint {
         let port = listener.local_addr().expect("address").port();
         let audiences = Arc::new(Mutex::new(Vec::new()));
         let tokens = Arc::new(Mutex::new(Vec::new()));
-        let (seen, issued) = (Arc::clone(&audiences), Arc::clone(&tokens));
+        let classic = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen, issued, form) = (
+            Arc::clone(&audiences),
+            Arc::clone(&tokens),
+            Arc::clone(&classic),
+        );
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let _ = answer_token_request(stream, &seen, &issued);
+                let sub = if form.load(std::sync::atomic::Ordering::Relaxed) {
+                    SUB_CLASSIC
+                } else {
+                    SUB
+                };
+                let _ = answer_token_request(stream, sub, &seen, &issued);
             }
         });
         Self {
             port,
             audiences,
             tokens,
+            classic,
         }
+    }
+
+    /// From now on, tokens with the classic subject.
+    pub fn classic_subjects(&self) {
+        self.classic
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// As the runner sets it: a URL that already carries a query.
@@ -1160,6 +1188,7 @@ impl OidcEndpoint {
 
 fn answer_token_request(
     stream: TcpStream,
+    sub: &str,
     audiences: &Mutex<Vec<String>>,
     tokens: &Mutex<Vec<String>>,
 ) -> std::io::Result<()> {
@@ -1194,7 +1223,7 @@ fn answer_token_request(
             r#"{"message":"audience or api-version missing"}"#.to_owned(),
         ),
         (true, Some(audience), true) => {
-            let token = jwt(&audience);
+            let token = jwt(&audience, sub);
             audiences.lock().expect("lock").push(audience);
             tokens.lock().expect("lock").push(token.clone());
             (
@@ -1211,8 +1240,10 @@ fn answer_token_request(
     stream.flush()
 }
 
-/// A JWT with the claims GitHub puts in an Actions token, signed with HS256.
-fn jwt(audience: &str) -> String {
+/// A JWT with the claims GitHub puts in an Actions token (the OIDC reference's list, as
+/// of 2026: the ids among them), signed with HS256 (moto does not verify signatures;
+/// GitHub's are RS256).
+fn jwt(audience: &str, sub: &str) -> String {
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1220,18 +1251,34 @@ fn jwt(audience: &str) -> String {
         .unwrap_or_default();
     let header = serde_json::json!({"alg": "HS256", "typ": "JWT", "kid": "test"});
     let nonce: u64 = rand_u64();
+    let workflow_ref = "octo-org/octo-repo/.github/workflows/release.yml@refs/heads/main";
     let claims = serde_json::json!({
         "iss": "https://token.actions.githubusercontent.com",
         "aud": audience,
-        "sub": SUB,
+        "sub": sub,
         "repository": "octo-org/octo-repo",
+        "repository_id": REPO_ID,
         "repository_owner": "octo-org",
+        "repository_owner_id": OWNER_ID,
+        "repository_visibility": "private",
         "ref": "refs/heads/main",
         "ref_type": "branch",
+        "ref_protected": "true",
         "sha": "0123456789abcdef0123456789abcdef01234567",
         "workflow": "release",
+        "workflow_ref": workflow_ref,
+        "workflow_sha": "0123456789abcdef0123456789abcdef01234567",
+        "job_workflow_ref": workflow_ref,
+        "job_workflow_sha": "0123456789abcdef0123456789abcdef01234567",
+        "event_name": "push",
+        "head_ref": "",
+        "base_ref": "",
         "actor": "octocat",
+        "actor_id": "583231",
         "run_id": "42",
+        "run_number": "7",
+        "run_attempt": "1",
+        "runner_environment": "github-hosted",
         "jti": format!("{nonce:016x}"),
         "iat": now,
         "nbf": now,
@@ -1704,6 +1751,8 @@ impl Action {
                 ("AWS_ENDPOINT_URL".into(), recorder.endpoint()),
                 ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
                 ("GITHUB_REPOSITORY".into(), "octo-org/octo-repo".into()),
+                ("GITHUB_REPOSITORY_OWNER_ID".into(), OWNER_ID.into()),
+                ("GITHUB_REPOSITORY_ID".into(), REPO_ID.into()),
                 (
                     "GITHUB_SHA".into(),
                     "0123456789abcdef0123456789abcdef01234567".into(),
