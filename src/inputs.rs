@@ -75,12 +75,13 @@ pub enum PolicyCommand {
 }
 
 #[derive(Args, Debug)]
-#[command(group(clap::ArgGroup::new("subject").required(true)
+#[command(group(clap::ArgGroup::new("subject").required(true).multiple(true)
     .args(["branch", "tag", "environment", "pull_request"])))]
 pub struct GenerateArgs {
     /// The account of the CI role (and of the registry, unless --registry-account)
     #[arg(long, value_name = "ID")]
     pub account: String,
+    /// The region of the repositories
     #[arg(long, value_name = "REGION")]
     pub region: String,
     /// A repository to push to; repeat for several
@@ -89,16 +90,24 @@ pub struct GenerateArgs {
     /// The GitHub repository whose workflows may assume the role
     #[arg(long, value_name = "ORG/REPO")]
     pub github_repo: String,
-    /// Jobs running on this branch (a `*` makes it a pattern)
+    /// The numeric id of the repository's owner, for immutable subjects
+    /// (`gh api repos/ORG/REPO --jq .owner.id`, or GITHUB_REPOSITORY_OWNER_ID in a run)
+    #[arg(long, value_name = "ID", requires = "github_repo_id")]
+    pub github_owner_id: Option<String>,
+    /// The numeric id of the repository, for immutable subjects
+    /// (`gh api repos/ORG/REPO --jq .id`, or GITHUB_REPOSITORY_ID in a run)
+    #[arg(long, value_name = "ID", requires = "github_owner_id")]
+    pub github_repo_id: Option<String>,
+    /// Jobs running on this branch (a `*` makes it a pattern); repeat for several
     #[arg(long, value_name = "BRANCH")]
-    pub branch: Option<String>,
-    /// Jobs running for this tag, e.g. 'v*'
+    pub branch: Vec<String>,
+    /// Jobs running for this tag, e.g. 'v*'; repeat for several
     #[arg(long, value_name = "TAG")]
-    pub tag: Option<String>,
-    /// Jobs running in this GitHub environment
+    pub tag: Vec<String>,
+    /// Jobs running in this GitHub environment; repeat for several
     #[arg(long, value_name = "NAME")]
-    pub environment: Option<String>,
-    /// Jobs running for pull requests
+    pub environment: Vec<String>,
+    /// Jobs running for pull requests (code not yet reviewed: not for a role that publishes)
     #[arg(long)]
     pub pull_request: bool,
     /// The token audience the trust policy requires
@@ -123,6 +132,13 @@ pub struct GenerateArgs {
     /// Add ecr:GetAuthorizationToken (on "*", its only resource) for docker-login
     #[arg(long)]
     pub docker_login: bool,
+    /// Add ecr:CreateRepository on the repositories, for create-repository: true
+    #[arg(long)]
+    pub create_repository: bool,
+    /// The AWS Signer profile of the registry's managed signing: ECR signs each pushed
+    /// image as the pusher, who then needs signer:SignPayload on it
+    #[arg(long, value_name = "ARN")]
+    pub signing_profile: Option<String>,
     /// The push's transport: registry needs ecr:GetAuthorizationToken for its login
     #[arg(long, value_enum, default_value = "api")]
     pub transport: TransportArg,
@@ -156,6 +172,10 @@ pub struct LintArgs {
     /// Policy documents (JSON)
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<std::path::PathBuf>,
+    /// Exit 1 when a finding is at least this severe (0 otherwise; 2 for a file that
+    /// is not a policy document)
+    #[arg(long, value_enum, value_name = "SEVERITY", default_value = "high")]
+    pub fail_on: crate::policy::lint::Severity,
 }
 
 impl GenerateArgs {
@@ -166,26 +186,40 @@ impl GenerateArgs {
         for repository in &self.repositories {
             check_repository(repository)?;
         }
-        let repo_ok = self.github_repo.split_once('/').is_some_and(|(org, name)| {
-            [org, name].iter().all(|part| {
-                !part.is_empty()
-                    && part
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            })
-        });
-        if !repo_ok {
-            return Err(invalid(
-                "github-repo",
-                format!("`{}` is not ORG/REPO", self.github_repo),
-            ));
-        }
-        let subject = match (self.branch, self.tag, self.environment) {
-            (Some(b), _, _) => Subject::Branch(check_ref("branch", b)?),
-            (_, Some(t), _) => Subject::Tag(check_ref("tag", t)?),
-            (_, _, Some(e)) => Subject::Environment(check_ref("environment", e)?),
-            _ => Subject::PullRequest,
+        check_github_repo(&self.github_repo)?;
+        let github_ids = match (&self.github_owner_id, &self.github_repo_id) {
+            (Some(owner), Some(repo)) => {
+                for (input, id) in [("github-owner-id", owner), ("github-repo-id", repo)] {
+                    if !crate::sub_claim::is_id(id) {
+                        return Err(invalid(
+                            input,
+                            format!(
+                                "`{id}` is not a GitHub id (digits only, as `gh api repos/{}` shows it)",
+                                self.github_repo
+                            ),
+                        ));
+                    }
+                }
+                Some((owner.clone(), repo.clone()))
+            }
+            _ => None,
         };
+        let mut subjects = Vec::new();
+        for branch in self.branch {
+            subjects.push(Subject::Branch(git_ref("branch", branch)?));
+        }
+        for tag in self.tag {
+            subjects.push(Subject::Tag(git_ref("tag", tag)?));
+        }
+        for environment in self.environment {
+            subjects.push(Subject::Environment(check_ref("environment", environment)?));
+        }
+        if self.pull_request {
+            subjects.push(Subject::PullRequest);
+        }
+        if let Some(arn) = &self.signing_profile {
+            check_signing_profile(arn)?;
+        }
         check_chars("role-name", &self.role_name, 1..=64, "+=,.@-")?;
         if let Some(id) = &self.registry_account {
             check_account("registry-account", id)?;
@@ -205,7 +239,8 @@ impl GenerateArgs {
             region: self.region,
             repositories: self.repositories,
             github_repo: self.github_repo,
-            subject,
+            github_ids,
+            subjects,
             audience: self.audience,
             role_name: self.role_name,
             registry_account: self.registry_account,
@@ -213,6 +248,8 @@ impl GenerateArgs {
             external_id: self.external_id,
             session_tags: self.session_tags,
             docker_login: self.docker_login,
+            create_repository: self.create_repository,
+            signing_profile: self.signing_profile,
             registry_transport: self.transport == TransportArg::Registry,
             source,
         })
@@ -242,6 +279,92 @@ fn promote_from(from: &str) -> Result<crate::policy::generate::Source, Error> {
 pub enum TransportArg {
     Api,
     Registry,
+}
+
+/// `--github-repo`: ORG/REPO, as GitHub names them; a URL or `.git` is told apart.
+fn check_github_repo(repo: &str) -> Result<(), Error> {
+    let name_ok = |part: &str| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    if repo
+        .split_once('/')
+        .is_some_and(|(org, name)| name_ok(org) && name_ok(name))
+    {
+        return Ok(());
+    }
+    let bare = repo
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_start_matches("git@")
+        .trim_start_matches("github.com")
+        .trim_start_matches([':', '/'])
+        .trim_end_matches('/')
+        .trim_end_matches(".git");
+    let fix = match bare.split_once('/') {
+        Some((org, name)) if bare != repo && name_ok(org) && name_ok(name) => {
+            format!("; give it as `{bare}`")
+        }
+        _ => String::new(),
+    };
+    Err(invalid(
+        "github-repo",
+        format!("`{repo}` is not ORG/REPO{fix}"),
+    ))
+}
+
+/// `--branch` and `--tag` take a name; a full ref of the same kind is shortened, one
+/// of the other kind is refused (it would be written as `refs/heads/refs/tags/…`).
+fn git_ref(input: &'static str, value: String) -> Result<String, Error> {
+    let (own, other, other_flag) = if input == "branch" {
+        ("refs/heads/", "refs/tags/", "tag")
+    } else {
+        ("refs/tags/", "refs/heads/", "branch")
+    };
+    if let Some(name) = value.strip_prefix(own) {
+        return check_ref(input, name.to_owned());
+    }
+    if let Some(name) = value.strip_prefix(other) {
+        return Err(invalid(
+            input,
+            format!("`{value}` is a {other_flag}, not a {input}: give --{other_flag} {name}"),
+        ));
+    }
+    if value.starts_with("refs/") {
+        return Err(invalid(
+            input,
+            format!("`{value}` is not a {input} name: give the name alone, without refs/…"),
+        ));
+    }
+    check_ref(input, value)
+}
+
+/// `arn:PARTITION:signer:REGION:ACCOUNT:/signing-profiles/NAME`, as ECR's signing
+/// configuration takes it.
+fn check_signing_profile(arn: &str) -> Result<(), Error> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "signer"
+        && !parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5]
+            .strip_prefix("/signing-profiles/")
+            .is_some_and(|name| {
+                name.len() >= 2 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            });
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "signing-profile",
+            format!("`{arn}` is not arn:aws:signer:REGION:ACCOUNT:/signing-profiles/NAME"),
+        ))
+    }
 }
 
 /// A branch, tag or environment name as it goes into a `sub` claim: no spaces, quotes

@@ -25,6 +25,10 @@ const PLACEHOLDERS: &[&str] = &[
     "secure-flask",
     "--github-repo",
     "ORG/REPO",
+    "--github-owner-id",
+    "123456",
+    "--github-repo-id",
+    "456789",
     "--branch",
     "main",
 ];
@@ -217,17 +221,21 @@ fn check_decides_like_sts_and_never_prints_the_token() {
             )
         )
     };
-    let good = token("repo:ORG/REPO:ref:refs/heads/main");
-    let output = ecr_push(&[
-        "policy",
-        "check",
-        "--trust",
-        trust.to_str().unwrap(),
-        "--token",
-        &good,
-    ]);
-    assert!(output.status.success(), "{}", stdout(&output));
-    assert!(stdout(&output).starts_with("allowed: statement 0 (GitHubActionsOidc)"));
+    for good in [
+        "repo:ORG/REPO:ref:refs/heads/main",
+        "repo:ORG@123456/REPO@456789:ref:refs/heads/main",
+    ] {
+        let output = ecr_push(&[
+            "policy",
+            "check",
+            "--trust",
+            trust.to_str().unwrap(),
+            "--token",
+            &token(good),
+        ]);
+        assert!(output.status.success(), "{good}: {}", stdout(&output));
+        assert!(stdout(&output).starts_with("allowed: statement 0 (GitHubActionsOidc)"));
+    }
 
     let bad = token("repo:ORG/REPO:ref:refs/heads/feature");
     let output = ecr_push(&[
@@ -243,6 +251,10 @@ fn check_decides_like_sts_and_never_prints_the_token() {
     assert!(
         text.contains("the token has `repo:ORG/REPO:ref:refs/heads/feature`"),
         "{text}"
+    );
+    assert!(
+        !text.contains("immutable subject"),
+        "both forms are in the trust: {text}"
     );
     assert!(
         !text.contains(&bad) && !text.contains("c2lnbmF0dXJl"),
@@ -282,75 +294,120 @@ fn lint_finds_the_textbook_mistakes() {
         let output = ecr_push(&["policy", "lint", fixtures.join(file).to_str().unwrap()]);
         (output.status.code(), stdout(&output))
     };
-    let expectations: [(&str, &[&str]); 8] = [
+    // Each file's findings, exactly: `severity[rule]: where: the start of what it says`.
+    let expectations: [(&str, &[&str]); 7] = [
         (
             "answer-repository-policy.json",
             &[
-                "high: statement 0 (AllowPull): `arn:aws:iam::accountb-id:user/pull-user-1` has `accountb-id` where a 12-digit account id belongs",
-                "medium: statement 1 (AllowAll): ecr:GetAuthorizationToken has no effect in a repository policy",
-                "low: statement 1 (AllowAll): `arn:aws:iam::accountb-id:user/push-user` is an IAM user",
+                "medium[placeholder]: document: `accountb-id` is a placeholder, not a value (in statement 0 Principal and statement 1 Principal)",
+                "low[auth-token-in-repository-policy]: statement 1 (AllowAll): ecr:GetAuthorizationToken has no effect in a repository policy",
+                "low[iam-user]: statement 0 (AllowPull): `arn:aws:iam::accountb-id:user/pull-user-1`, `arn:aws:iam::accountb-id:user/pull-user-2` are IAM users",
+                "low[iam-user]: statement 1 (AllowAll): `arn:aws:iam::accountb-id:user/push-user` is an IAM user",
             ],
         ),
         (
             "answer-publisher-trust.json",
             &[
-                "`AccountA-ID` where a 12-digit account id belongs",
-                "is an IAM user",
-            ],
-        ),
-        (
-            "answer-publisher-permissions.json",
-            &[
-                "high: document: not valid JSON",
-                "ecr:InitiateLayerUpload, ecr:UploadLayerPart, ecr:CompleteLayerUpload, ecr:PutImage on Resource \"*\"",
+                "medium[placeholder]: document: `AccountA-ID` is a placeholder",
+                "low[iam-user]: statement 0: `arn:aws:iam::AccountA-ID:user/Username` is an IAM user",
             ],
         ),
         (
             "answer-user-assume.json",
-            &["`AccountB-ID` where a 12-digit account id belongs"],
+            &["medium[placeholder]: document: `AccountB-ID` is a placeholder"],
         ),
         (
             "aws-ecr-ci-push.json",
             &[
-                "high: statement 0 (ECRPush):",
-                "on Resource \"*\"",
-                "medium: statement 0 (ECRPush): a push policy that can also delete images",
+                "high[write-any-repository]: statement 0 (ECRPush): ecr:InitiateLayerUpload, ecr:UploadLayerPart, ecr:CompleteLayerUpload and 2 more on `*`: every repository",
+                "medium[push-can-delete]: statement 0 (ECRPush): a statement that pushes can also delete images",
             ],
         ),
         (
             "aws-github-oidc-trust.json",
             &[
-                "high: statement 0: no `token.actions.githubusercontent.com:aud` condition",
-                "medium: statement 0: `token.actions.githubusercontent.com:sub` matches `repo:ORG/*`: every repository of the organization",
-                "`ACCOUNT_ID` where a 12-digit account id belongs",
+                "high[github-org-wide]: statement 0: `repo:ORG/*` lets every repository of `ORG`, today's and tomorrow's, assume this role",
+                "medium[github-aud-missing]: statement 0: no `token.actions.githubusercontent.com:aud` condition",
+                "medium[placeholder]: document: `ACCOUNT_ID` is a placeholder",
+                "low[github-classic-only]: statement 0: every `sub` pattern (`repo:ORG/*`) has the classic form `repo:OWNER/REPO:…`; a repository created, renamed or transferred on github.com since 2026-07-15 (or opted in) has immutable subjects `repo:ORG@OWNER_ID/REPO@REPO_ID:…`",
             ],
         ),
         (
+            // Named pull-only: judged by what it holds, a write on every repository.
             "aws-ecr-readonly-pull.json",
-            &[
-                "high: statement 0 (ECRReadOnlyPull): a pull-only or read-only document holds write actions: ecr:PutImage",
-            ],
+            &["high[write-any-repository]: statement 0 (ECRReadOnlyPull): ecr:PutImage on `*`"],
         ),
         (
             "aws-ecr-scanner.json",
-            &["low: statement 0 (ECRScanner): read actions on Resource \"*\""],
+            &[
+                "low[read-any-repository]: statement 0 (ECRScanner): ecr:BatchGetImage, ecr:DescribeImages, ecr:DescribeRepositories and 2 more on `*`",
+            ],
         ),
     ];
     for (file, wanted) in expectations {
         let (code, text) = lint(file);
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("]: "))
+            .map(|l| l.split_once(".json: ").map_or(l, |(_, rest)| rest))
+            .collect();
+        assert_eq!(lines.len(), wanted.len(), "{file}:\n{text}");
         for w in wanted {
-            assert!(text.contains(w), "{file}: missing `{w}` in\n{text}");
+            assert!(
+                lines.iter().any(|l| l.starts_with(w)),
+                "{file}: missing `{w}` in\n{text}"
+            );
         }
-        let serious = text.contains(": critical: ") || text.contains(": high: ");
+        let serious = text.contains(": critical[") || text.contains(": high[");
         assert_eq!(code, Some(if serious { 1 } else { 0 }), "{file}");
     }
+
+    // JSON with a comment is not a policy IAM takes: an input error, one line, exit 2.
+    let output = ecr_push(&[
+        "policy",
+        "lint",
+        fixtures.join("aws-ecr-scanner.json").to_str().unwrap(),
+        fixtures
+            .join("answer-publisher-permissions.json")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stdout(&output),
+        "",
+        "nothing is said of the other file either"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("answer-publisher-permissions.json: not valid JSON (")
+            && stderr
+                .trim_end()
+                .ends_with("; JSON has no comments: remove them"),
+        "{stderr}"
+    );
+
+    // --fail-on: the scanner's worst is low, which passes the default and fails `low`.
+    let scanner = fixtures.join("aws-ecr-scanner.json");
+    for (fail_on, code) in [("critical", 0), ("high", 0), ("medium", 0), ("low", 1)] {
+        let output = ecr_push(&[
+            "policy",
+            "lint",
+            "--fail-on",
+            fail_on,
+            scanner.to_str().unwrap(),
+        ]);
+        assert_eq!(output.status.code(), Some(code), "--fail-on {fail_on}");
+    }
+
     // What the generator ships is clean.
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/iam/policies");
     let files: Vec<String> = std::fs::read_dir(&shipped)
         .unwrap()
         .map(|e| e.unwrap().path().to_str().unwrap().to_owned())
         .collect();
-    let mut args = vec!["policy", "lint"];
+    let mut args = vec!["policy", "lint", "--fail-on", "low"];
     args.extend(files.iter().map(String::as_str));
     let output = ecr_push(&args);
     assert!(output.status.success(), "{}", stdout(&output));
@@ -375,5 +432,371 @@ fn lint_flags_an_oidc_trust_open_to_every_repository_as_critical() {
     .unwrap();
     let output = ecr_push(&["policy", "lint", file.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stdout(&output).contains(": critical: statement 0: no `token.actions.githubusercontent.com:sub` condition: any GitHub Actions job of any repository on earth"), "{}", stdout(&output));
+    assert!(stdout(&output).contains(": critical[github-sub-missing]: statement 0: no `token.actions.githubusercontent.com:sub` condition: any GitHub Actions job of any repository on earth can assume this role; IAM refuses to create or update such a trust since June 2025"), "{}", stdout(&output));
+}
+
+/// A second, independent reading of IAM's string conditions, for the generated trust:
+/// every key of every operator must hold, any value of a key may match, `*` and `?` are
+/// wildcards for StringLike only.
+fn independent_allows(trust: &serde_json::Value, claims: &serde_json::Value) -> bool {
+    fn glob(pattern: &[u8], text: &[u8]) -> bool {
+        match (pattern.first(), text.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => {
+                glob(&pattern[1..], text) || (!text.is_empty() && glob(pattern, &text[1..]))
+            }
+            (Some(b'?'), Some(_)) => glob(&pattern[1..], &text[1..]),
+            (Some(p), Some(t)) if p == t => glob(&pattern[1..], &text[1..]),
+            _ => false,
+        }
+    }
+    trust["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|statement| {
+            statement["Effect"] == "Allow"
+                && statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+                && statement["Condition"]
+                    .as_object()
+                    .unwrap()
+                    .iter()
+                    .all(|(operator, keys)| {
+                        keys.as_object().unwrap().iter().all(|(key, wanted)| {
+                            let claim = key
+                                .strip_prefix("token.actions.githubusercontent.com:")
+                                .unwrap();
+                            let Some(actual) = claims[claim].as_str() else {
+                                return false;
+                            };
+                            let wanted: Vec<&str> = match wanted {
+                                serde_json::Value::String(s) => vec![s.as_str()],
+                                other => other
+                                    .as_array()
+                                    .unwrap()
+                                    .iter()
+                                    .map(|v| v.as_str().unwrap())
+                                    .collect(),
+                            };
+                            wanted.iter().any(|w| match operator.as_str() {
+                                "StringEquals" => *w == actual,
+                                "StringLike" => glob(w.as_bytes(), actual.as_bytes()),
+                                other => panic!("the generator wrote {other}"),
+                            })
+                        })
+                    })
+        })
+}
+
+#[test]
+fn generated_trust_admits_this_repository_in_both_forms_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = ecr_push(&[
+        "policy",
+        "generate",
+        "--account",
+        "111111111111",
+        "--region",
+        "us-east-1",
+        "--repository",
+        "app",
+        "--github-repo",
+        "octo-org/octo-repo",
+        "--github-owner-id",
+        "190583734",
+        "--github-repo-id",
+        "873419205",
+        "--branch",
+        "main",
+        "--tag",
+        "v*",
+        "--out-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.stderr.is_empty(), "no note when the ids are given");
+    let trust_file = dir.path().join("aws-github-oidc-trust.json");
+    let trust: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trust_file).unwrap()).unwrap();
+    let cases = [
+        ("repo:octo-org/octo-repo:ref:refs/heads/main", true),
+        (
+            "repo:octo-org@190583734/octo-repo@873419205:ref:refs/heads/main",
+            true,
+        ),
+        ("repo:octo-org/octo-repo:ref:refs/tags/v1.2.0", true),
+        (
+            "repo:octo-org@190583734/octo-repo@873419205:ref:refs/tags/v1.2.0",
+            true,
+        ),
+        // The same names under other ids: a recycled owner or repository.
+        (
+            "repo:octo-org@190583735/octo-repo@873419205:ref:refs/heads/main",
+            false,
+        ),
+        (
+            "repo:octo-org@190583734/octo-repo@873419206:ref:refs/heads/main",
+            false,
+        ),
+        (
+            "repo:octo-org@190583734/octo-repo@873419205:ref:refs/heads/feature",
+            false,
+        ),
+        ("repo:octo-org/octo-repo:ref:refs/heads/feature", false),
+        (
+            "repo:octo-org@190583734/octo-repo@873419205:pull_request",
+            false,
+        ),
+        ("repo:octo-org/octo-repo-fork:ref:refs/heads/main", false),
+        (
+            "repo:octo-org-evil@1/octo-repo@873419205:ref:refs/heads/main",
+            false,
+        ),
+    ];
+    for (sub, expected) in cases {
+        let claims = serde_json::json!({"sub": sub, "aud": "sts.amazonaws.com"});
+        assert_eq!(
+            independent_allows(&trust, &claims),
+            expected,
+            "independent: {sub}"
+        );
+        let claims_file = dir.path().join("claims.json");
+        std::fs::write(&claims_file, claims.to_string()).unwrap();
+        let output = ecr_push(&[
+            "policy",
+            "check",
+            "--trust",
+            trust_file.to_str().unwrap(),
+            "--claims",
+            claims_file.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            output.status.success(),
+            expected,
+            "policy check: {sub}: {}",
+            stdout(&output)
+        );
+    }
+}
+
+#[test]
+fn generate_takes_subjects_as_users_write_them() {
+    let generate = |extra: &[&str]| {
+        let mut args = vec![
+            "policy",
+            "generate",
+            "--account",
+            "111111111111",
+            "--region",
+            "us-east-1",
+            "--repository",
+            "app",
+            "--github-repo",
+            "octo-org/octo-repo",
+        ];
+        args.extend_from_slice(extra);
+        let output = ecr_push(&args);
+        let json = serde_json::from_slice::<serde_json::Value>(&output.stdout).ok();
+        (
+            output.status.code(),
+            json,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let sub = |json: &serde_json::Value| {
+        json["aws-github-oidc-trust.json"]["Statement"][0]["Condition"].clone()
+    };
+    // A full ref where a name belongs is the same name.
+    let (code, short, _) = generate(&["--branch", "main"]);
+    assert_eq!(code, Some(0));
+    let (_, full, _) = generate(&["--branch", "refs/heads/main"]);
+    assert_eq!(sub(&short.unwrap()), sub(&full.unwrap()));
+    let (_, tag, _) = generate(&["--tag", "refs/tags/v*"]);
+    assert_eq!(
+        sub(&tag.unwrap())["StringLike"]["token.actions.githubusercontent.com:sub"],
+        "repo:octo-org/octo-repo:ref:refs/tags/v*"
+    );
+    // A ref of the other kind, or some other ref, is refused, naming the fix.
+    let (code, _, stderr) = generate(&["--branch", "refs/tags/v1"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("branch: `refs/tags/v1` is a tag, not a branch: give --tag v1"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = generate(&["--tag", "refs/pull/1/merge"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("tag: `refs/pull/1/merge` is not a tag name"),
+        "{stderr}"
+    );
+    // Several subjects: one statement, StringLike for all once one is a pattern.
+    let (_, several, _) = generate(&[
+        "--branch",
+        "main",
+        "--tag",
+        "v*",
+        "--github-owner-id",
+        "190583734",
+        "--github-repo-id",
+        "873419205",
+    ]);
+    assert_eq!(
+        sub(&several.unwrap())["StringLike"]["token.actions.githubusercontent.com:sub"],
+        serde_json::json!([
+            "repo:octo-org/octo-repo:ref:refs/heads/main",
+            "repo:octo-org@190583734/octo-repo@873419205:ref:refs/heads/main",
+            "repo:octo-org/octo-repo:ref:refs/tags/v*",
+            "repo:octo-org@190583734/octo-repo@873419205:ref:refs/tags/v*",
+        ])
+    );
+    // Without the ids: the classic form, and one line saying what a new repository needs.
+    let (_, _, stderr) = generate(&["--branch", "main"]);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("note: the trust allows only classic subjects (repo:octo-org/octo-repo:…); a repository created, renamed or transferred on github.com since 2026-07-15"), "{stderr}");
+    assert!(
+        stderr.contains("gh api repos/octo-org/octo-repo --jq '.owner.id, .id'")
+            && stderr.contains("GITHUB_REPOSITORY_OWNER_ID and GITHUB_REPOSITORY_ID"),
+        "{stderr}"
+    );
+    // Ids are digits, and come in pairs.
+    let (code, _, stderr) = generate(&[
+        "--branch",
+        "main",
+        "--github-owner-id",
+        "octo-org",
+        "--github-repo-id",
+        "1",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("github-owner-id: `octo-org` is not a GitHub id"),
+        "{stderr}"
+    );
+    let (code, _, _) = generate(&["--branch", "main", "--github-owner-id", "190583734"]);
+    assert_eq!(code, Some(2), "one id without the other");
+    // A URL where ORG/REPO belongs says which to give.
+    let output = ecr_push(&[
+        "policy",
+        "generate",
+        "--account",
+        "111111111111",
+        "--region",
+        "us-east-1",
+        "--repository",
+        "app",
+        "--github-repo",
+        "https://github.com/octo-org/octo-repo.git",
+        "--branch",
+        "main",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("github-repo: `https://github.com/octo-org/octo-repo.git` is not ORG/REPO; give it as `octo-org/octo-repo`"));
+    // create-repository: exactly ecr:CreateRepository, on the repository; managed
+    // signing: signer:SignPayload on the profile.
+    let (_, created, _) = generate(&[
+        "--branch",
+        "main",
+        "--create-repository",
+        "--signing-profile",
+        "arn:aws:signer:us-east-1:111111111111:/signing-profiles/release",
+    ]);
+    let push = &created.unwrap()["aws-ecr-ci-push.json"]["Statement"];
+    assert_eq!(
+        push[1],
+        serde_json::json!({"Sid": "CreateRepository", "Effect": "Allow", "Action": "ecr:CreateRepository",
+            "Resource": "arn:aws:ecr:us-east-1:111111111111:repository/app"})
+    );
+    assert_eq!(
+        push[2],
+        serde_json::json!({"Sid": "SignOnPush", "Effect": "Allow", "Action": "signer:SignPayload",
+            "Resource": "arn:aws:signer:us-east-1:111111111111:/signing-profiles/release"})
+    );
+    let (code, _, stderr) = generate(&["--branch", "main", "--signing-profile", "release"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains(
+            "signing-profile: `release` is not arn:aws:signer:REGION:ACCOUNT:/signing-profiles/NAME"
+        ),
+        "{stderr}"
+    );
+    // A promotion keeps working with the ids.
+    let (code, promoted, _) = generate(&[
+        "--branch",
+        "main",
+        "--github-owner-id",
+        "190583734",
+        "--github-repo-id",
+        "873419205",
+        "--promote-from",
+        "333333333333.dkr.ecr.eu-west-1.amazonaws.com/dev/app",
+    ]);
+    assert_eq!(code, Some(0));
+    let promoted = promoted.unwrap();
+    assert!(promoted["aws-ecr-source-repository-policy.json"].is_object());
+    assert_eq!(
+        sub(&promoted)["StringEquals"]["token.actions.githubusercontent.com:sub"][1],
+        "repo:octo-org@190583734/octo-repo@873419205:ref:refs/heads/main"
+    );
+}
+
+#[test]
+fn check_names_an_immutable_subject_and_keeps_request_keys_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, value: serde_json::Value| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, value.to_string()).unwrap();
+        path
+    };
+    let provider = "arn:aws:iam::111111111111:oidc-provider/token.actions.githubusercontent.com";
+    let classic = write(
+        "classic.json",
+        serde_json::json!({"Statement": [{"Effect": "Allow",
+        "Principal": {"Federated": provider}, "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {"token.actions.githubusercontent.com:aud": "sts.amazonaws.com"},
+            "StringLike": {"token.actions.githubusercontent.com:sub": "repo:octo-org/octo-repo:ref:refs/heads/*"}}}]}),
+    );
+    let immutable = write(
+        "claims.json",
+        serde_json::json!({
+        "sub": "repo:octo-org@190583734/octo-repo@873419205:ref:refs/heads/main",
+        "aud": "sts.amazonaws.com", "repository_owner_id": "190583734", "repository_id": "873419205"}),
+    );
+    let output = ecr_push(&[
+        "policy",
+        "check",
+        "--trust",
+        classic.to_str().unwrap(),
+        "--claims",
+        immutable.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(text.contains("the token's sub `repo:octo-org@190583734/octo-repo@873419205:ref:refs/heads/main` is an immutable subject (owner id 190583734, repository id 873419205 after `@`"), "{text}");
+    assert!(text.trim_end().ends_with("every sub pattern of the trust has the classic form `repo:OWNER/REPO:…`; add `repo:octo-org@190583734/octo-repo@873419205:ref:refs/heads/*`"), "{text}");
+
+    let timed = write(
+        "timed.json",
+        serde_json::json!({"Statement": [{"Effect": "Allow",
+        "Principal": {"Federated": provider}, "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {"token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+            "token.actions.githubusercontent.com:sub": "repo:octo-org@190583734/octo-repo@873419205:ref:refs/heads/main"},
+            "DateLessThan": {"aws:CurrentTime": "2027-01-01T00:00:00Z"}}}]}),
+    );
+    let output = ecr_push(&[
+        "policy",
+        "check",
+        "--trust",
+        timed.to_str().unwrap(),
+        "--claims",
+        immutable.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert_eq!(
+        stdout(&output),
+        "allowed if the request meets what the token cannot tell: statement 0 lets a token with sub `repo:octo-org@190583734/octo-repo@873419205:ref:refs/heads/main` assume the role when\n  - DateLessThan aws:CurrentTime `2027-01-01T00:00:00Z`\n"
+    );
 }

@@ -8,17 +8,29 @@
 //! condition, except negated operators and `…IfExists`, which pass; `ForAllValues`
 //! passes on an absent key, `ForAnyValue` fails. String values are case-sensitive
 //! except with `…IgnoreCase`; condition key names are not.
+//!
+//! Keys that are not claims of the token (`aws:CurrentTime`, `aws:SourceIp`,
+//! `sts:RoleSessionName`, …) come from the request, which a token cannot tell: a
+//! statement that depends on one is allowed *if* the request meets it, and the verdict
+//! says what it requires rather than deny.
 
 use serde_json::{Map, Value};
 
 use super::{GITHUB_OIDC_HOST, statements, strings, wildcard_match};
+use crate::sub_claim::SubClaim;
 
 const ACTION: &str = "sts:AssumeRoleWithWebIdentity";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
-    Allowed { statement: String },
-    Denied { reasons: Vec<String> },
+    /// `requires`: what the request (not the token) must also meet, in IAM's words.
+    Allowed {
+        statement: String,
+        requires: Vec<String>,
+    },
+    Denied {
+        reasons: Vec<String>,
+    },
 }
 
 /// Why one condition of a statement failed, for people.
@@ -26,7 +38,8 @@ struct Failure(String);
 
 pub fn check_trust(policy: &Value, claims: &Map<String, Value>) -> Verdict {
     let mut reasons = Vec::new();
-    let mut allowed_by = None;
+    let mut allowed_by: Option<(String, Vec<String>)> = None;
+    let mut deny_unless = Vec::new();
     for (index, statement) in statements(policy).into_iter().enumerate() {
         let name = match statement.get("Sid").and_then(Value::as_str) {
             Some(sid) => format!("statement {index} ({sid})"),
@@ -43,25 +56,41 @@ pub fn check_trust(policy: &Value, claims: &Map<String, Value>) -> Verdict {
             continue;
         }
         let holds = match statement.get("Condition") {
-            None => Ok(()),
+            None => Ok(Vec::new()),
             Some(block) => condition_block(block, claims),
         };
         let deny = statement.get("Effect").and_then(Value::as_str) == Some("Deny");
         match (holds, deny) {
-            (Ok(()), true) => {
+            (Ok(requires), true) if requires.is_empty() => {
                 return Verdict::Denied {
                     reasons: vec![format!("{name} denies it explicitly")],
                 };
             }
-            (Ok(()), false) => {
-                allowed_by.get_or_insert(name);
+            (Ok(requires), true) => deny_unless.push(format!(
+                "not ({}), which {name} denies",
+                requires.join(" and ")
+            )),
+            (Ok(requires), false) => {
+                // The first statement that needs nothing of the request wins outright.
+                if allowed_by
+                    .as_ref()
+                    .is_none_or(|(_, r)| !r.is_empty() && requires.is_empty())
+                {
+                    allowed_by = Some((name, requires));
+                }
             }
             (Err(Failure(why)), false) => reasons.push(format!("{name}: {why}")),
             (Err(_), true) => {}
         }
     }
     match allowed_by {
-        Some(statement) => Verdict::Allowed { statement },
+        Some((statement, mut requires)) => {
+            requires.extend(deny_unless);
+            Verdict::Allowed {
+                statement,
+                requires,
+            }
+        }
         None => {
             if reasons.is_empty() {
                 reasons.push("the policy has no statements".into());
@@ -69,6 +98,64 @@ pub fn check_trust(policy: &Value, claims: &Map<String, Value>) -> Verdict {
             Verdict::Denied { reasons }
         }
     }
+}
+
+/// Whether a statement's conditions hold for these claims, whatever they require of
+/// the request: how the linter asks "would this job get in?".
+pub fn admits(statement: &Value, claims: &Map<String, Value>) -> bool {
+    statement
+        .get("Condition")
+        .is_none_or(|block| condition_block(block, claims).is_ok())
+}
+
+/// For a denied token whose `sub` has the immutable form while every `sub` pattern of
+/// the trust has the classic one: says so, and which patterns to add.
+pub fn immutable_subject_hint(policy: &Value, claims: &Map<String, Value>) -> Option<String> {
+    let sub = claims.get("sub").and_then(Value::as_str)?;
+    let token = SubClaim::parse(sub).filter(SubClaim::is_immutable)?;
+    let (owner_id, repo_id) = (token.owner_id?, token.repo_id?);
+    let classic = crate::sub_claim::subject(token.owner, None, token.repo, token.context);
+    let sub_key = format!("{GITHUB_OIDC_HOST}:sub");
+    let mut patterns = Vec::new();
+    for statement in statements(policy) {
+        for (operator, keys) in statement
+            .get("Condition")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            for (key, values) in keys.as_object().into_iter().flatten() {
+                if key.eq_ignore_ascii_case(&sub_key) {
+                    let like = operator.contains("Like");
+                    patterns.extend(strings(Some(values)).into_iter().map(|v| (like, v)));
+                }
+            }
+        }
+    }
+    if patterns.is_empty() || patterns.iter().any(|(_, p)| p.contains('@')) {
+        return None;
+    }
+    let mut add: Vec<String> = patterns
+        .iter()
+        .filter(|(like, p)| {
+            if *like {
+                wildcard_match(p, &classic, false)
+            } else {
+                *p == classic
+            }
+        })
+        .filter_map(|(_, p)| SubClaim::parse(p).map(|c| c.with_ids(owner_id, repo_id)))
+        .collect();
+    if add.is_empty() {
+        add.push(sub.to_owned());
+    }
+    Some(format!(
+        "the token's sub `{sub}` is an immutable subject (owner id {owner_id}, repository id {repo_id} after `@`, as github.com writes it for repositories created, renamed or transferred since 2026-07-15, or opted in), and every sub pattern of the trust has the classic form `repo:OWNER/REPO:…`; add {}",
+        add.iter()
+            .map(|p| format!("`{p}`"))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    ))
 }
 
 fn covers_action(statement: &Value) -> bool {
@@ -92,16 +179,29 @@ fn names_github_provider(statement: &Value) -> bool {
     }
 }
 
-fn condition_block(block: &Value, claims: &Map<String, Value>) -> Result<(), Failure> {
+/// `Ok` with what the block requires of the request, or why a token claim fails it.
+fn condition_block(block: &Value, claims: &Map<String, Value>) -> Result<Vec<String>, Failure> {
     let Some(operators) = block.as_object() else {
         return Err(Failure("its Condition is not an object".into()));
     };
+    let mut requires = Vec::new();
     for (operator, keys) in operators {
         let Some(keys) = keys.as_object() else {
             return Err(Failure(format!("{operator} is not an object of keys")));
         };
         for (key, expected) in keys {
             let expected = strings(Some(expected));
+            if !is_token_key(key) {
+                requires.push(format!(
+                    "{operator} {key} {}",
+                    expected
+                        .iter()
+                        .map(|v| format!("`{v}`"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ));
+                continue;
+            }
             let actual = claim_values(key, claims);
             condition(operator, &expected, actual.as_deref()).map_err(|why| {
                 let shown = match &actual {
@@ -123,11 +223,17 @@ fn condition_block(block: &Value, claims: &Map<String, Value>) -> Result<(), Fai
             })?;
         }
     }
-    Ok(())
+    Ok(requires)
+}
+
+/// Keys of the GitHub provider (`token.actions.githubusercontent.com:sub`, …) are the
+/// token's claims; every other key is the request's.
+fn is_token_key(key: &str) -> bool {
+    key.to_ascii_lowercase()
+        .starts_with(&format!("{GITHUB_OIDC_HOST}:"))
 }
 
 /// The token's values for a condition key, `None` when the token does not carry it.
-/// Keys other than the GitHub provider's are not in a token: absent.
 fn claim_values(key: &str, claims: &Map<String, Value>) -> Option<Vec<String>> {
     let key = key.to_ascii_lowercase();
     let claim = key.strip_prefix(&format!("{GITHUB_OIDC_HOST}:"))?;
@@ -300,8 +406,6 @@ mod tests {
             ),
             (json!({"ForAllValues:StringEquals": {env: "prod"}}), true),
             (json!({"ForAnyValue:StringEquals": {env: "prod"}}), false),
-            // Keys a token cannot carry are absent.
-            (json!({"StringEquals": {"aws:SourceIp": "1.2.3.4"}}), false),
             (json!({"NumericLessThan": {aud: "3"}}), false),
         ];
         for (i, (condition, expected)) in cases.into_iter().enumerate() {
@@ -311,6 +415,51 @@ mod tests {
                 "case {i}: {condition}"
             );
         }
+    }
+
+    #[test]
+    fn request_keys_are_requirements_not_claims() {
+        let policy = trust(json!({
+            "StringEquals": {"token.actions.githubusercontent.com:sub": "repo:octo-org/octo-repo:ref:refs/heads/main"},
+            "DateLessThan": {"aws:CurrentTime": "2027-01-01T00:00:00Z"},
+            "IpAddress": {"aws:SourceIp": ["192.0.2.0/24"]},
+        }));
+        let Verdict::Allowed { requires, .. } = check_trust(&policy, &claims()) else {
+            panic!("a request key denied it");
+        };
+        assert_eq!(
+            requires,
+            [
+                "DateLessThan aws:CurrentTime `2027-01-01T00:00:00Z`",
+                "IpAddress aws:SourceIp `192.0.2.0/24`"
+            ]
+        );
+        // A token claim that fails still denies, whatever the request keys say.
+        let policy = trust(json!({
+            "StringEquals": {"token.actions.githubusercontent.com:sub": "repo:octo-org/octo-repo:ref:refs/heads/dev"},
+            "DateLessThan": {"aws:CurrentTime": "2027-01-01T00:00:00Z"},
+        }));
+        assert!(matches!(
+            check_trust(&policy, &claims()),
+            Verdict::Denied { .. }
+        ));
+        // A deny that hangs on the request is a requirement of the allow.
+        let mut policy = trust(
+            json!({"StringLike": {"token.actions.githubusercontent.com:sub": "repo:octo-org/*"}}),
+        );
+        policy["Statement"].as_array_mut().unwrap().push(json!({
+            "Effect": "Deny",
+            "Principal": {"Federated": "arn:aws:iam::111111111111:oidc-provider/token.actions.githubusercontent.com"},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"NotIpAddress": {"aws:SourceIp": "192.0.2.0/24"}},
+        }));
+        let Verdict::Allowed { requires, .. } = check_trust(&policy, &claims()) else {
+            panic!("denied");
+        };
+        assert_eq!(
+            requires,
+            ["not (NotIpAddress aws:SourceIp `192.0.2.0/24`), which statement 1 denies"]
+        );
     }
 
     #[test]

@@ -17,13 +17,13 @@ pub enum Subject {
 }
 
 impl Subject {
-    /// The `sub` claim GitHub puts in such a job's token.
-    pub fn sub(&self, github_repo: &str) -> String {
+    /// What follows the repository in such a job's `sub` claim.
+    fn context(&self) -> String {
         match self {
-            Self::Branch(b) => format!("repo:{github_repo}:ref:refs/heads/{b}"),
-            Self::Tag(t) => format!("repo:{github_repo}:ref:refs/tags/{t}"),
-            Self::Environment(e) => format!("repo:{github_repo}:environment:{e}"),
-            Self::PullRequest => format!("repo:{github_repo}:pull_request"),
+            Self::Branch(b) => format!("ref:refs/heads/{b}"),
+            Self::Tag(t) => format!("ref:refs/tags/{t}"),
+            Self::Environment(e) => format!("environment:{e}"),
+            Self::PullRequest => "pull_request".into(),
         }
     }
 }
@@ -35,7 +35,11 @@ pub struct Request {
     pub region: String,
     pub repositories: Vec<String>,
     pub github_repo: String,
-    pub subject: Subject,
+    /// The owner's and the repository's numeric ids: with them the trust also allows
+    /// the immutable subjects, `repo:OWNER@OWNER_ID/REPO@REPO_ID:…`.
+    pub github_ids: Option<(String, String)>,
+    /// The jobs that may assume the role; at least one.
+    pub subjects: Vec<Subject>,
     pub audience: String,
     pub role_name: String,
     /// The account that owns the registry, when it is not `account`.
@@ -45,6 +49,10 @@ pub struct Request {
     pub external_id: Option<String>,
     pub session_tags: bool,
     pub docker_login: bool,
+    /// `create-repository: true`: ecr:CreateRepository on the repositories.
+    pub create_repository: bool,
+    /// The AWS Signer profile of the registry's managed signing, if it has one.
+    pub signing_profile: Option<String>,
     /// `transport: registry`: the registry endpoint, reached with the login that
     /// GetAuthorizationToken gives.
     pub registry_transport: bool,
@@ -149,13 +157,40 @@ impl Request {
         )
     }
 
+    /// Every `sub` the trust allows: each subject in the classic form and, with the
+    /// ids, in the immutable form, which names exactly this owner and repository (a
+    /// renamed or recycled name with other ids does not match).
+    pub fn subs(&self) -> Vec<String> {
+        let (owner, repo) = self
+            .github_repo
+            .split_once('/')
+            .unwrap_or((self.github_repo.as_str(), ""));
+        let mut subs = Vec::new();
+        for subject in &self.subjects {
+            let context = subject.context();
+            subs.push(crate::sub_claim::subject(owner, None, repo, Some(&context)));
+            if let Some((owner_id, repo_id)) = &self.github_ids {
+                subs.push(crate::sub_claim::subject(
+                    owner,
+                    Some((owner_id, repo_id)),
+                    repo,
+                    Some(&context),
+                ));
+            }
+        }
+        subs
+    }
+
     fn trust(&self) -> Value {
-        let sub = self.subject.sub(&self.github_repo);
+        let subs = self.subs();
         let aud_key = format!("{GITHUB_OIDC_HOST}:aud");
         let sub_key = format!("{GITHUB_OIDC_HOST}:sub");
         // StringLike only where a wildcard was asked for: with StringEquals a `*` is a
         // literal character, and with StringLike everywhere a stray `*` would widen it.
-        let condition = if sub.contains(['*', '?']) {
+        // Git refs cannot hold `*` or `?`, so under StringLike the other subjects still
+        // match exactly; the two operators cannot be split, as IAM ANDs them.
+        let sub = one_or_many(subs.clone());
+        let condition = if subs.iter().any(|s| s.contains(['*', '?'])) {
             json!({
                 "StringEquals": { aud_key: self.audience },
                 "StringLike": { sub_key: sub },
@@ -179,6 +214,24 @@ impl Request {
             "Action": self.push_actions(),
             "Resource": one_or_many(self.repository_arns()),
         })];
+        if self.create_repository {
+            // No tags or encryption settings are sent, so nothing else is needed.
+            statements.push(json!({
+                "Sid": "CreateRepository",
+                "Effect": "Allow",
+                "Action": "ecr:CreateRepository",
+                "Resource": one_or_many(self.repository_arns()),
+            }));
+        }
+        if let Some(profile) = &self.signing_profile {
+            // Managed signing signs as the pusher (ECR user guide, "Managed signing").
+            statements.push(json!({
+                "Sid": "SignOnPush",
+                "Effect": "Allow",
+                "Action": "signer:SignPayload",
+                "Resource": profile,
+            }));
+        }
         if let Some(source) = &self.source {
             statements.push(json!({
                 "Sid": "PullFromSource",
@@ -393,7 +446,8 @@ mod tests {
             region: "us-east-1".into(),
             repositories: vec!["secure-flask".into()],
             github_repo: "ORG/REPO".into(),
-            subject: Subject::Branch("main".into()),
+            github_ids: None,
+            subjects: vec![Subject::Branch("main".into())],
             audience: "sts.amazonaws.com".into(),
             role_name: "ecr-ci-push-role".into(),
             registry_account: None,
@@ -401,6 +455,8 @@ mod tests {
             external_id: None,
             session_tags: false,
             docker_login: false,
+            create_repository: false,
+            signing_profile: None,
             registry_transport: false,
             source: None,
         }
@@ -493,7 +549,7 @@ mod tests {
         );
         assert!(condition.get("StringLike").is_none());
         let mut tags = request();
-        tags.subject = Subject::Tag("v*".into());
+        tags.subjects = vec![Subject::Tag("v*".into())];
         let wild = generate(&tags);
         let condition =
             &statements(&find(&wild, "aws-github-oidc-trust.json").body)[0]["Condition"];
@@ -601,12 +657,16 @@ mod tests {
             r.repositories = (0..=next(3))
                 .map(|i| format!("team{i}/app-{}", next(100)))
                 .collect();
-            r.subject = match next(4) {
-                0 => Subject::Branch(format!("release/{}", next(9))),
-                1 => Subject::Tag("v*".into()),
-                2 => Subject::Environment("prod".into()),
-                _ => Subject::PullRequest,
-            };
+            r.subjects = (0..=next(2))
+                .map(|_| match next(4) {
+                    0 => Subject::Branch(format!("release/{}", next(9))),
+                    1 => Subject::Tag("v*".into()),
+                    2 => Subject::Environment("prod".into()),
+                    _ => Subject::PullRequest,
+                })
+                .collect();
+            r.github_ids = (next(2) == 1).then(|| ("123456".into(), "456789".into()));
+            r.create_repository = next(2) == 1;
             if next(2) == 1 {
                 r.registry_account = Some("222222222222".into());
                 if next(2) == 1 {
@@ -651,6 +711,7 @@ mod tests {
                     }
                 }
                 if document.name == "aws-ecr-ci-push.json"
+                    && !r.create_repository
                     && !r.docker_login
                     && !r.registry_transport
                     && r.source.is_none()

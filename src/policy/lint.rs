@@ -1,15 +1,23 @@
-//! `policy lint`: the mistakes people copy from tutorials into ECR and IAM documents,
-//! each with a severity and what to write instead. A document is read for what it is:
-//! a trust policy (a Principal and an `sts:` action), a repository policy (a Principal
-//! and `ecr:` actions, no Resource) or an identity policy (a Resource, no Principal).
+//! `policy lint`: what each statement of an IAM or ECR policy document lets happen
+//! that a least-privilege setup would not allow, graded by that, with the change that
+//! fixes it. The rules are listed in docs/iam/lint.md, where each has a name.
+//!
+//! Every rule reads what a statement says (Effect, Action, Resource, Principal,
+//! Condition), never a `Sid` or a file name. A GitHub OIDC trust is judged by asking
+//! the evaluator of `policy check` whether made-up jobs would get in (another
+//! repository, another owner, a look-alike name, other ids, a pull request, in both
+//! `sub` forms), so every operator and key counts as STS would count it, and a trust
+//! that pins its repository through another claim is not reported as open.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
-use super::{GITHUB_OIDC_HOST, PUSH_ACTIONS, WRITE_ACTIONS, statements, strings, wildcard_match};
+use super::{GITHUB_OIDC_HOST, evaluate, statements, strings, wildcard_match};
+use crate::sub_claim::SubClaim;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Severity {
     Critical,
     High,
@@ -30,407 +38,1337 @@ impl fmt::Display for Severity {
 
 #[derive(Debug, Clone)]
 pub struct Finding {
+    /// The rule's name in docs/iam/lint.md.
+    pub rule: &'static str,
     pub severity: Severity,
     /// `statement 1 (AllowAll)`, or `document`.
     pub location: String,
     pub message: String,
 }
 
-/// Lints one document; `name` (its file name) tells a pull-only or read-only persona.
-pub fn lint(name: &str, text: &str) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    let document: Value = match serde_json::from_str(text) {
-        Ok(document) => document,
-        Err(e) => {
-            findings.push(Finding {
-                severity: Severity::High,
-                location: "document".into(),
-                message: format!(
-                    "not valid JSON ({e}); IAM refuses it as it is (JSON has no comments)"
-                ),
-            });
-            // Tutorials annotate JSON with comments; what they annotate still deserves
-            // a reading.
-            match serde_json::from_str(&strip_comments(text)) {
-                Ok(document) => document,
-                Err(_) => return findings,
-            }
-        }
-    };
-    let read_only_name = ["pull", "read", "scan"]
-        .iter()
-        .any(|w| name.to_ascii_lowercase().contains(w));
+/// Why a text is not a policy document to lint.
+#[derive(Debug, thiserror::Error)]
+pub enum NotAPolicy {
+    #[error("not valid JSON ({0}){1}")]
+    Json(serde_json::Error, &'static str),
+    #[error("not a policy document: it has no Statement")]
+    NoStatement,
+}
+
+/// ECR and ECR Public actions that change a registry (the service authorization
+/// reference's Write, Tagging and Permissions management levels), but for the scans and
+/// lifecycle previews, which change no image.
+const WRITE: [&str; 45] = [
+    "ecr:InitiateLayerUpload",
+    "ecr:UploadLayerPart",
+    "ecr:CompleteLayerUpload",
+    "ecr:PutImage",
+    "ecr:BatchDeleteImage",
+    "ecr:BatchImportUpstreamImage",
+    "ecr:CreateRepository",
+    "ecr:DeleteRepository",
+    "ecr:SetRepositoryPolicy",
+    "ecr:DeleteRepositoryPolicy",
+    "ecr:PutImageTagMutability",
+    "ecr:PutImageScanningConfiguration",
+    "ecr:PutLifecyclePolicy",
+    "ecr:DeleteLifecyclePolicy",
+    "ecr:TagResource",
+    "ecr:UntagResource",
+    "ecr:ReplicateImage",
+    "ecr:PutRegistryPolicy",
+    "ecr:DeleteRegistryPolicy",
+    "ecr:PutReplicationConfiguration",
+    "ecr:PutRegistryScanningConfiguration",
+    "ecr:CreatePullThroughCacheRule",
+    "ecr:UpdatePullThroughCacheRule",
+    "ecr:DeletePullThroughCacheRule",
+    "ecr:CreateRepositoryCreationTemplate",
+    "ecr:UpdateRepositoryCreationTemplate",
+    "ecr:DeleteRepositoryCreationTemplate",
+    "ecr:PutAccountSetting",
+    "ecr:PutSigningConfiguration",
+    "ecr:DeleteSigningConfiguration",
+    "ecr:UpdateImageStorageClass",
+    "ecr-public:InitiateLayerUpload",
+    "ecr-public:UploadLayerPart",
+    "ecr-public:CompleteLayerUpload",
+    "ecr-public:PutImage",
+    "ecr-public:BatchDeleteImage",
+    "ecr-public:CreateRepository",
+    "ecr-public:DeleteRepository",
+    "ecr-public:SetRepositoryPolicy",
+    "ecr-public:DeleteRepositoryPolicy",
+    "ecr-public:PutRepositoryCatalogData",
+    "ecr-public:PutRegistryCatalogData",
+    "ecr-public:TagResource",
+    "ecr-public:UntagResource",
+    "sts:AssumeRole",
+];
+
+/// ECR and ECR Public actions that read a repository.
+const READ: [&str; 16] = [
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:DescribeImages",
+    "ecr:DescribeRepositories",
+    "ecr:ListImages",
+    "ecr:DescribeImageScanFindings",
+    "ecr:GetRepositoryPolicy",
+    "ecr:GetLifecyclePolicy",
+    "ecr:ListTagsForResource",
+    "ecr:ListImageReferrers",
+    "ecr:DescribeImageReplicationStatus",
+    "ecr-public:BatchCheckLayerAvailability",
+    "ecr-public:DescribeImages",
+    "ecr-public:DescribeImageTags",
+    "ecr-public:DescribeRepositories",
+];
+
+/// What a registry policy grants a source account for replication: there the account
+/// itself is the principal ECR requires, and the resource covers repositories to come.
+const REPLICATION: [&str; 2] = ["ecr:ReplicateImage", "ecr:CreateRepository"];
+
+/// Condition keys that name who or where a request comes from: with a positive
+/// operator on one of them, `Principal: "*"` is no longer anyone.
+const NARROWING_KEYS: [&str; 13] = [
+    "aws:principalarn",
+    "aws:principalaccount",
+    "aws:principalorgid",
+    "aws:principalorgpaths",
+    "aws:sourcearn",
+    "aws:sourceaccount",
+    "aws:sourceorgid",
+    "aws:sourceorgpaths",
+    "aws:sourcevpc",
+    "aws:sourcevpce",
+    "aws:sourceowner",
+    "aws:userid",
+    "aws:sourceip",
+];
+
+/// Keys that tie a service principal to the resource it acts for (the confused deputy).
+const SOURCE_KEYS: [&str; 4] = [
+    "aws:sourcearn",
+    "aws:sourceaccount",
+    "aws:sourceorgid",
+    "aws:sourceorgpaths",
+];
+
+/// Account ids the AWS documentation uses in its examples: nobody's account here.
+const DOCUMENTATION_ACCOUNTS: [&str; 3] = ["123456789012", "111122223333", "444455556666"];
+
+/// Lints one document.
+pub fn lint(text: &str) -> Result<Vec<Finding>, NotAPolicy> {
+    let document: Value = serde_json::from_str(text).map_err(|e| {
+        let hint = if has_comment(text) {
+            "; JSON has no comments: remove them"
+        } else {
+            ""
+        };
+        NotAPolicy::Json(e, hint)
+    })?;
     let list = statements(&document);
     if list.is_empty() {
-        findings.push(Finding {
-            severity: Severity::High,
-            location: "document".into(),
-            message: "it has no Statement".into(),
-        });
+        return Err(NotAPolicy::NoStatement);
     }
-    for (index, statement) in list.into_iter().enumerate() {
-        let location = match statement.get("Sid").and_then(Value::as_str) {
-            Some(sid) => format!("statement {index} ({sid})"),
+    let mut findings = Vec::new();
+    let mut placeholders: BTreeMap<String, (Severity, Vec<String>)> = BTreeMap::new();
+    let mut sids: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (index, raw) in list.into_iter().enumerate() {
+        let location = match raw.get("Sid").and_then(Value::as_str) {
+            Some(sid) => {
+                sids.entry(sid).or_default().push(index);
+                format!("statement {index} ({sid})")
+            }
             None => format!("statement {index}"),
         };
-        let mut add = |severity, message: String| {
+        let statement = Statement::read(raw);
+        statement.placeholders(index, &mut placeholders);
+        if !statement.allow {
+            continue;
+        }
+        let mut add = |rule, severity, message: String| {
             findings.push(Finding {
+                rule,
                 severity,
                 location: location.clone(),
                 message,
             })
         };
-        let allow = statement.get("Effect").and_then(Value::as_str) != Some("Deny");
-        let actions = strings(statement.get("Action"));
-        let has = |action: &str| actions.iter().any(|a| wildcard_match(a, action, true));
-        let principal = statement.get("Principal");
-        let resources = strings(statement.get("Resource"));
-
-        for arn in arns_in(statement) {
-            if let Some(account) = arn.split(':').nth(4)
-                && !account.is_empty()
-                && !(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()))
-            {
-                add(
-                    Severity::High,
-                    format!(
-                        "`{arn}` has `{account}` where a 12-digit account id belongs; IAM refuses it (a placeholder left in?)"
-                    ),
-                );
-            }
-        }
-        if !allow {
-            continue;
-        }
-        if statement.get("NotAction").is_some() || statement.get("NotResource").is_some() {
-            add(
-                Severity::Medium,
-                "Allow with NotAction/NotResource grants everything not listed, including actions added later; list what is allowed".into(),
-            );
-        }
-        if actions
-            .iter()
-            .any(|a| a == "*" || a.eq_ignore_ascii_case("ecr:*"))
+        statement.actions(&mut add);
+        statement.principals(&mut add);
+        if statement.is_github_trust() {
+            github_trust(&statement, &mut add);
+        } else if !statement.federated.is_empty()
+            && !statement.grants("sts:AssumeRoleWithWebIdentity")
+            && statement.grants("sts:AssumeRole")
         {
             add(
-                Severity::High,
-                format!(
-                    "`{}` grants every ECR action, deletes included; list the actions needed",
-                    actions.join(", ")
-                ),
-            );
-        }
-
-        if has("sts:AssumeRoleWithWebIdentity") && federated_github(principal) {
-            github_trust(statement, &mut add);
-        }
-        if let Some(principal) = principal {
-            principals(principal, &actions, &mut add);
-        }
-        let ecr_actions: Vec<&String> = actions.iter().filter(|a| a.starts_with("ecr:")).collect();
-        if principal.is_some() && !ecr_actions.is_empty() && resources.is_empty() {
-            // A repository policy.
-            if has("ecr:GetAuthorizationToken") {
-                add(
-                    Severity::Medium,
-                    "ecr:GetAuthorizationToken has no effect in a repository policy: it is granted in the caller's identity policy, on \"*\"".into(),
-                );
-            }
-        }
-        if principal.is_none() && resources.iter().any(|r| r == "*") {
-            let writes: Vec<&str> = WRITE_ACTIONS.iter().copied().filter(|w| has(w)).collect();
-            if !writes.is_empty() {
-                add(
-                    Severity::High,
-                    format!(
-                        "{} on Resource \"*\": every repository of the account, and of any account whose repository policy allows it; scope to arn:aws:ecr:REGION:ACCOUNT:repository/NAME",
-                        writes.join(", ")
-                    ),
-                );
-            } else if ecr_actions
-                .iter()
-                .any(|a| !a.eq_ignore_ascii_case("ecr:GetAuthorizationToken"))
-            {
-                add(
-                    Severity::Low,
-                    "read actions on Resource \"*\": every repository can be read; scope to the repositories needed".into(),
-                );
-            }
-        }
-        if read_only_name || location_says_read_only(&location) {
-            let writes: Vec<&str> = WRITE_ACTIONS.iter().copied().filter(|w| has(w)).collect();
-            if !writes.is_empty() {
-                add(
-                    Severity::High,
-                    format!(
-                        "a pull-only or read-only document holds write actions: {}",
-                        writes.join(", ")
-                    ),
-                );
-            }
-        }
-        if !read_only_name && PUSH_ACTIONS.iter().all(|a| has(a)) && has("ecr:BatchDeleteImage") {
-            add(
+                "web-identity-action",
                 Severity::Medium,
-                "a push policy that can also delete images: a compromised pipeline could erase releases".into(),
+                "a Federated principal with sts:AssumeRole: a web-identity token can only be used with sts:AssumeRoleWithWebIdentity, so nothing can assume the role through this statement; write that action".into(),
             );
         }
     }
+    for (sid, at) in sids.into_iter().filter(|(_, at)| at.len() > 1) {
+        findings.push(Finding {
+            rule: "duplicate-sid",
+            severity: Severity::Medium,
+            location: "document".into(),
+            message: format!(
+                "Sid `{sid}` stands in statements {}: IAM refuses a policy whose Sids are not unique; rename all but one",
+                list_of(at.iter().map(usize::to_string))
+            ),
+        });
+    }
+    for (text, (severity, places)) in placeholders {
+        findings.push(Finding {
+            rule: "placeholder",
+            severity,
+            location: "document".into(),
+            message: format!(
+                "`{text}` is a placeholder, not a value (in {}); put in the real one",
+                list_of(places.into_iter())
+            ),
+        });
+    }
     findings.sort_by_key(|f| f.severity);
-    findings
+    Ok(findings)
 }
 
-fn location_says_read_only(location: &str) -> bool {
-    let sid = location.to_ascii_lowercase();
-    sid.contains("pull") || sid.contains("readonly") || sid.contains("read-only")
+/// One statement, read once into what the rules ask of it.
+struct Statement<'a> {
+    raw: &'a Value,
+    allow: bool,
+    actions: Vec<String>,
+    not_action: bool,
+    resources: Vec<String>,
+    not_resource: bool,
+    has_principal: bool,
+    /// `Principal: "*"` or `AWS: "*"`.
+    anyone: bool,
+    aws: Vec<String>,
+    federated: Vec<String>,
+    services: Vec<String>,
+    /// (operator, key, values) of every condition.
+    conditions: Vec<(String, String, Vec<String>)>,
 }
 
-fn federated_github(principal: Option<&Value>) -> bool {
-    principal
-        .map(|p| strings(p.get("Federated")))
-        .unwrap_or_default()
-        .iter()
-        .any(|f| f.contains(GITHUB_OIDC_HOST))
+impl<'a> Statement<'a> {
+    fn read(raw: &'a Value) -> Self {
+        let principal = raw.get("Principal");
+        let field = |kind: &str| principal.map(|p| strings(p.get(kind))).unwrap_or_default();
+        let aws = field("AWS");
+        let mut conditions = Vec::new();
+        for (operator, keys) in raw
+            .get("Condition")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            for (key, values) in keys.as_object().into_iter().flatten() {
+                conditions.push((operator.clone(), key.clone(), strings(Some(values))));
+            }
+        }
+        Self {
+            raw,
+            allow: raw.get("Effect").and_then(Value::as_str) != Some("Deny"),
+            actions: strings(raw.get("Action")),
+            not_action: raw.get("NotAction").is_some(),
+            resources: strings(raw.get("Resource")),
+            not_resource: raw.get("NotResource").is_some(),
+            has_principal: principal.is_some(),
+            anyone: principal.and_then(Value::as_str) == Some("*") || aws.iter().any(|a| a == "*"),
+            aws,
+            federated: field("Federated"),
+            services: field("Service"),
+            conditions,
+        }
+    }
+
+    /// Whether the Action list covers `action` (IAM folds the case of action names).
+    fn grants(&self, action: &str) -> bool {
+        self.actions.iter().any(|a| wildcard_match(a, action, true))
+    }
+
+    /// Whether `action` is listed by its own name, not through a wildcard.
+    fn names(&self, action: &str) -> bool {
+        self.actions.iter().any(|a| a.eq_ignore_ascii_case(action))
+    }
+
+    fn granted<'l>(&self, list: &[&'l str]) -> Vec<&'l str> {
+        list.iter().copied().filter(|a| self.grants(a)).collect()
+    }
+
+    /// Writes other than what replication needs of a source account.
+    fn writes_beyond_replication(&self) -> Vec<&'static str> {
+        self.granted(&WRITE)
+            .into_iter()
+            .filter(|a| !REPLICATION.contains(a))
+            .collect()
+    }
+
+    /// A condition with a positive operator on one of `keys` and a value that is not
+    /// `*`: one that narrows who gets in.
+    fn narrowed_by(&self, keys: &[&str]) -> bool {
+        self.conditions.iter().any(|(operator, key, values)| {
+            let positive = !operator.contains("Not") && !operator.ends_with("IfExists");
+            positive
+                && keys.contains(&key.to_ascii_lowercase().as_str())
+                && values.iter().any(|v| v != "*")
+        })
+    }
+
+    /// A resource pattern that covers every repository of a registry (or of all).
+    fn any_repository(&self) -> Option<&str> {
+        self.resources
+            .iter()
+            .find(|r| {
+                if *r == "*" {
+                    return true;
+                }
+                let parts: Vec<&str> = r.splitn(6, ':').collect();
+                parts.len() == 6
+                    && parts[0] == "arn"
+                    && (wildcard_match(parts[2], "ecr", true)
+                        || wildcard_match(parts[2], "ecr-public", true))
+                    && wildcard_match(parts[5], "repository/ecr-push-probe/any", false)
+            })
+            .map(String::as_str)
+    }
+
+    fn is_github_trust(&self) -> bool {
+        let github_key = |(_, key, _): &(String, String, Vec<String>)| {
+            key.to_ascii_lowercase()
+                .starts_with(&format!("{GITHUB_OIDC_HOST}:"))
+        };
+        self.grants("sts:AssumeRoleWithWebIdentity")
+            && (self.federated.iter().any(|f| f.contains(GITHUB_OIDC_HOST))
+                || ((self.anyone || !self.federated.is_empty())
+                    && self.conditions.iter().any(github_key)))
+    }
+
+    /// The rules on Action and Resource.
+    fn actions(&self, add: &mut impl FnMut(&'static str, Severity, String)) {
+        if self.not_action || self.not_resource {
+            add(
+                "not-action",
+                Severity::Medium,
+                "Allow with NotAction or NotResource grants everything not listed, actions AWS adds later included; list what is allowed".into(),
+            );
+        }
+        let identity = !self.has_principal;
+        if self.actions.iter().any(|a| a == "*") {
+            let (severity, message) = if identity && self.resources.iter().any(|r| r == "*") {
+                (
+                    Severity::Critical,
+                    "Action \"*\" on Resource \"*\": every action of every AWS service on everything, an administrator; list the actions needed",
+                )
+            } else {
+                (
+                    Severity::High,
+                    "Action \"*\": every action of every AWS service, not only ECR's; list the actions needed",
+                )
+            };
+            add("all-actions", severity, message.into());
+        } else if let Some(a) = self
+            .actions
+            .iter()
+            .find(|a| a.eq_ignore_ascii_case("ecr:*") || a.eq_ignore_ascii_case("ecr-public:*"))
+        {
+            add(
+                "all-actions",
+                Severity::High,
+                format!(
+                    "`{a}`: every action of the registry, deleting images and repositories and changing repository policies among them; list the actions needed"
+                ),
+            );
+        }
+        if self.has_principal
+            && self.resources.is_empty()
+            && self.names("ecr:GetAuthorizationToken")
+        {
+            add(
+                "auth-token-in-repository-policy",
+                Severity::Low,
+                "ecr:GetAuthorizationToken has no effect in a repository policy: it is granted in the caller's identity policy, on \"*\"; remove it here".into(),
+            );
+        }
+        if let Some(resource) = self.any_repository() {
+            let writes: Vec<&str> = self
+                .granted(&WRITE)
+                .into_iter()
+                .filter(|a| *a != "sts:AssumeRole")
+                .collect();
+            let replication_only =
+                self.has_principal && writes.iter().all(|a| REPLICATION.contains(a));
+            if !writes.is_empty() && !replication_only {
+                add(
+                    "write-any-repository",
+                    Severity::High,
+                    format!(
+                        "{} on `{resource}`: every repository of the registry, and of any account whose repository policy lets this principal in; scope to arn:aws:ecr:REGION:ACCOUNT:repository/NAME",
+                        summary(&writes)
+                    ),
+                );
+            } else if writes.is_empty() {
+                let reads = self.granted(&READ);
+                if !reads.is_empty() {
+                    add(
+                        "read-any-repository",
+                        Severity::Low,
+                        format!(
+                            "{} on `{resource}`: every repository can be read; scope to the repositories needed",
+                            summary(&reads)
+                        ),
+                    );
+                }
+            }
+        }
+        let deletes: Vec<&str> = ["ecr:BatchDeleteImage", "ecr:DeleteRepository"]
+            .into_iter()
+            .filter(|a| self.names(a))
+            .collect();
+        if self.grants("ecr:PutImage") && !deletes.is_empty() {
+            add(
+                "push-can-delete",
+                Severity::Medium,
+                format!(
+                    "a statement that pushes can also {}: a compromised pipeline could erase releases; grant deletes to a separate cleanup role",
+                    if deletes.len() == 2 {
+                        "delete images and the repository"
+                    } else if deletes[0] == "ecr:BatchDeleteImage" {
+                        "delete images"
+                    } else {
+                        "delete the repository"
+                    }
+                ),
+            );
+        }
+    }
+
+    /// The rules on who is let in.
+    fn principals(&self, add: &mut impl FnMut(&'static str, Severity, String)) {
+        let writes = self.granted(&WRITE);
+        if self.anyone && !self.narrowed_by(&NARROWING_KEYS) && !self.is_github_trust() {
+            let reads = self.granted(&READ);
+            if !writes.is_empty() || self.grants("sts:AssumeRoleWithWebIdentity") {
+                add(
+                    "principal-anyone",
+                    Severity::Critical,
+                    format!(
+                        "Principal \"*\" with no condition on who: any AWS account, anyone's, can {}; name the role ARN, or narrow it with aws:PrincipalOrgID or aws:PrincipalArn",
+                        if self.grants("sts:AssumeRole") {
+                            "assume this role".to_owned()
+                        } else {
+                            summary(&writes)
+                        }
+                    ),
+                );
+            } else if !reads.is_empty() || self.actions.iter().any(|a| a.starts_with("ecr")) {
+                add(
+                    "principal-anyone",
+                    Severity::High,
+                    "Principal \"*\" with no condition on who: anyone with an AWS account can pull these images; name the accounts or roles, or narrow it with aws:PrincipalOrgID".into(),
+                );
+            }
+        }
+        let registry_actions = self
+            .actions
+            .iter()
+            .any(|a| a == "*" || a.to_ascii_lowercase().starts_with("ecr"));
+        if !self.services.is_empty() && registry_actions && !self.narrowed_by(&SOURCE_KEYS) {
+            let service = self.services.join(", ");
+            if writes.is_empty() {
+                add(
+                    "service-no-source",
+                    Severity::Medium,
+                    format!(
+                        "{service} with no aws:SourceArn or aws:SourceAccount condition: the service acting for any account's resources can read these images; add the condition naming yours"
+                    ),
+                );
+            } else {
+                add(
+                    "service-no-source",
+                    Severity::High,
+                    format!(
+                        "{service} with no aws:SourceArn or aws:SourceAccount condition: the service acting for any account's resources can {}; add the condition naming yours",
+                        summary(&writes)
+                    ),
+                );
+            }
+        }
+        let account_writes = self.writes_beyond_replication();
+        let is_account = |p: &String| {
+            p.ends_with(":root") || (p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit()))
+        };
+        if !account_writes.is_empty() {
+            for p in self.aws.iter().filter(|p| is_account(p)) {
+                add(
+                    "principal-account",
+                    Severity::Low,
+                    format!(
+                        "`{p}` is a whole account: every principal there whose own policy allows it can {}; name the role that needs it",
+                        if self.grants("sts:AssumeRole") {
+                            "assume this role".to_owned()
+                        } else {
+                            summary(&account_writes)
+                        }
+                    ),
+                );
+            }
+        }
+        let users: Vec<String> = self
+            .aws
+            .iter()
+            .filter(|p| p.contains(":user/"))
+            .map(|p| format!("`{p}`"))
+            .collect();
+        if !users.is_empty() {
+            add(
+                "iam-user",
+                Severity::Low,
+                format!(
+                    "{} {}, which means long-lived access keys; a role assumed with GitHub OIDC needs none",
+                    users.join(", "),
+                    if users.len() == 1 {
+                        "is an IAM user"
+                    } else {
+                        "are IAM users"
+                    }
+                ),
+            );
+        }
+    }
+
+    /// Records each placeholder left in the statement, with where it stands.
+    fn placeholders(&self, index: usize, found: &mut BTreeMap<String, (Severity, Vec<String>)>) {
+        let mut note = |text: &str, severity: Severity, place: String| {
+            let entry = found
+                .entry(text.to_owned())
+                .or_insert((severity, Vec::new()));
+            entry.0 = entry.0.min(severity);
+            if !entry.1.contains(&place) {
+                entry.1.push(place);
+            }
+        };
+        let principal_values: Vec<&String> = self.aws.iter().chain(&self.federated).collect();
+        let fields = [
+            ("Principal", principal_values),
+            ("Resource", self.resources.iter().collect()),
+            (
+                "Condition",
+                self.conditions.iter().flat_map(|(_, _, v)| v).collect(),
+            ),
+        ];
+        for (field, values) in fields {
+            for value in values {
+                let place = format!("statement {index} {field}");
+                for text in placeholder_texts(value) {
+                    let severity = if field == "Principal"
+                        && DOCUMENTATION_ACCOUNTS.contains(&text.as_str())
+                    {
+                        Severity::High
+                    } else {
+                        Severity::Medium
+                    };
+                    note(&text, severity, place.clone());
+                }
+            }
+        }
+    }
+}
+
+/// The placeholders in one value: `${…}` that is not an IAM policy variable, `<…>`,
+/// an ARN's account field that is no account id, AWS's documentation accounts.
+fn placeholder_texts(value: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        let inner = &rest[start + 2..start + len];
+        // `${aws:username}`, `${aws:PrincipalTag/team}`, `${*}`: IAM's own variables.
+        let variable =
+            (inner.contains(':') && !inner.contains("::")) || ["*", "?", "$"].contains(&inner);
+        if !variable {
+            found.push(rest[start..=start + len].to_owned());
+        }
+        rest = &rest[start + len + 1..];
+    }
+    let mut rest = value;
+    while let Some(start) = rest.find('<') {
+        let Some(len) = rest[start..].find('>') else {
+            break;
+        };
+        if len > 1 {
+            found.push(rest[start..=start + len].to_owned());
+        }
+        rest = &rest[start + len + 1..];
+    }
+    if value.starts_with("arn:")
+        && let Some(account) = value.split(':').nth(4)
+        && !account.is_empty()
+        && account != "aws"
+        && !account.contains(['*', '?', '$', '<'])
+        && !(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()))
+    {
+        found.push(account.to_owned());
+    }
+    for account in DOCUMENTATION_ACCOUNTS {
+        if value.contains(account) {
+            found.push(account.to_owned());
+        }
+    }
+    found
+}
+
+/// A GitHub job, made up to ask a trust whether it would get in.
+struct Job<'a> {
+    owner: &'a str,
+    owner_id: &'a str,
+    repo: &'a str,
+    repo_id: &'a str,
+    /// What follows the repository in `sub`: `ref:refs/heads/main`, `pull_request`, …
+    context: &'a str,
+    immutable: bool,
+    audience: &'a str,
+}
+
+impl Job<'_> {
+    /// The claims GitHub puts in such a job's token (the OIDC reference's list).
+    fn claims(&self) -> Map<String, Value> {
+        let sub = crate::sub_claim::subject(
+            self.owner,
+            self.immutable.then_some((self.owner_id, self.repo_id)),
+            self.repo,
+            Some(self.context),
+        );
+        let (git_ref, ref_type, event, environment) = match self.context.split_once(':') {
+            Some(("ref", r)) if r.starts_with("refs/tags/") => (r, "tag", "push", None),
+            Some(("ref", r)) => (r, "branch", "push", None),
+            Some(("environment", e)) => ("refs/heads/main", "branch", "push", Some(e)),
+            _ if self.context == "pull_request" => {
+                ("refs/pull/1/merge", "branch", "pull_request", None)
+            }
+            _ => ("refs/heads/main", "branch", "push", None),
+        };
+        let repository = format!("{}/{}", self.owner, self.repo);
+        let workflow = format!("{repository}/.github/workflows/release.yml@{git_ref}");
+        let mut claims = json!({
+            "iss": format!("https://{GITHUB_OIDC_HOST}"),
+            "aud": self.audience,
+            "sub": sub,
+            "repository": repository,
+            "repository_owner": self.owner,
+            "repository_id": self.repo_id,
+            "repository_owner_id": self.owner_id,
+            "repository_visibility": "private",
+            "ref": git_ref,
+            "ref_type": ref_type,
+            "event_name": event,
+            "workflow_ref": workflow,
+            "job_workflow_ref": workflow,
+            "actor": "ecr-push-probe",
+            "runner_environment": "github-hosted",
+        });
+        if let Some(environment) = environment {
+            claims["environment"] = environment.into();
+        }
+        claims.as_object().cloned().unwrap_or_default()
+    }
 }
 
 /// The rules for a statement that lets GitHub Actions tokens in.
-fn github_trust(statement: &Value, add: &mut impl FnMut(Severity, String)) {
-    let sub_key = format!("{GITHUB_OIDC_HOST}:sub");
-    let aud_key = format!("{GITHUB_OIDC_HOST}:aud");
-    let mut sub_values: Vec<(String, String)> = Vec::new();
-    let mut has_aud = false;
-    if let Some(block) = statement.get("Condition").and_then(Value::as_object) {
-        for (operator, keys) in block {
-            for (key, values) in keys.as_object().into_iter().flatten() {
-                if key.eq_ignore_ascii_case(&sub_key) {
-                    sub_values.extend(
-                        strings(Some(values))
-                            .into_iter()
-                            .map(|v| (operator.clone(), v)),
-                    );
-                }
-                if key.eq_ignore_ascii_case(&aud_key) {
-                    has_aud = true;
-                }
-            }
-        }
-    }
-    if sub_values.is_empty() {
+fn github_trust(statement: &Statement<'_>, add: &mut impl FnMut(&'static str, Severity, String)) {
+    let key = |name: &str| format!("{GITHUB_OIDC_HOST}:{name}");
+    let values_of = |name: &str| -> Vec<(&str, &str)> {
+        statement
+            .conditions
+            .iter()
+            .filter(|(_, k, _)| k.eq_ignore_ascii_case(&key(name)))
+            .flat_map(|(op, _, values)| values.iter().map(move |v| (op.as_str(), v.as_str())))
+            .collect()
+    };
+    let subs = values_of("sub");
+    let literal = |v: &str| !v.is_empty() && !v.contains(['*', '?', '$']);
+    let from_key = |name: &str| {
+        values_of(name)
+            .into_iter()
+            .map(|(_, v)| v)
+            .find(|v| literal(v))
+    };
+
+    // The repository the trust means, read from its patterns and pinned claims: the
+    // names as written up to the first wildcard.
+    let parsed: Vec<SubClaim<'_>> = subs
+        .iter()
+        .filter_map(|(_, v)| SubClaim::parse(v))
+        .collect();
+    let pinned = from_key("repository").and_then(|r| r.split_once('/'));
+    let owner = subs
+        .iter()
+        .filter_map(|(_, v)| v.strip_prefix("repo:"))
+        .find_map(|rest| name_before(rest, &['/', '@', ':', '*', '?']))
+        .or(pinned.map(|p| p.0))
+        .or(from_key("repository_owner"));
+    let repo = subs
+        .iter()
+        .filter_map(|(_, v)| v.strip_prefix("repo:")?.split_once('/'))
+        .find_map(|(_, rest)| name_before(rest, &['@', ':', '*', '?']))
+        .or(pinned.map(|p| p.1));
+    let owner_id = parsed
+        .iter()
+        .filter_map(|s| s.owner_id)
+        .find(|i| literal(i))
+        .or(from_key("repository_owner_id"))
+        .unwrap_or("424242");
+    let repo_id = parsed
+        .iter()
+        .filter_map(|s| s.repo_id)
+        .find(|i| literal(i))
+        .or(from_key("repository_id"))
+        .unwrap_or("434343");
+    let sample: String = parsed
+        .iter()
+        .filter_map(|s| s.context)
+        .find(|c| !c.starts_with('*'))
+        .map(|c| c.replace('*', "probe").replace('?', "x"))
+        .unwrap_or_else(|| "ref:refs/heads/main".into());
+    let audience = from_key("aud").unwrap_or("sts.amazonaws.com");
+    // Whether a job of this repository, in either `sub` form (or only the immutable
+    // one), would get in.
+    let admits_in =
+        |forms: &[bool], owner: &str, owner_id: &str, repo: &str, repo_id: &str, context: &str| {
+            forms.iter().any(|&immutable| {
+                let job = Job {
+                    owner,
+                    owner_id,
+                    repo,
+                    repo_id,
+                    context,
+                    immutable,
+                    audience,
+                };
+                evaluate::admits(statement.raw, &job.claims())
+            })
+        };
+    let admits = |owner: &str, owner_id: &str, repo: &str, repo_id: &str, context: &str| {
+        admits_in(&[false, true], owner, owner_id, repo, repo_id, context)
+    };
+    let (o, r) = (
+        owner.unwrap_or("ecr-push-probe-owner"),
+        repo.unwrap_or("ecr-push-probe-repo"),
+    );
+    let shown = |pick: &dyn Fn(&(&str, &str)) -> bool| {
+        subs.iter()
+            .filter(|v| pick(v))
+            .map(|(_, v)| format!("`{v}`"))
+            .next()
+            .unwrap_or_else(|| "its sub patterns".into())
+    };
+    // Names for people: what the trust says, else what to put there.
+    let (on, rn) = (owner.unwrap_or("OWNER"), repo.unwrap_or("REPO"));
+    let fix = format!(
+        "allow exactly `repo:{on}/{rn}:{sample}` and `repo:{on}@OWNER_ID/{rn}@REPO_ID:{sample}` (ecr-push policy generate writes them)"
+    );
+
+    let anyone = admits(
+        "ecr-push-probe-other",
+        "91",
+        "ecr-push-probe-elsewhere",
+        "92",
+        &sample,
+    );
+    if subs.is_empty() {
         add(
+            "github-sub-missing",
+            if anyone {
+                Severity::Critical
+            } else {
+                Severity::Medium
+            },
+            format!(
+                "no `{}` condition: {}; IAM refuses to create or update such a trust since June 2025; {fix}",
+                key("sub"),
+                if anyone {
+                    "any GitHub Actions job of any repository on earth can assume this role"
+                } else {
+                    "the repository is pinned by another claim, but"
+                }
+            ),
+        );
+    } else if anyone {
+        add(
+            "github-any-repository",
             Severity::Critical,
             format!(
-                "no `{sub_key}` condition: any GitHub Actions job of any repository on earth can assume this role; require StringEquals {sub_key} = repo:ORG/REPO:ref:refs/heads/BRANCH"
+                "{} lets a job of any GitHub repository on earth assume this role; {fix}",
+                shown(&|_| true)
             ),
         );
     }
-    for (operator, value) in &sub_values {
-        let wildcard = operator.contains("Like");
-        let after_repo = value.strip_prefix("repo:").unwrap_or(value);
-        if wildcard && (value == "*" || value.starts_with("repo:*") || value.starts_with('*')) {
-            add(
-                Severity::Critical,
-                format!(
-                    "`{sub_key}` matches `{value}`: any repository on earth; name the repository"
-                ),
-            );
-        } else if wildcard
-            && after_repo
-                .split('/')
-                .next()
-                .is_some_and(|org| !org.contains('*'))
-            && after_repo
-                .split(':')
-                .next()
-                .is_some_and(|r| r.ends_with("/*"))
-        {
-            add(
-                Severity::Medium,
-                format!(
-                    "`{sub_key}` matches `{value}`: every repository of the organization; name the repository"
-                ),
-            );
-        } else if wildcard && after_repo.split(':').nth(1) == Some("*") {
-            add(
-                Severity::Low,
-                format!(
-                    "`{sub_key}` matches `{value}`: every branch, tag, environment and pull request of the repository; name the branch or environment"
-                ),
-            );
-        }
-        if !wildcard && value.contains(['*', '?']) && operator.starts_with("StringEquals") {
-            add(
-                Severity::High,
-                format!(
-                    "{operator} takes `{value}` literally, so no token matches; use StringLike for a wildcard"
-                ),
-            );
-        }
-    }
-    if !has_aud {
+    let org_wide = !anyone
+        && owner.is_some()
+        && admits(o, owner_id, "ecr-push-probe-elsewhere", "92", &sample);
+    if org_wide {
         add(
+            "github-org-wide",
             Severity::High,
             format!(
-                "no `{aud_key}` condition: tokens minted for any audience are accepted; require StringEquals {aud_key} = sts.amazonaws.com"
+                "{} lets every repository of `{on}`, today's and tomorrow's, assume this role; {fix}",
+                shown(&|(_, v)| v.contains('*'))
             ),
         );
     }
-}
-
-/// Rules on who is let in.
-fn principals(principal: &Value, actions: &[String], add: &mut impl FnMut(Severity, String)) {
-    let writes = WRITE_ACTIONS
-        .iter()
-        .any(|w| actions.iter().any(|a| wildcard_match(a, w, true)));
-    let aws = match principal {
-        Value::String(s) if s == "*" => vec!["*".to_owned()],
-        other => strings(other.get("AWS")),
-    };
-    for p in aws {
-        if p == "*" {
+    if !anyone && !org_wide && owner.is_some() {
+        let evil = format!("{o}-evil");
+        let fork = format!("{r}-fork");
+        let lookalike_owner = admits(&evil, "91", r, "92", &sample);
+        let lookalike_repo = repo.is_some() && admits(o, owner_id, &fork, "92", &sample);
+        if lookalike_owner || lookalike_repo {
+            let (who, name) = if lookalike_owner {
+                ("owner", evil.as_str())
+            } else {
+                ("repository", fork.as_str())
+            };
             add(
-                if writes {
-                    Severity::Critical
-                } else {
-                    Severity::High
-                },
-                "Principal \"*\": anyone with an AWS account; name the role ARN".into(),
-            );
-        } else if p.ends_with(":root") || (p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit())) {
-            add(
-                Severity::Medium,
+                "github-lookalike",
+                Severity::High,
                 format!(
-                    "`{p}` is the whole account: every principal its own policies allow gets in; name the role ARN that needs it"
+                    "{} also lets in a{} {who} named `{name}`: a `*` right after a name admits every name that starts with it, and anyone can register one; end the name with `/`, `@` or `:` before any `*`",
+                    shown(&|(_, v)| v.contains('*')),
+                    if who == "owner" { "n" } else { "" }
                 ),
             );
-        } else if p.contains(":user/") {
+        }
+        let ids_written = subs.iter().any(|(_, v)| v.contains('@'));
+        if ids_written && repo.is_some() && admits_in(&[true], o, "91", r, "92", &sample) {
             add(
-                Severity::Low,
+                "github-id-wildcard",
+                Severity::High,
                 format!(
-                    "`{p}` is an IAM user, which means long-lived access keys; a role assumed with GitHub OIDC needs none"
+                    "{} leaves the owner or repository id open: whoever registers `{on}` or `{rn}` after it is renamed or deleted gets in again, which is what the ids prevent; write the ids (`gh api repos/{on}/{rn} --jq '.owner.id, .id'`)",
+                    shown(&|(_, v)| v.contains('@'))
+                ),
+            );
+        }
+        let branch = admits(o, owner_id, r, repo_id, "ref:refs/heads/ecr-push-probe");
+        let environment = admits(o, owner_id, r, repo_id, "environment:ecr-push-probe");
+        let pull_request = admits(o, owner_id, r, repo_id, "pull_request");
+        if branch && environment && pull_request {
+            add(
+                "github-any-ref",
+                Severity::Medium,
+                format!(
+                    "{} lets every branch, tag, environment and pull request of `{on}/{rn}` assume this role, code nobody has reviewed yet among them; name the branch, tag or environment that publishes",
+                    shown(&|(_, v)| v.contains('*'))
+                ),
+            );
+        } else if pull_request {
+            add(
+                "github-pull-request",
+                Severity::Medium,
+                format!(
+                    "pull-request jobs of `{on}/{rn}` can assume this role, with code nobody has reviewed yet; trust the branch, tag or environment that publishes"
+                ),
+            );
+        }
+    }
+    if !subs.is_empty() && !anyone && !subs.iter().any(|(_, v)| v.contains('@')) {
+        add(
+            "github-classic-only",
+            Severity::Low,
+            format!(
+                "every `sub` pattern ({}) has the classic form `repo:OWNER/REPO:…`; a repository created, renamed or transferred on github.com since 2026-07-15 (or opted in) has immutable subjects `repo:{on}@OWNER_ID/{rn}@REPO_ID:…` and is refused; add that form too (ids: `gh api repos/{on}/{rn} --jq '.owner.id, .id'`)",
+                subs.iter()
+                    .map(|(_, v)| format!("`{v}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+    }
+    if values_of("aud").is_empty() {
+        add(
+            "github-aud-missing",
+            Severity::Medium,
+            format!(
+                "no `{}` condition: a token this repository's jobs minted for another audience (another cloud, a third-party service) is accepted too; require StringEquals {} = sts.amazonaws.com",
+                key("aud"),
+                key("aud")
+            ),
+        );
+    }
+    for (operator, k, _) in &statement.conditions {
+        let claim = k.to_ascii_lowercase();
+        if operator.starts_with("ForAllValues:")
+            && (claim == key("sub").to_ascii_lowercase()
+                || claim == key("aud").to_ascii_lowercase())
+        {
+            add(
+                "github-for-all-values",
+                Severity::Medium,
+                format!(
+                    "{operator} on {k}, a single-valued claim: ForAllValues also holds for a token without the claim at all; use {} without the ForAllValues: prefix",
+                    &operator["ForAllValues:".len()..]
+                ),
+            );
+        }
+    }
+    for (operator, k, values) in &statement.conditions {
+        let base = operator.rsplit(':').next().unwrap_or(operator);
+        if base.starts_with("StringEquals")
+            && k.to_ascii_lowercase().starts_with(GITHUB_OIDC_HOST)
+            && let Some(v) = values.iter().find(|v| v.contains(['*', '?']))
+        {
+            add(
+                "literal-wildcard",
+                Severity::Medium,
+                format!(
+                    "{operator} takes `{v}` on {k} literally, so no token matches it; use StringLike for a wildcard"
                 ),
             );
         }
     }
 }
 
-/// The text without `#` and `//` comments outside strings.
-fn strip_comments(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for line in text.lines() {
+/// The text up to the first of `stops`, if any.
+fn name_before<'t>(text: &'t str, stops: &[char]) -> Option<&'t str> {
+    let name = &text[..text.find(stops).unwrap_or(text.len())];
+    (!name.is_empty()).then_some(name)
+}
+
+/// Up to four actions by name, then how many more.
+fn summary(actions: &[&str]) -> String {
+    match actions.len() {
+        0 => "nothing".into(),
+        n if n <= 4 => actions.join(", "),
+        n => format!("{} and {} more", actions[..3].join(", "), n - 3),
+    }
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn list_of(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    match items.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// A `#` or `//` comment outside a string: what tutorials annotate JSON with.
+fn has_comment(text: &str) -> bool {
+    text.lines().any(|line| {
         let (mut in_string, mut escaped) = (false, false);
-        let mut cut = line.len();
         let bytes = line.as_bytes();
         for (i, &b) in bytes.iter().enumerate() {
             match b {
                 _ if escaped => escaped = false,
                 b'\\' if in_string => escaped = true,
                 b'"' => in_string = !in_string,
-                b'#' if !in_string => {
-                    cut = i;
-                    break;
-                }
-                b'/' if !in_string && bytes.get(i + 1) == Some(&b'/') => {
-                    cut = i;
-                    break;
-                }
+                b'#' if !in_string => return true,
+                b'/' if !in_string && bytes.get(i + 1) == Some(&b'/') => return true,
                 _ => {}
             }
         }
-        out.push_str(&line[..cut]);
-        out.push('\n');
-    }
-    out
-}
-
-/// Every ARN in a statement's Principal and Resource.
-fn arns_in(statement: &Value) -> Vec<String> {
-    let mut arns = strings(statement.get("Resource"));
-    if let Some(principal) = statement.get("Principal") {
-        for kind in ["AWS", "Federated"] {
-            arns.extend(strings(principal.get(kind)));
-        }
-    }
-    arns.retain(|a| a.starts_with("arn:"));
-    arns
+        false
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn severities(name: &str, text: &str) -> Vec<(Severity, String)> {
-        lint(name, text)
+    const PROVIDER: &str =
+        "arn:aws:iam::111111111111:oidc-provider/token.actions.githubusercontent.com";
+    const SUB: &str = "token.actions.githubusercontent.com:sub";
+    const AUD: &str = "token.actions.githubusercontent.com:aud";
+
+    fn rules(document: &Value) -> Vec<(&'static str, Severity)> {
+        lint(&document.to_string())
+            .expect("a policy")
             .into_iter()
-            .map(|f| (f.severity, f.message))
+            .map(|f| (f.rule, f.severity))
             .collect()
     }
 
-    #[test]
-    fn oidc_trust_without_sub_is_critical_and_without_aud_high() {
-        let text = r#"{"Statement": {"Effect": "Allow",
-            "Principal": {"Federated": "arn:aws:iam::111111111111:oidc-provider/token.actions.githubusercontent.com"},
-            "Action": "sts:AssumeRoleWithWebIdentity"}}"#;
-        let found = severities("trust.json", text);
-        assert_eq!(found[0].0, Severity::Critical, "{found:?}");
-        assert!(found[0].1.contains("any repository on earth"));
-        assert!(
-            found
-                .iter()
-                .any(|(s, m)| *s == Severity::High && m.contains(":aud"))
-        );
+    fn has(document: &Value, rule: &str) -> Option<Severity> {
+        rules(document)
+            .into_iter()
+            .find(|(r, _)| *r == rule)
+            .map(|(_, s)| s)
+    }
+
+    fn trust(condition: Value) -> Value {
+        json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": PROVIDER},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": condition}]})
+    }
+
+    fn sub_like(pattern: &str) -> Value {
+        trust(json!({"StringEquals": {AUD: "sts.amazonaws.com"}, "StringLike": {SUB: pattern}}))
+    }
+
+    fn identity(action: Value, resource: Value) -> Value {
+        json!({"Statement": [{"Effect": "Allow", "Action": action, "Resource": resource}]})
     }
 
     #[test]
-    fn sub_wildcards_are_graded_by_how_much_they_open() {
-        let trust = |op: &str, sub: &str| {
-            let aud = "token.actions.githubusercontent.com:aud";
-            let mut condition = serde_json::json!({"StringEquals": {aud: "sts.amazonaws.com"}});
-            condition[op]["token.actions.githubusercontent.com:sub"] = sub.into();
-            serde_json::json!({"Statement": {"Effect": "Allow",
-                "Principal": {"Federated": "arn:aws:iam::111111111111:oidc-provider/token.actions.githubusercontent.com"},
-                "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": condition}})
-            .to_string()
-        };
-        let worst = |op, sub| severities("t.json", &trust(op, sub)).first().map(|f| f.0);
-        assert_eq!(worst("StringLike", "*"), Some(Severity::Critical));
-        assert_eq!(worst("StringLike", "repo:*"), Some(Severity::Critical));
-        assert_eq!(worst("StringLike", "repo:org/*"), Some(Severity::Medium));
-        assert_eq!(worst("StringLike", "repo:org/app:*"), Some(Severity::Low));
+    fn sub_patterns_are_graded_by_who_they_let_in() {
+        let cases: [(&str, &str, Severity); 11] = [
+            ("*", "github-any-repository", Severity::Critical),
+            ("repo:*", "github-any-repository", Severity::Critical),
+            (
+                "repo:*/*:ref:refs/heads/main",
+                "github-any-repository",
+                Severity::Critical,
+            ),
+            ("repo:octo-org/*", "github-org-wide", Severity::High),
+            ("repo:octo-org@123/*", "github-org-wide", Severity::High),
+            (
+                "repo:octo-org*/octo-repo:ref:refs/heads/main",
+                "github-lookalike",
+                Severity::High,
+            ),
+            (
+                "repo:octo-org/octo-repo*:ref:refs/heads/main",
+                "github-lookalike",
+                Severity::High,
+            ),
+            (
+                "repo:octo-org@*/octo-repo@*:ref:refs/heads/main",
+                "github-id-wildcard",
+                Severity::High,
+            ),
+            (
+                "repo:octo-org/octo-repo:*",
+                "github-any-ref",
+                Severity::Medium,
+            ),
+            (
+                "repo:octo-org/octo-repo:pull_request",
+                "github-pull-request",
+                Severity::Medium,
+            ),
+            (
+                "repo:octo-org/octo-repo:ref:refs/heads/main",
+                "github-classic-only",
+                Severity::Low,
+            ),
+        ];
+        for (pattern, rule, severity) in cases {
+            assert_eq!(
+                has(&sub_like(pattern), rule),
+                Some(severity),
+                "{pattern}: {:?}",
+                rules(&sub_like(pattern))
+            );
+        }
+        // An org-wide pattern is not also reported as any repository.
         assert_eq!(
-            worst("StringEquals", "repo:org/app:ref:refs/tags/v*"),
-            Some(Severity::High)
-        );
-        assert_eq!(
-            worst("StringEquals", "repo:org/app:ref:refs/heads/main"),
+            has(&sub_like("repo:octo-org/*"), "github-any-repository"),
             None
         );
+        // Ids pinned, names open: the names may change, nobody else gets in.
+        assert_eq!(rules(&sub_like("repo:*@123/*@456:ref:refs/heads/main")), []);
+        // Both forms of exactly one repository and ref: clean.
+        let exact = trust(json!({"StringEquals": {AUD: "sts.amazonaws.com", SUB: [
+            "repo:octo-org/octo-repo:ref:refs/heads/main",
+            "repo:octo-org@123/octo-repo@456:ref:refs/heads/main"]}}));
+        assert_eq!(rules(&exact), []);
     }
 
     #[test]
-    fn commented_json_is_refused_and_still_read() {
-        let text = "{\"Statement\": {\"Effect\": \"Allow\", \"Action\": \"ecr:PutImage\",\n  \"Resource\": \"*\" # or the ARN // \"x\"\n}}";
-        let found = severities("p.json", text);
-        assert!(found[0].1.starts_with("not valid JSON"), "{found:?}");
+    fn other_claims_count_as_sts_counts_them() {
+        // An org-wide sub, but the repository is pinned by its id.
+        let pinned = trust(json!({
+            "StringEquals": {AUD: "sts.amazonaws.com", "token.actions.githubusercontent.com:repository_id": "456"},
+            "StringLike": {SUB: "repo:octo-org/*"}}));
+        assert_eq!(
+            has(&pinned, "github-org-wide"),
+            None,
+            "{:?}",
+            rules(&pinned)
+        );
+        // No sub at all: open to the world, and refused by IAM since 2025.
+        let open = trust(json!({"StringEquals": {AUD: "sts.amazonaws.com"}}));
+        assert_eq!(has(&open, "github-sub-missing"), Some(Severity::Critical));
+        let no_aud = trust(json!({"StringEquals": {SUB: "repo:o/r@1:ref:refs/heads/main"}}));
+        assert_eq!(has(&no_aud, "github-aud-missing"), Some(Severity::Medium));
+        let for_all = trust(json!({"StringEquals": {AUD: "sts.amazonaws.com"},
+            "ForAllValues:StringLike": {SUB: "repo:octo-org/octo-repo:ref:refs/heads/main"}}));
+        assert_eq!(
+            has(&for_all, "github-for-all-values"),
+            Some(Severity::Medium)
+        );
+        let literal =
+            trust(json!({"StringEquals": {AUD: "sts.amazonaws.com", SUB: "repo:octo-org/*"}}));
+        assert_eq!(has(&literal, "literal-wildcard"), Some(Severity::Medium));
+        assert_eq!(
+            has(&literal, "github-org-wide"),
+            None,
+            "StringEquals matches nothing"
+        );
+    }
+
+    #[test]
+    fn a_templated_provider_is_still_a_github_trust() {
+        let document = json!({"Statement": [{"Effect": "Allow",
+            "Principal": {"Federated": "arn:aws:iam::${AWS::AccountId}:oidc-provider/${OidcProvider}"},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringLike": {SUB: "repo:octo-org/*"}}}]});
+        let found = rules(&document);
         assert!(
-            found.iter().any(|(_, m)| m.contains("on Resource \"*\"")),
+            found.contains(&("github-org-wide", Severity::High)),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&("github-aud-missing", Severity::Medium)),
             "{found:?}"
         );
         assert_eq!(
-            strip_comments("\"a#b\" # c\n\"u//v\" // w"),
-            "\"a#b\" \n\"u//v\" \n"
+            found.iter().filter(|(r, _)| *r == "placeholder").count(),
+            2,
+            "{found:?}"
         );
+        let wrong_action = json!({"Statement": [{"Effect": "Allow",
+            "Principal": {"Federated": PROVIDER}, "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {SUB: "repo:o/r:ref:refs/heads/main"}}}]});
+        assert_eq!(
+            has(&wrong_action, "web-identity-action"),
+            Some(Severity::Medium)
+        );
+    }
+
+    #[test]
+    fn wildcard_resources_are_every_repository() {
+        let push = json!([
+            "ecr:InitiateLayerUpload",
+            "ecr:UploadLayerPart",
+            "ecr:CompleteLayerUpload",
+            "ecr:PutImage"
+        ]);
+        for resource in [
+            "*",
+            "arn:aws:ecr:*:*:repository/*",
+            "arn:aws:ecr:us-east-1:111111111111:repository/*",
+        ] {
+            assert_eq!(
+                has(
+                    &identity(push.clone(), json!(resource)),
+                    "write-any-repository"
+                ),
+                Some(Severity::High),
+                "{resource}"
+            );
+        }
+        // A wildcard region or account is valid IAM, and one repository name is scoped.
+        assert_eq!(
+            rules(&identity(
+                push.clone(),
+                json!("arn:aws:ecr:*:*:repository/app")
+            )),
+            []
+        );
+        let public = identity(
+            json!(["ecr-public:PutImage", "ecr-public:UploadLayerPart"]),
+            json!("*"),
+        );
+        assert_eq!(has(&public, "write-any-repository"), Some(Severity::High));
+        let reads = identity(
+            json!(["ecr:GetAuthorizationToken", "ecr:BatchGetImage"]),
+            json!("*"),
+        );
+        assert_eq!(rules(&reads), [("read-any-repository", Severity::Low)]);
+        assert_eq!(
+            rules(&identity(json!("ecr:GetAuthorizationToken"), json!("*"))),
+            []
+        );
+        let everything = identity(json!("*"), json!("*"));
+        let found = lint(&everything.to_string()).unwrap();
+        assert_eq!(
+            (found[0].rule, found[0].severity),
+            ("all-actions", Severity::Critical)
+        );
+        assert!(
+            found[0]
+                .message
+                .contains("every action of every AWS service"),
+            "{}",
+            found[0].message
+        );
+        let deletes = identity(
+            json!(["ecr:PutImage", "ecr:BatchDeleteImage"]),
+            json!("arn:aws:ecr:us-east-1:111111111111:repository/app"),
+        );
+        assert_eq!(rules(&deletes), [("push-can-delete", Severity::Medium)]);
+    }
+
+    #[test]
+    fn the_sid_says_nothing_of_what_a_statement_allows() {
+        let document = json!({"Statement": [{"Sid": "ReadOnlyPull", "Effect": "Allow",
+            "Action": ["ecr:PutImage", "ecr:BatchGetImage"],
+            "Resource": "arn:aws:ecr:us-east-1:111111111111:repository/app"}]});
+        assert_eq!(rules(&document), []);
+    }
+
+    #[test]
+    fn principals_are_judged_with_their_conditions() {
+        let repository = |principal: Value, actions: Value, condition: Value| {
+            let mut statement =
+                json!({"Effect": "Allow", "Principal": principal, "Action": actions});
+            if !condition.is_null() {
+                statement["Condition"] = condition;
+            }
+            json!({"Statement": [statement]})
+        };
+        let pull = json!(["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]);
+        let push = json!(["ecr:PutImage", "ecr:UploadLayerPart"]);
+        assert_eq!(
+            has(
+                &repository(json!("*"), push.clone(), Value::Null),
+                "principal-anyone"
+            ),
+            Some(Severity::Critical)
+        );
+        assert_eq!(
+            has(
+                &repository(json!({"AWS": "*"}), pull.clone(), Value::Null),
+                "principal-anyone"
+            ),
+            Some(Severity::High)
+        );
+        let org = json!({"StringEquals": {"aws:PrincipalOrgID": "o-abc123"}});
+        assert_eq!(rules(&repository(json!("*"), pull.clone(), org)), []);
+        let lambda = json!({"Service": "lambda.amazonaws.com"});
+        assert_eq!(
+            has(
+                &repository(lambda.clone(), pull.clone(), Value::Null),
+                "service-no-source"
+            ),
+            Some(Severity::Medium)
+        );
+        assert_eq!(
+            has(
+                &repository(
+                    lambda.clone(),
+                    json!(["ecr:SetRepositoryPolicy"]),
+                    Value::Null
+                ),
+                "service-no-source"
+            ),
+            Some(Severity::High)
+        );
+        let source = json!({"StringLike": {"aws:sourceArn": "arn:aws:lambda:us-east-1:111111111111:function:*"}});
+        assert_eq!(rules(&repository(lambda, pull.clone(), source)), []);
+        // ecr:* names GetAuthorizationToken only through the wildcard.
+        let all = repository(
+            json!({"AWS": "arn:aws:iam::222222222222:role/ci"}),
+            json!("ecr:*"),
+            Value::Null,
+        );
+        assert_eq!(rules(&all), [("all-actions", Severity::High)]);
+        let named = repository(
+            json!({"AWS": "arn:aws:iam::222222222222:role/ci"}),
+            json!(["ecr:GetAuthorizationToken", "ecr:BatchGetImage"]),
+            Value::Null,
+        );
+        assert_eq!(
+            rules(&named),
+            [("auth-token-in-repository-policy", Severity::Low)]
+        );
+        // A read-only pull by another account is the documented cross-account grant.
+        assert_eq!(
+            rules(&repository(
+                json!({"AWS": "arn:aws:iam::222222222222:root"}),
+                pull,
+                Value::Null
+            )),
+            []
+        );
+        assert_eq!(
+            has(
+                &repository(json!({"AWS": "222222222222"}), push, Value::Null),
+                "principal-account"
+            ),
+            Some(Severity::Low)
+        );
+        // Replication: the source account's root is the principal ECR requires.
+        let replication = json!({"Statement": [{"Effect": "Allow",
+            "Principal": {"AWS": "arn:aws:iam::222222222222:root"},
+            "Action": ["ecr:CreateRepository", "ecr:ReplicateImage"],
+            "Resource": "arn:aws:ecr:us-west-2:111111111111:repository/*"}]});
+        assert_eq!(rules(&replication), []);
+    }
+
+    #[test]
+    fn placeholders_and_sids_are_one_finding_each() {
+        let document = json!({"Statement": [
+            {"Sid": "Push", "Effect": "Allow", "Action": "ecr:PutImage",
+             "Resource": ["arn:aws:ecr:us-east-1:ACCOUNT_ID:repository/a", "arn:aws:ecr:us-east-1:ACCOUNT_ID:repository/b"]},
+            {"Sid": "Push", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:role/ci"},
+             "Action": "ecr:BatchGetImage", "Condition": {"StringEquals": {"aws:PrincipalTag/team": "${TEAM}"}}},
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/${aws:username}/*"},
+            {"Effect": "Allow", "Action": "ecr:BatchGetImage", "Resource": "arn:aws:ecr:us-east-1:ACCOUNT_ID:repository/c"}]});
+        let found = lint(&document.to_string()).unwrap();
+        let placeholders: Vec<&Finding> =
+            found.iter().filter(|f| f.rule == "placeholder").collect();
+        assert_eq!(placeholders.len(), 3, "{found:?}");
+        let account = placeholders
+            .iter()
+            .find(|f| f.message.starts_with("`ACCOUNT_ID`"))
+            .unwrap();
+        assert!(
+            account
+                .message
+                .contains("statement 0 Resource and statement 3 Resource"),
+            "{}",
+            account.message
+        );
+        let documentation = placeholders
+            .iter()
+            .find(|f| f.message.starts_with("`123456789012`"))
+            .unwrap();
+        assert_eq!(
+            documentation.severity,
+            Severity::High,
+            "a principal nobody here owns"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|f| f.rule == "duplicate-sid" && f.message.contains("statements 0 and 1"))
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_policy_is_an_input_error() {
+        assert!(
+            matches!(lint("{\"Statement\": [] # x\n}"), Err(NotAPolicy::Json(_, hint)) if hint.contains("comments"))
+        );
+        assert!(matches!(lint("[1, 2]"), Err(NotAPolicy::NoStatement)));
+        assert!(matches!(
+            lint("{\"Resources\": {}}"),
+            Err(NotAPolicy::NoStatement)
+        ));
     }
 
     #[test]
     fn what_the_generator_writes_is_clean() {
-        use crate::policy::generate::{Request, Subject, generate};
-        let request = Request {
+        use crate::policy::generate::{Request, Source, Subject, generate};
+        let mut request = Request {
             account: "111111111111".into(),
             region: "us-east-1".into(),
             repositories: vec!["app".into()],
             github_repo: "org/app".into(),
-            subject: Subject::Tag("v*".into()),
+            github_ids: Some(("123456".into(), "456789".into())),
+            subjects: vec![Subject::Branch("main".into()), Subject::Tag("v*".into())],
             audience: "sts.amazonaws.com".into(),
             role_name: "ci".into(),
             registry_account: Some("222222222222".into()),
@@ -438,16 +1376,28 @@ mod tests {
             external_id: None,
             session_tags: false,
             docker_login: true,
+            create_repository: true,
+            signing_profile: Some(
+                "arn:aws:signer:us-east-1:222222222222:/signing-profiles/release".into(),
+            ),
             registry_transport: true,
-            source: Some(crate::policy::generate::Source {
+            source: Some(Source {
                 account: "333333333333".into(),
                 region: "us-east-1".into(),
                 repository: "dev/app".into(),
             }),
         };
         for document in generate(&request) {
-            let found = lint(document.name, &document.body.to_string());
+            let found = lint(&document.body.to_string()).unwrap();
             assert!(found.is_empty(), "{}: {found:?}", document.name);
         }
+        // Without the ids, the trust is correct for an older repository only.
+        request.github_ids = None;
+        let trust = &generate(&request)[0];
+        let found = lint(&trust.body.to_string()).unwrap();
+        assert_eq!(
+            found.iter().map(|f| f.rule).collect::<Vec<_>>(),
+            ["github-classic-only"]
+        );
     }
 }

@@ -35,6 +35,11 @@ pub enum Error {
     },
     #[error("{0}")]
     Claims(String),
+    #[error("{path}: {source}")]
+    NotAPolicy {
+        path: PathBuf,
+        source: lint::NotAPolicy,
+    },
     #[error("out-dir: {path}: {source}")]
     Write {
         path: PathBuf,
@@ -49,6 +54,12 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode, Error> {
             let format = args.format;
             let out_dir = args.out_dir.clone();
             let request = args.validate()?;
+            if request.github_ids.is_none() {
+                eprintln!(
+                    "note: the trust allows only classic subjects (repo:{repo}:…); a repository created, renamed or transferred on github.com since 2026-07-15, or opted in, has immutable ones (repo:OWNER@OWNER_ID/REPO@REPO_ID:…): add --github-owner-id and --github-repo-id (gh api repos/{repo} --jq '.owner.id, .id', or GITHUB_REPOSITORY_OWNER_ID and GITHUB_REPOSITORY_ID in any workflow run)",
+                    repo = request.github_repo
+                );
+            }
             let documents = generate::generate(&request);
             if let Some(dir) = out_dir {
                 write_documents(&dir, &documents)?;
@@ -74,8 +85,23 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode, Error> {
                 .and_then(Value::as_str)
                 .unwrap_or("(no sub claim)");
             match evaluate::check_trust(&trust, &claims) {
-                evaluate::Verdict::Allowed { statement } => {
+                evaluate::Verdict::Allowed {
+                    statement,
+                    requires,
+                } if requires.is_empty() => {
                     println!("allowed: {statement} lets a token with sub `{sub}` assume the role");
+                    Ok(ExitCode::SUCCESS)
+                }
+                evaluate::Verdict::Allowed {
+                    statement,
+                    requires,
+                } => {
+                    println!(
+                        "allowed if the request meets what the token cannot tell: {statement} lets a token with sub `{sub}` assume the role when"
+                    );
+                    for requirement in requires {
+                        println!("  - {requirement}");
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
                 evaluate::Verdict::Denied { reasons } => {
@@ -83,31 +109,40 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode, Error> {
                     for reason in reasons {
                         println!("  - {reason}");
                     }
+                    if let Some(hint) = evaluate::immutable_subject_hint(&trust, &claims) {
+                        println!("  {hint}");
+                    }
                     Ok(ExitCode::FAILURE)
                 }
             }
         }
         PolicyCommand::Lint(args) => {
-            let mut worst = None;
-            let mut total = 0;
+            // Every file is read before anything is said: a file that is not a policy
+            // is one error line and nothing else.
+            let mut documents = Vec::new();
             for path in &args.files {
                 let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
                     path: path.clone(),
                     source,
                 })?;
-                let name = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let findings = lint::lint(&name, &text);
+                let findings = lint::lint(&text).map_err(|source| Error::NotAPolicy {
+                    path: path.clone(),
+                    source,
+                })?;
+                documents.push((path, findings));
+            }
+            let mut worst = None;
+            let mut total = 0;
+            for (path, findings) in documents {
                 if findings.is_empty() {
                     println!("{}: no findings", path.display());
                 }
                 for f in &findings {
                     println!(
-                        "{}: {}: {}: {}",
+                        "{}: {}[{}]: {}: {}",
                         path.display(),
                         f.severity,
+                        f.rule,
                         f.location,
                         f.message
                     );
@@ -122,7 +157,7 @@ pub fn run(command: PolicyCommand) -> Result<ExitCode, Error> {
                 if args.files.len() == 1 { "" } else { "s" }
             );
             Ok(match worst {
-                Some(Severity::Critical | Severity::High) => ExitCode::FAILURE,
+                Some(severity) if severity <= args.fail_on => ExitCode::FAILURE,
                 _ => ExitCode::SUCCESS,
             })
         }
