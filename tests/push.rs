@@ -1247,3 +1247,106 @@ fn small_blobs_do_not_wait_behind_large_ones() {
     // One at a time in each lane: the large layers went largest first.
     assert!(at(&layout.layers[1].digest) < at(&layout.layers[0].digest));
 }
+
+/// `policy generate --create-repository` grants what `create-repository: true` calls
+/// and a push without it is refused at CreateRepository. (moto evaluates ECR actions
+/// against `*` only, so the statements' resources are widened here as above.)
+#[test]
+fn generated_create_repository_grant_is_what_creating_needs() {
+    let stack = Stack::start();
+    let generate = |create: bool| {
+        let mut args = vec![
+            "policy",
+            "generate",
+            "--account",
+            CI_ACCOUNT,
+            "--region",
+            REGION,
+            "--repository",
+            "fresh/app",
+            "--github-repo",
+            "octo-org/octo-repo",
+            "--github-owner-id",
+            OWNER_ID,
+            "--github-repo-id",
+            REPO_ID,
+            "--branch",
+            "main",
+        ];
+        if create {
+            args.push("--create-repository");
+        }
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ecr-push"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let documents: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let mut push = documents["aws-ecr-ci-push.json"].clone();
+        for statement in push["Statement"].as_array_mut().unwrap() {
+            statement["Resource"] = "*".into();
+        }
+        (
+            documents["aws-github-oidc-trust.json"].to_string(),
+            push.to_string(),
+        )
+    };
+    let (trust, with_create) = generate(true);
+    stack.moto.iam(
+        CI_ACCOUNT,
+        &[
+            ("Action", "CreateRole"),
+            ("RoleName", "ecr-ci-push-role"),
+            ("AssumeRolePolicyDocument", &trust),
+        ],
+    );
+    let put_policy = |document: &str| {
+        stack.moto.iam(
+            CI_ACCOUNT,
+            &[
+                ("Action", "PutRolePolicy"),
+                ("RoleName", "ecr-ci-push-role"),
+                ("PolicyName", "ecr-push"),
+                ("PolicyDocument", document),
+            ],
+        );
+    };
+    put_policy(&with_create);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 24);
+    stack.moto.enforce_iam_after(1);
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "fresh/app")
+        .input("create-repository", "true")
+        .run();
+    stack.moto.stop_enforcing_iam();
+    assert!(
+        run.ok(),
+        "the generated grant did not create it: {}",
+        run.log()
+    );
+    assert_eq!(stack.recorder.calls_to("CreateRepository").len(), 1);
+    assert_landed(&stack, CI_ACCOUNT, "fresh/app", "v1", &layout);
+
+    let (_, without_create) = generate(false);
+    put_policy(&without_create);
+    stack.moto.enforce_iam_after(1);
+    let refused = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "fresh/other")
+        .input("create-repository", "true")
+        .run();
+    stack.moto.stop_enforcing_iam();
+    assert_eq!(refused.code, Some(1), "{}", refused.log());
+    assert!(
+        refused.error().contains("CreateRepository"),
+        "{}",
+        refused.error()
+    );
+    assert!(
+        stack.recorder.calls_to("PutImage").len() == 1,
+        "nothing pushed the second time"
+    );
+}

@@ -1,7 +1,10 @@
 """A stand-in for the GitHub Actions ID-token endpoint, for scripts/demo.
 
 Serves GET ...?audience=AUD with `Authorization: bearer REQUEST_TOKEN` as the runner's
-endpoint does, answering {"value": JWT} with GitHub's claims, HS256-signed.
+endpoint does, answering {"value": JWT} with GitHub's claims, HS256-signed (moto does
+not verify signatures; GitHub's are RS256). The subject has the immutable form that
+github.com gives repositories created since 2026-07-15:
+repo:OWNER@OWNER_ID/REPO@REPO_ID:ref:refs/heads/main.
 Usage: oidc_endpoint.py PORT REQUEST_TOKEN
 """
 import base64, hashlib, hmac, json, sys, time
@@ -9,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs, urlparse
 
 PORT, REQUEST_TOKEN = int(sys.argv[1]), sys.argv[2]
+OWNER_ID, REPO_ID = "190583734", "873419205"  # scripts/demo sets the same GITHUB_REPOSITORY_*ID
 
 
 def b64(data: bytes) -> str:
@@ -20,9 +24,17 @@ def jwt(audience: str) -> str:
     claims = {
         "iss": "https://token.actions.githubusercontent.com",
         "aud": audience,
-        "sub": "repo:octo-org/octo-repo:ref:refs/heads/main",
+        "sub": f"repo:octo-org@{OWNER_ID}/octo-repo@{REPO_ID}:ref:refs/heads/main",
         "repository": "octo-org/octo-repo",
+        "repository_id": REPO_ID,
+        "repository_owner": "octo-org",
+        "repository_owner_id": OWNER_ID,
         "ref": "refs/heads/main",
+        "ref_type": "branch",
+        "event_name": "push",
+        "workflow_ref": "octo-org/octo-repo/.github/workflows/release.yml@refs/heads/main",
+        "job_workflow_ref": "octo-org/octo-repo/.github/workflows/release.yml@refs/heads/main",
+        "runner_environment": "github-hosted",
         "sha": "0123456789abcdef0123456789abcdef01234567",
         "iat": now,
         "nbf": now,

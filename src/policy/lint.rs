@@ -57,14 +57,15 @@ pub enum NotAPolicy {
 
 /// ECR and ECR Public actions that change a registry (the service authorization
 /// reference's Write, Tagging and Permissions management levels), but for the scans and
-/// lifecycle previews, which change no image.
-const WRITE: [&str; 45] = [
+/// lifecycle previews, which change no image, and BatchImportUpstreamImage, with which a
+/// pull fills a pull-through cache from its configured upstream (AWS's own PullOnly
+/// policy grants it on `*`): it brings in no content of the caller's.
+const WRITE: [&str; 44] = [
     "ecr:InitiateLayerUpload",
     "ecr:UploadLayerPart",
     "ecr:CompleteLayerUpload",
     "ecr:PutImage",
     "ecr:BatchDeleteImage",
-    "ecr:BatchImportUpstreamImage",
     "ecr:CreateRepository",
     "ecr:DeleteRepository",
     "ecr:SetRepositoryPolicy",
@@ -130,9 +131,11 @@ const READ: [&str; 16] = [
 /// itself is the principal ECR requires, and the resource covers repositories to come.
 const REPLICATION: [&str; 2] = ["ecr:ReplicateImage", "ecr:CreateRepository"];
 
-/// Condition keys that name who or where a request comes from: with a positive
-/// operator on one of them, `Principal: "*"` is no longer anyone.
-const NARROWING_KEYS: [&str; 13] = [
+/// Condition keys that name who a request comes from, or through which of the owner's
+/// endpoints: with a positive operator on one of them, `Principal: "*"` is no longer
+/// anyone. Not `aws:SourceIp`: an address says where a call comes from, not whose
+/// credentials sign it.
+const NARROWING_KEYS: [&str; 12] = [
     "aws:principalarn",
     "aws:principalaccount",
     "aws:principalorgid",
@@ -145,7 +148,6 @@ const NARROWING_KEYS: [&str; 13] = [
     "aws:sourcevpce",
     "aws:sourceowner",
     "aws:userid",
-    "aws:sourceip",
 ];
 
 /// Keys that tie a service principal to the resource it acts for (the confused deputy).
@@ -156,8 +158,22 @@ const SOURCE_KEYS: [&str; 4] = [
     "aws:sourceorgpaths",
 ];
 
-/// Account ids the AWS documentation uses in its examples: nobody's account here.
-const DOCUMENTATION_ACCOUNTS: [&str; 3] = ["123456789012", "111122223333", "444455556666"];
+/// Account ids of the kind the AWS and GitHub documentation and tutorials make up
+/// (`123456789012`, `111122223333`, `012345678910`, `123456123456`, `111111111111`): the
+/// chance that one is the reader's own is nil.
+fn is_example_account(id: &str) -> bool {
+    let b = id.as_bytes();
+    if b.len() != 12 || !b.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let uniform = |part: &[u8]| part.iter().all(|c| *c == part[0]);
+    uniform(b)
+        || b.chunks(4).all(uniform)
+        || ["123456789", "012345678", "987654321"]
+            .iter()
+            .any(|run| id.contains(run))
+        || b[..6] == b[6..]
+}
 
 /// Lints one document.
 pub fn lint(text: &str) -> Result<Vec<Finding>, NotAPolicy> {
@@ -554,22 +570,27 @@ impl<'a> Statement<'a> {
                 entry.1.push(place);
             }
         };
-        let principal_values: Vec<&String> = self.aws.iter().chain(&self.federated).collect();
         let fields = [
-            ("Principal", principal_values),
+            ("Principal", self.aws.iter().collect::<Vec<_>>()),
+            ("Federated principal", self.federated.iter().collect()),
             ("Resource", self.resources.iter().collect()),
             (
                 "Condition",
                 self.conditions.iter().flat_map(|(_, _, v)| v).collect(),
             ),
         ];
+        for (_, key, values) in &self.conditions {
+            for value in values {
+                for text in keyed_placeholders(key, value) {
+                    note(&text, Severity::Medium, format!("statement {index} Condition"));
+                }
+            }
+        }
         for (field, values) in fields {
             for value in values {
                 let place = format!("statement {index} {field}");
                 for text in placeholder_texts(value) {
-                    let severity = if field == "Principal"
-                        && DOCUMENTATION_ACCOUNTS.contains(&text.as_str())
-                    {
+                    let severity = if field == "Principal" && is_example_account(&text) {
                         Severity::High
                     } else {
                         Severity::Medium
@@ -618,10 +639,44 @@ fn placeholder_texts(value: &str) -> Vec<String> {
     {
         found.push(account.to_owned());
     }
-    for account in DOCUMENTATION_ACCOUNTS {
-        if value.contains(account) {
-            found.push(account.to_owned());
+    for run in value.split(|c: char| !c.is_ascii_digit()) {
+        if is_example_account(run) {
+            found.push(run.to_owned());
         }
+    }
+    found
+}
+
+/// Placeholders only the key tells: a `sub` whose ids are words (`@OWNER_ID`), an
+/// organization id that is not `o-` and 10 to 32 letters or digits.
+fn keyed_placeholders(key: &str, value: &str) -> Vec<String> {
+    let key = key.to_ascii_lowercase();
+    let mut found = Vec::new();
+    if key == format!("{GITHUB_OIDC_HOST}:sub")
+        && let Some(sub) = SubClaim::parse(value)
+    {
+        for id in [sub.owner_id, sub.repo_id].into_iter().flatten() {
+            if !id.contains(['*', '?', '$', '<']) && !id.bytes().all(|b| b.is_ascii_digit()) {
+                found.push(format!("@{id}"));
+            }
+        }
+    }
+    let org = match key.as_str() {
+        "aws:principalorgid" | "aws:resourceorgid" | "aws:sourceorgid" => Some(value),
+        "aws:principalorgpaths" | "aws:resourceorgpaths" | "aws:sourceorgpaths" => {
+            value.split('/').next()
+        }
+        _ => None,
+    };
+    if let Some(org) = org.filter(|o| !o.contains(['*', '?', '$', '<']))
+        && !org.strip_prefix("o-").is_some_and(|rest| {
+            (10..=32).contains(&rest.len())
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+    {
+        found.push(org.to_owned());
     }
     found
 }
@@ -719,7 +774,16 @@ fn github_trust(statement: &Statement<'_>, add: &mut impl FnMut(&'static str, Se
         .iter()
         .filter_map(|(_, v)| v.strip_prefix("repo:")?.split_once('/'))
         .find_map(|(_, rest)| name_before(rest, &['@', ':', '*', '?']))
-        .or(pinned.map(|p| p.1));
+        .or(pinned.map(|p| p.1))
+        .or_else(|| {
+            // `repo:*name*:*`, no `/`: the longest name written is what it means.
+            subs.iter()
+                .filter_map(|(_, v)| v.strip_prefix("repo:"))
+                .filter(|rest| !rest.contains('/'))
+                .flat_map(|rest| rest.split(['*', '?', ':', '@']))
+                .max_by_key(|name| name.len())
+                .filter(|name| !name.is_empty())
+        });
     let owner_id = parsed
         .iter()
         .filter_map(|s| s.owner_id)
@@ -776,13 +840,10 @@ fn github_trust(statement: &Statement<'_>, add: &mut impl FnMut(&'static str, Se
         "allow exactly `repo:{on}/{rn}:{sample}` and `repo:{on}@OWNER_ID/{rn}@REPO_ID:{sample}` (ecr-push policy generate writes them)"
     );
 
-    let anyone = admits(
-        "ecr-push-probe-other",
-        "91",
-        "ecr-push-probe-elsewhere",
-        "92",
-        &sample,
-    );
+    // Anyone: a job of a repository nobody meant, or of one named like the meant one
+    // under an owner of the job's own choosing (anyone can create a repository).
+    let anyone = admits("ecr-push-probe-other", "91", "ecr-push-probe-elsewhere", "92", &sample)
+        || repo.is_some_and(|r| admits("ecr-push-probe-other", "91", r, "92", &sample));
     if subs.is_empty() {
         add(
             "github-sub-missing",
@@ -824,27 +885,30 @@ fn github_trust(statement: &Statement<'_>, add: &mut impl FnMut(&'static str, Se
             ),
         );
     }
+    // A name followed by a wildcard: a look-alike owner, or a look-alike repository of
+    // the owner (or of any owner, when the owner is open too).
+    let lookalike_owner = owner.is_some() && admits(&format!("{o}-evil"), "91", r, "92", &sample);
+    let fork = format!("{r}-fork");
+    let lookalike_repo = repo.is_some()
+        && !org_wide
+        && (admits(o, owner_id, &fork, "92", &sample)
+            || admits("ecr-push-probe-other", "91", &fork, "92", &sample));
+    if lookalike_owner || lookalike_repo {
+        let (who, name) = if lookalike_owner {
+            ("an owner", format!("{on}-evil"))
+        } else {
+            ("a repository", format!("{rn}-fork"))
+        };
+        add(
+            "github-lookalike",
+            Severity::High,
+            format!(
+                "{} also lets in {who} named `{name}`: a `*` right after a name admits every name that starts with it, and anyone can register one; end the name with `/`, `@` or `:` before any `*`",
+                shown(&|(_, v)| v.contains('*')),
+            ),
+        );
+    }
     if !anyone && !org_wide && owner.is_some() {
-        let evil = format!("{o}-evil");
-        let fork = format!("{r}-fork");
-        let lookalike_owner = admits(&evil, "91", r, "92", &sample);
-        let lookalike_repo = repo.is_some() && admits(o, owner_id, &fork, "92", &sample);
-        if lookalike_owner || lookalike_repo {
-            let (who, name) = if lookalike_owner {
-                ("owner", evil.as_str())
-            } else {
-                ("repository", fork.as_str())
-            };
-            add(
-                "github-lookalike",
-                Severity::High,
-                format!(
-                    "{} also lets in a{} {who} named `{name}`: a `*` right after a name admits every name that starts with it, and anyone can register one; end the name with `/`, `@` or `:` before any `*`",
-                    shown(&|(_, v)| v.contains('*')),
-                    if who == "owner" { "n" } else { "" }
-                ),
-            );
-        }
         let ids_written = subs.iter().any(|(_, v)| v.contains('@'));
         if ids_written && repo.is_some() && admits_in(&[true], o, "91", r, "92", &sample) {
             add(
@@ -984,7 +1048,7 @@ mod tests {
     use super::*;
 
     const PROVIDER: &str =
-        "arn:aws:iam::111111111111:oidc-provider/token.actions.githubusercontent.com";
+        "arn:aws:iam::402817365920:oidc-provider/token.actions.githubusercontent.com";
     const SUB: &str = "token.actions.githubusercontent.com:sub";
     const AUD: &str = "token.actions.githubusercontent.com:aud";
 
@@ -1157,7 +1221,7 @@ mod tests {
         for resource in [
             "*",
             "arn:aws:ecr:*:*:repository/*",
-            "arn:aws:ecr:us-east-1:111111111111:repository/*",
+            "arn:aws:ecr:us-east-1:402817365920:repository/*",
         ] {
             assert_eq!(
                 has(
@@ -1205,7 +1269,7 @@ mod tests {
         );
         let deletes = identity(
             json!(["ecr:PutImage", "ecr:BatchDeleteImage"]),
-            json!("arn:aws:ecr:us-east-1:111111111111:repository/app"),
+            json!("arn:aws:ecr:us-east-1:402817365920:repository/app"),
         );
         assert_eq!(rules(&deletes), [("push-can-delete", Severity::Medium)]);
     }
@@ -1214,7 +1278,7 @@ mod tests {
     fn the_sid_says_nothing_of_what_a_statement_allows() {
         let document = json!({"Statement": [{"Sid": "ReadOnlyPull", "Effect": "Allow",
             "Action": ["ecr:PutImage", "ecr:BatchGetImage"],
-            "Resource": "arn:aws:ecr:us-east-1:111111111111:repository/app"}]});
+            "Resource": "arn:aws:ecr:us-east-1:402817365920:repository/app"}]});
         assert_eq!(rules(&document), []);
     }
 
@@ -1244,7 +1308,7 @@ mod tests {
             ),
             Some(Severity::High)
         );
-        let org = json!({"StringEquals": {"aws:PrincipalOrgID": "o-abc123"}});
+        let org = json!({"StringEquals": {"aws:PrincipalOrgID": "o-a1b2c3d4e5"}});
         assert_eq!(rules(&repository(json!("*"), pull.clone(), org)), []);
         let lambda = json!({"Service": "lambda.amazonaws.com"});
         assert_eq!(
@@ -1265,17 +1329,17 @@ mod tests {
             ),
             Some(Severity::High)
         );
-        let source = json!({"StringLike": {"aws:sourceArn": "arn:aws:lambda:us-east-1:111111111111:function:*"}});
+        let source = json!({"StringLike": {"aws:sourceArn": "arn:aws:lambda:us-east-1:402817365920:function:*"}});
         assert_eq!(rules(&repository(lambda, pull.clone(), source)), []);
         // ecr:* names GetAuthorizationToken only through the wildcard.
         let all = repository(
-            json!({"AWS": "arn:aws:iam::222222222222:role/ci"}),
+            json!({"AWS": "arn:aws:iam::583920174651:role/ci"}),
             json!("ecr:*"),
             Value::Null,
         );
         assert_eq!(rules(&all), [("all-actions", Severity::High)]);
         let named = repository(
-            json!({"AWS": "arn:aws:iam::222222222222:role/ci"}),
+            json!({"AWS": "arn:aws:iam::583920174651:role/ci"}),
             json!(["ecr:GetAuthorizationToken", "ecr:BatchGetImage"]),
             Value::Null,
         );
@@ -1286,7 +1350,7 @@ mod tests {
         // A read-only pull by another account is the documented cross-account grant.
         assert_eq!(
             rules(&repository(
-                json!({"AWS": "arn:aws:iam::222222222222:root"}),
+                json!({"AWS": "arn:aws:iam::583920174651:root"}),
                 pull,
                 Value::Null
             )),
@@ -1294,16 +1358,16 @@ mod tests {
         );
         assert_eq!(
             has(
-                &repository(json!({"AWS": "222222222222"}), push, Value::Null),
+                &repository(json!({"AWS": "583920174651"}), push, Value::Null),
                 "principal-account"
             ),
             Some(Severity::Low)
         );
         // Replication: the source account's root is the principal ECR requires.
         let replication = json!({"Statement": [{"Effect": "Allow",
-            "Principal": {"AWS": "arn:aws:iam::222222222222:root"},
+            "Principal": {"AWS": "arn:aws:iam::583920174651:root"},
             "Action": ["ecr:CreateRepository", "ecr:ReplicateImage"],
-            "Resource": "arn:aws:ecr:us-west-2:111111111111:repository/*"}]});
+            "Resource": "arn:aws:ecr:us-west-2:402817365920:repository/*"}]});
         assert_eq!(rules(&replication), []);
     }
 
@@ -1363,7 +1427,7 @@ mod tests {
     fn what_the_generator_writes_is_clean() {
         use crate::policy::generate::{Request, Source, Subject, generate};
         let mut request = Request {
-            account: "111111111111".into(),
+            account: "402817365920".into(),
             region: "us-east-1".into(),
             repositories: vec!["app".into()],
             github_repo: "org/app".into(),
@@ -1371,18 +1435,18 @@ mod tests {
             subjects: vec![Subject::Branch("main".into()), Subject::Tag("v*".into())],
             audience: "sts.amazonaws.com".into(),
             role_name: "ci".into(),
-            registry_account: Some("222222222222".into()),
+            registry_account: Some("583920174651".into()),
             publisher_role: None,
             external_id: None,
             session_tags: false,
             docker_login: true,
             create_repository: true,
             signing_profile: Some(
-                "arn:aws:signer:us-east-1:222222222222:/signing-profiles/release".into(),
+                "arn:aws:signer:us-east-1:583920174651:/signing-profiles/release".into(),
             ),
             registry_transport: true,
             source: Some(Source {
-                account: "333333333333".into(),
+                account: "731905284613".into(),
                 region: "us-east-1".into(),
                 repository: "dev/app".into(),
             }),
