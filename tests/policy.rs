@@ -300,7 +300,7 @@ fn lint_finds_the_textbook_mistakes() {
             "answer-repository-policy.json",
             &[
                 "medium[placeholder]: document: `accountb-id` is a placeholder, not a value (in statement 0 Principal and statement 1 Principal)",
-                "low[auth-token-in-repository-policy]: statement 1 (AllowAll): ecr:GetAuthorizationToken has no effect in a repository policy",
+                "medium[auth-token-in-repository-policy]: statement 1 (AllowAll): ecr:GetAuthorizationToken in a repository policy: ECR refuses such a policy",
                 "low[iam-user]: statement 0 (AllowPull): `arn:aws:iam::accountb-id:user/pull-user-1`, `arn:aws:iam::accountb-id:user/pull-user-2` are IAM users",
                 "low[iam-user]: statement 1 (AllowAll): `arn:aws:iam::accountb-id:user/push-user` is an IAM user",
             ],
@@ -424,7 +424,8 @@ fn lint_finds_the_textbook_mistakes() {
     let lines: Vec<&str> = text.lines().filter(|l| l.contains("]: ")).collect();
     assert_eq!(lines.len(), files.len(), "{text}");
     assert!(
-        lines.iter().all(|l| l.contains("[placeholder]: document: `111111111111` is a placeholder")
+        lines.iter().all(|l| l
+            .contains("[placeholder]: document: `111111111111` is a placeholder")
             || l.contains("[placeholder]: document: `222222222222` is a placeholder")),
         "{text}"
     );
@@ -836,7 +837,9 @@ fn lint_holds_up_on_published_documents() {
     for entry in &corpus {
         let file = entry["file"].as_str().unwrap();
         assert!(
-            entry["source"].as_str().is_some_and(|s| s.starts_with("https://")),
+            entry["source"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("https://")),
             "{file} names no source"
         );
         let set = |key: &str| -> std::collections::BTreeSet<String> {
@@ -870,7 +873,11 @@ fn lint_holds_up_on_published_documents() {
         recall * 100.0,
         precision * 100.0
     );
-    assert!(wrong.is_empty(), "raised where they must not be:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "raised where they must not be:\n{}",
+        wrong.join("\n")
+    );
     assert!(
         recall >= 0.95 && precision >= 0.95,
         "recall {recall:.3}, precision {precision:.3}\nmissed:\n{}\nnot expected:\n{}",
@@ -882,6 +889,14 @@ fn lint_holds_up_on_published_documents() {
     args.extend(files.iter().map(|f| f.to_str().unwrap().to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = ecr_push(&args);
-    assert!(matches!(output.status.code(), Some(0 | 1)), "{:?}", output.status);
-    assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "{:?}",
+        output.status
+    );
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

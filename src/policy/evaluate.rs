@@ -16,7 +16,7 @@
 
 use serde_json::{Map, Value};
 
-use super::{GITHUB_OIDC_HOST, statements, strings, wildcard_match};
+use super::{GITHUB_OIDC_HOST, github_claim, statements, strings, wildcard_match};
 use crate::sub_claim::SubClaim;
 
 const ACTION: &str = "sts:AssumeRoleWithWebIdentity";
@@ -115,7 +115,6 @@ pub fn immutable_subject_hint(policy: &Value, claims: &Map<String, Value>) -> Op
     let token = SubClaim::parse(sub).filter(SubClaim::is_immutable)?;
     let (owner_id, repo_id) = (token.owner_id?, token.repo_id?);
     let classic = crate::sub_claim::subject(token.owner, None, token.repo, token.context);
-    let sub_key = format!("{GITHUB_OIDC_HOST}:sub");
     let mut patterns = Vec::new();
     for statement in statements(policy) {
         for (operator, keys) in statement
@@ -125,7 +124,7 @@ pub fn immutable_subject_hint(policy: &Value, claims: &Map<String, Value>) -> Op
             .flatten()
         {
             for (key, values) in keys.as_object().into_iter().flatten() {
-                if key.eq_ignore_ascii_case(&sub_key) {
+                if github_claim(key).as_deref() == Some("sub") {
                     let like = operator.contains("Like");
                     patterns.extend(strings(Some(values)).into_iter().map(|v| (like, v)));
                 }
@@ -174,7 +173,7 @@ fn names_github_provider(statement: &Value) -> bool {
         Some(Value::String(s)) => s == "*",
         Some(principal) => strings(principal.get("Federated"))
             .iter()
-            .any(|p| p == "*" || p.ends_with(&format!(":oidc-provider/{GITHUB_OIDC_HOST}"))),
+            .any(|p| p == "*" || p.contains(&format!(":oidc-provider/{GITHUB_OIDC_HOST}"))),
         None => false,
     }
 }
@@ -229,14 +228,12 @@ fn condition_block(block: &Value, claims: &Map<String, Value>) -> Result<Vec<Str
 /// Keys of the GitHub provider (`token.actions.githubusercontent.com:sub`, …) are the
 /// token's claims; every other key is the request's.
 fn is_token_key(key: &str) -> bool {
-    key.to_ascii_lowercase()
-        .starts_with(&format!("{GITHUB_OIDC_HOST}:"))
+    github_claim(key).is_some()
 }
 
 /// The token's values for a condition key, `None` when the token does not carry it.
 fn claim_values(key: &str, claims: &Map<String, Value>) -> Option<Vec<String>> {
-    let key = key.to_ascii_lowercase();
-    let claim = key.strip_prefix(&format!("{GITHUB_OIDC_HOST}:"))?;
+    let claim = github_claim(key)?;
     let value = claims
         .iter()
         .find(|(name, _)| name.to_ascii_lowercase() == claim)?

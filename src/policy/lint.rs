@@ -14,7 +14,7 @@ use std::fmt;
 
 use serde_json::{Map, Value, json};
 
-use super::{GITHUB_OIDC_HOST, evaluate, statements, strings, wildcard_match};
+use super::{GITHUB_OIDC_HOST, evaluate, github_claim, statements, strings, wildcard_match};
 use crate::sub_claim::SubClaim;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -356,10 +356,7 @@ impl<'a> Statement<'a> {
     }
 
     fn is_github_trust(&self) -> bool {
-        let github_key = |(_, key, _): &(String, String, Vec<String>)| {
-            key.to_ascii_lowercase()
-                .starts_with(&format!("{GITHUB_OIDC_HOST}:"))
-        };
+        let github_key = |(_, key, _): &(String, String, Vec<String>)| github_claim(key).is_some();
         self.grants("sts:AssumeRoleWithWebIdentity")
             && (self.federated.iter().any(|f| f.contains(GITHUB_OIDC_HOST))
                 || ((self.anyone || !self.federated.is_empty())
@@ -408,8 +405,8 @@ impl<'a> Statement<'a> {
         {
             add(
                 "auth-token-in-repository-policy",
-                Severity::Low,
-                "ecr:GetAuthorizationToken has no effect in a repository policy: it is granted in the caller's identity policy, on \"*\"; remove it here".into(),
+                Severity::Medium,
+                "ecr:GetAuthorizationToken in a repository policy: ECR refuses such a policy (\"Invalid repository policy provided\"), and it would have no effect there; grant it in the caller's identity policy, on \"*\", and remove it here".into(),
             );
         }
         if let Some(resource) = self.any_repository() {
@@ -582,7 +579,11 @@ impl<'a> Statement<'a> {
         for (_, key, values) in &self.conditions {
             for value in values {
                 for text in keyed_placeholders(key, value) {
-                    note(&text, Severity::Medium, format!("statement {index} Condition"));
+                    note(
+                        &text,
+                        Severity::Medium,
+                        format!("statement {index} Condition"),
+                    );
                 }
             }
         }
@@ -652,7 +653,7 @@ fn placeholder_texts(value: &str) -> Vec<String> {
 fn keyed_placeholders(key: &str, value: &str) -> Vec<String> {
     let key = key.to_ascii_lowercase();
     let mut found = Vec::new();
-    if key == format!("{GITHUB_OIDC_HOST}:sub")
+    if github_claim(&key).as_deref() == Some("sub")
         && let Some(sub) = SubClaim::parse(value)
     {
         for id in [sub.owner_id, sub.repo_id].into_iter().flatten() {
@@ -744,7 +745,7 @@ fn github_trust(statement: &Statement<'_>, add: &mut impl FnMut(&'static str, Se
         statement
             .conditions
             .iter()
-            .filter(|(_, k, _)| k.eq_ignore_ascii_case(&key(name)))
+            .filter(|(_, k, _)| github_claim(k).as_deref() == Some(name))
             .flat_map(|(op, _, values)| values.iter().map(move |v| (op.as_str(), v.as_str())))
             .collect()
     };
@@ -842,8 +843,13 @@ fn github_trust(statement: &Statement<'_>, add: &mut impl FnMut(&'static str, Se
 
     // Anyone: a job of a repository nobody meant, or of one named like the meant one
     // under an owner of the job's own choosing (anyone can create a repository).
-    let anyone = admits("ecr-push-probe-other", "91", "ecr-push-probe-elsewhere", "92", &sample)
-        || repo.is_some_and(|r| admits("ecr-push-probe-other", "91", r, "92", &sample));
+    let anyone = admits(
+        "ecr-push-probe-other",
+        "91",
+        "ecr-push-probe-elsewhere",
+        "92",
+        &sample,
+    ) || repo.is_some_and(|r| admits("ecr-push-probe-other", "91", r, "92", &sample));
     if subs.is_empty() {
         add(
             "github-sub-missing",
@@ -967,10 +973,8 @@ fn github_trust(statement: &Statement<'_>, add: &mut impl FnMut(&'static str, Se
         );
     }
     for (operator, k, _) in &statement.conditions {
-        let claim = k.to_ascii_lowercase();
         if operator.starts_with("ForAllValues:")
-            && (claim == key("sub").to_ascii_lowercase()
-                || claim == key("aud").to_ascii_lowercase())
+            && matches!(github_claim(k).as_deref(), Some("sub" | "aud"))
         {
             add(
                 "github-for-all-values",
@@ -985,7 +989,7 @@ fn github_trust(statement: &Statement<'_>, add: &mut impl FnMut(&'static str, Se
     for (operator, k, values) in &statement.conditions {
         let base = operator.rsplit(':').next().unwrap_or(operator);
         if base.starts_with("StringEquals")
-            && k.to_ascii_lowercase().starts_with(GITHUB_OIDC_HOST)
+            && github_claim(k).is_some()
             && let Some(v) = values.iter().find(|v| v.contains(['*', '?']))
         {
             add(
@@ -1182,6 +1186,22 @@ mod tests {
     }
 
     #[test]
+    fn an_enterprise_issuer_is_read_like_githubs_own() {
+        let document = json!({"Statement": [{"Effect": "Allow",
+            "Principal": {"Federated": "arn:aws:iam::402817365920:oidc-provider/token.actions.githubusercontent.com/octo-enterprise"},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {"token.actions.githubusercontent.com/octo-enterprise:aud": "sts.amazonaws.com"},
+                "StringLike": {"token.actions.githubusercontent.com/octo-enterprise:sub": "repo:octo-org/*"}}}]});
+        assert_eq!(
+            rules(&document),
+            [
+                ("github-org-wide", Severity::High),
+                ("github-classic-only", Severity::Low)
+            ]
+        );
+    }
+
+    #[test]
     fn a_templated_provider_is_still_a_github_trust() {
         let document = json!({"Statement": [{"Effect": "Allow",
             "Principal": {"Federated": "arn:aws:iam::${AWS::AccountId}:oidc-provider/${OidcProvider}"},
@@ -1345,7 +1365,7 @@ mod tests {
         );
         assert_eq!(
             rules(&named),
-            [("auth-token-in-repository-policy", Severity::Low)]
+            [("auth-token-in-repository-policy", Severity::Medium)]
         );
         // A read-only pull by another account is the documented cross-account grant.
         assert_eq!(

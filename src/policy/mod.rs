@@ -191,6 +191,20 @@ fn write_documents(dir: &Path, documents: &[generate::Document]) -> Result<(), E
 /// The issuer of GitHub Actions OIDC tokens, and the prefix of their condition keys.
 pub const GITHUB_OIDC_HOST: &str = "token.actions.githubusercontent.com";
 
+/// The claim a condition key names, lowercase, when the key is one of GitHub's:
+/// `token.actions.githubusercontent.com:sub`, or with an enterprise's own issuer
+/// (GitHub Enterprise Cloud) `token.actions.githubusercontent.com/SLUG:sub`. IAM folds
+/// the case of key names.
+pub fn github_claim(key: &str) -> Option<String> {
+    let key = key.to_ascii_lowercase();
+    let rest = key.strip_prefix(GITHUB_OIDC_HOST)?;
+    let claim = match rest.strip_prefix('/') {
+        Some(slug_and_claim) => slug_and_claim.split_once(':')?.1,
+        None => rest.strip_prefix(':')?,
+    };
+    (!claim.is_empty()).then(|| claim.to_owned())
+}
+
 /// What the ECR API destination calls, and nothing else.
 pub const PUSH_ACTIONS: [&str; 5] = [
     "ecr:BatchCheckLayerAvailability",
