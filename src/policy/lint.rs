@@ -217,7 +217,8 @@ pub fn lint(text: &str) -> Result<Vec<Finding>, NotAPolicy> {
         statement.principals(&mut add);
         if statement.is_github_trust() {
             github_trust(&statement, &mut add);
-        } else if !statement.federated.is_empty()
+        }
+        if !statement.federated.is_empty()
             && !statement.grants("sts:AssumeRoleWithWebIdentity")
             && statement.grants("sts:AssumeRole")
         {
@@ -355,9 +356,12 @@ impl<'a> Statement<'a> {
             .map(String::as_str)
     }
 
+    /// A statement meant to let GitHub's tokens in, with sts:AssumeRole by mistake too
+    /// (`web-identity-action` says that; what it would let in once fixed still counts).
     fn is_github_trust(&self) -> bool {
         let github_key = |(_, key, _): &(String, String, Vec<String>)| github_claim(key).is_some();
-        self.grants("sts:AssumeRoleWithWebIdentity")
+        (self.grants("sts:AssumeRoleWithWebIdentity")
+            || (!self.federated.is_empty() && self.grants("sts:AssumeRole")))
             && (self.federated.iter().any(|f| f.contains(GITHUB_OIDC_HOST))
                 || ((self.anyone || !self.federated.is_empty())
                     && self.conditions.iter().any(github_key)))
@@ -365,11 +369,18 @@ impl<'a> Statement<'a> {
 
     /// The rules on Action and Resource.
     fn actions(&self, add: &mut impl FnMut(&'static str, Severity, String)) {
-        if self.not_action || self.not_resource {
+        // NotResource beside a list of another service's actions is a deliberate carve-out
+        // (AWS's own managed policies use it); beside registry actions it opens every
+        // repository not listed, those created later included.
+        let registry_actions = self
+            .actions
+            .iter()
+            .any(|a| a == "*" || a.to_ascii_lowercase().starts_with("ecr"));
+        if self.not_action || (self.not_resource && registry_actions) {
             add(
                 "not-action",
                 Severity::Medium,
-                "Allow with NotAction or NotResource grants everything not listed, actions AWS adds later included; list what is allowed".into(),
+                "Allow with NotAction or NotResource grants everything not listed, actions and repositories added later included; list what is allowed".into(),
             );
         }
         let identity = !self.has_principal;
@@ -492,7 +503,23 @@ impl<'a> Statement<'a> {
             .actions
             .iter()
             .any(|a| a == "*" || a.to_ascii_lowercase().starts_with("ecr"));
-        if !self.services.is_empty() && registry_actions && !self.narrowed_by(&SOURCE_KEYS) {
+        // ECR's own service principals (pull-through cache, replication) act for every
+        // account's registry: a role they may assume needs the same condition.
+        let ecr_service_assumes = self.grants("sts:AssumeRole")
+            && self
+                .services
+                .iter()
+                .any(|s| s.to_ascii_lowercase().ends_with(".ecr.amazonaws.com"));
+        if ecr_service_assumes && !self.narrowed_by(&SOURCE_KEYS) {
+            add(
+                "service-no-source",
+                Severity::Medium,
+                format!(
+                    "{} may assume this role with no aws:SourceAccount or aws:SourceArn condition: the service acting for any account's registry gets the role's permissions; add the condition naming your account",
+                    self.services.join(", ")
+                ),
+            );
+        } else if !self.services.is_empty() && registry_actions && !self.narrowed_by(&SOURCE_KEYS) {
             let service = self.services.join(", ");
             if writes.is_empty() {
                 add(
@@ -587,6 +614,15 @@ impl<'a> Statement<'a> {
                 }
             }
         }
+        for value in self.aws.iter().chain(&self.federated) {
+            if let Some(text) = principal_placeholder(value) {
+                note(
+                    &text,
+                    Severity::Medium,
+                    format!("statement {index} Principal"),
+                );
+            }
+        }
         for (field, values) in fields {
             for value in values {
                 let place = format!("statement {index} {field}");
@@ -645,7 +681,25 @@ fn placeholder_texts(value: &str) -> Vec<String> {
             found.push(run.to_owned());
         }
     }
+    // `YOUR_GITHUB_USERNAME`, `your-org`: what tutorials ask the reader to replace.
+    for word in value.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
+        let lower = word.to_ascii_lowercase();
+        if (lower.starts_with("your_") || lower.starts_with("your-")) && word.len() > 5 {
+            found.push(word.to_owned());
+        }
+    }
     found
+}
+
+/// A principal ARN's account field that is no account id: IAM takes no wildcard there
+/// (`arn:aws:iam::*****:…` is a redacted id, not a pattern).
+fn principal_placeholder(value: &str) -> Option<String> {
+    let account = value.strip_prefix("arn:")?.split(':').nth(3)?;
+    (!account.is_empty()
+        && account != "aws"
+        && account.contains('*')
+        && !(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())))
+    .then(|| account.to_owned())
 }
 
 /// Placeholders only the key tells: a `sub` whose ids are words (`@OWNER_ID`), an
@@ -675,6 +729,8 @@ fn keyed_placeholders(key: &str, value: &str) -> Vec<String> {
                 && rest
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                // `o-xxxxxxxxxx`: the shape of an id, x-ed out.
+                && !rest.bytes().all(|b| b == b'x')
         })
     {
         found.push(org.to_owned());
