@@ -8,8 +8,10 @@
 
 use std::ffi::OsString;
 
-use clap::builder::BoolishValueParser;
+use clap::builder::BoolValueParser;
 use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::ecr_host::EcrHost;
 
 /// ECR allows at most this many characters in a tag (PutImage `imageTag`).
 const MAX_TAG_CHARS: usize = 300;
@@ -223,6 +225,14 @@ impl GenerateArgs {
         check_chars("role-name", &self.role_name, 1..=64, "+=,.@-")?;
         if let Some(id) = &self.registry_account {
             check_account("registry-account", id)?;
+            if *id == self.account {
+                return Err(invalid(
+                    "registry-account",
+                    format!(
+                        "{id} is --account itself; leave --registry-account out for a push within one account"
+                    ),
+                ));
+            }
         }
         if let Some(name) = &self.publisher_role {
             check_chars("publisher-role", name, 1..=64, "+=,.@-")?;
@@ -265,7 +275,9 @@ fn promote_from(from: &str) -> Result<crate::policy::generate::Source, Error> {
         )
     };
     let (host, repository) = from.split_once('/').ok_or_else(wrong)?;
-    let (account, region) = parse_ecr_host(host).ok_or_else(wrong)?;
+    let EcrHost {
+        account, region, ..
+    } = EcrHost::parse(host).ok_or_else(wrong)?;
     check_repository(repository)?;
     Ok(crate::policy::generate::Source {
         account,
@@ -434,7 +446,12 @@ pub struct PushArgs {
     pub role_session_name: String,
 
     /// Lifetime of the role session in seconds (a chained second role is capped at 3600)
-    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_name = "SECONDS",
+        default_value_t = 3600
+    )]
     pub role_duration_seconds: i32,
 
     /// A second role to assume with the first role's credentials, typically in the
@@ -449,7 +466,7 @@ pub struct PushArgs {
     /// Send session tags (Repository, Workflow, Actor, Commit, Branch, RunId) on the
     /// cross-account hop; its trust policy must then allow sts:TagSession
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
-          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+          default_missing_value = "true", value_parser = BoolValueParser::new())]
     pub session_tags: bool,
 
     /// Account id of the registry (when empty: the account of the final credentials)
@@ -458,13 +475,13 @@ pub struct PushArgs {
 
     /// Create the repository when it does not exist
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
-          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+          default_missing_value = "true", value_parser = BoolValueParser::new())]
     pub create_repository: bool,
 
     /// Write the registry's credentials into $DOCKER_CONFIG/config.json (default
     /// ~/.docker) so later steps can docker pull; needs ecr:GetAuthorizationToken
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
-          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+          default_missing_value = "true", value_parser = BoolValueParser::new())]
     pub docker_login: bool,
 
     /// How the image travels: api (ECR's layer-upload API, repository-scoped permissions
@@ -480,28 +497,102 @@ pub struct PushArgs {
     pub registry: Option<String>,
 
     /// How many blobs to upload at once (1-16)
-    #[arg(long, value_name = "N", default_value_t = 4)]
-    pub concurrency: usize,
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_name = "N",
+        default_value_t = 4
+    )]
+    pub concurrency: i64,
 
     /// Give up after this many minutes (decimals allowed): the push stops with an error,
     /// and a tag is only ever moved to a complete image
-    #[arg(long, value_name = "MINUTES", default_value_t = 60.0)]
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_name = "MINUTES",
+        default_value_t = 60.0
+    )]
     pub timeout_minutes: f64,
 
     /// Log each API call and part (RUNNER_DEBUG=1 turns it on in Actions)
     #[arg(long, short, value_name = "BOOL", num_args = 0..=1, default_value = "false",
-          default_missing_value = "true", value_parser = BoolishValueParser::new())]
+          default_missing_value = "true", value_parser = BoolValueParser::new())]
     pub verbose: bool,
+}
+
+/// A command-line parse error as an action's user reads it: every line that says
+/// something (not the usage line or the `--help` hint), on one line for one
+/// annotation, and with `as_inputs` (the arguments came from `INPUT_*`) flags named as
+/// the inputs they are (`--image <REFERENCE>` is `image`).
+pub fn for_actions(rendered: &str, as_inputs: bool) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for line in rendered.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with("Usage:") || line.starts_with("For more information")
+        {
+            continue;
+        }
+        let line = line.trim_start_matches("error: ");
+        if !as_inputs {
+            parts.push(line.to_owned());
+            continue;
+        }
+        let mut out = String::new();
+        let mut rest = line;
+        while let Some(start) = rest.find("--") {
+            out.push_str(&rest[..start]);
+            let after = &rest[start + 2..];
+            let end = after
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                .unwrap_or(after.len());
+            out.push_str(&after[..end]);
+            rest = &after[end..];
+            // The value placeholder that follows a flag: ` <REFERENCE>`, ` [<BOOL>]`.
+            for (open, close) in [(" <", ">"), (" [<", ">]")] {
+                if let Some(placeholder) = rest.strip_prefix(open)
+                    && let Some(end) = placeholder.find(close)
+                {
+                    rest = &placeholder[end + close.len()..];
+                }
+            }
+        }
+        out.push_str(rest);
+        parts.push(
+            out.replace("arguments were not provided", "inputs were not provided")
+                .replace("unexpected argument", "unexpected input")
+                .replace("similar argument exists", "similar input exists"),
+        );
+    }
+    // "…not provided:" followed by the names, one a line: one list.
+    let mut text = String::new();
+    for part in parts {
+        if text.is_empty() {
+            text = part;
+        } else if text.ends_with(':') {
+            text = format!("{text} {part}");
+        } else if text.contains("were not provided:") && !part.contains(' ') {
+            text = format!("{text}, {part}");
+        } else {
+            text = format!("{text}; {part}");
+        }
+    }
+    text
 }
 
 /// The arguments to parse: the process's own, or in action mode (`GITHUB_ACTIONS=true`
 /// and no arguments) the `INPUT_*` variables as `push --NAME=VALUE` flags.
 pub fn args(lookup: impl Fn(&str) -> Option<String>) -> Vec<OsString> {
     let mut args: Vec<OsString> = std::env::args_os().collect();
-    if args.len() == 1 && lookup("GITHUB_ACTIONS").as_deref() == Some("true") {
+    if from_inputs(args.len(), &lookup) {
         args.extend(action_args(&lookup));
     }
     args
+}
+
+/// Whether the arguments come from the action's `INPUT_*` variables: in Actions, with
+/// no arguments of the process's own (`argc` counts the program).
+pub fn from_inputs(argc: usize, lookup: &impl Fn(&str) -> Option<String>) -> bool {
+    argc == 1 && lookup("GITHUB_ACTIONS").as_deref() == Some("true")
 }
 
 /// Every long flag of `push` whose `INPUT_NAME` variable is set. Empty inputs are left
@@ -542,6 +633,9 @@ pub struct Push {
     pub region: Option<String>,
     pub auth: Auth,
     pub registry_id: Option<String>,
+    /// The ECR host the `registry` input named, in the form it was given (FIPS,
+    /// dual-stack), for the endpoints it asks for and the URIs written out.
+    pub ecr_host: Option<EcrHost>,
     pub create_repository: bool,
     pub docker_login: bool,
     pub concurrency: usize,
@@ -581,8 +675,16 @@ impl PushArgs {
         if self.image.trim().is_empty() {
             return Err(invalid("image", "must not be empty"));
         }
+        repository_is_not_a_uri(&self.repository)?;
         check_repository(&self.repository)?;
-        let tags = self.tags.as_deref().map(parse_tags).transpose()?;
+        // An empty `tags` is the default, as the help says (the runner passes every input,
+        // set or not, so an empty INPUT_TAGS never arrives here).
+        let tags = self
+            .tags
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+            .map(parse_tags)
+            .transpose()?;
         let platforms = self.platforms.as_deref().map(parse_platforms).transpose()?;
         let compression = parse_compression(&self.compression, self.compression_level.as_deref())?;
         let region = self.aws_region.filter(|r| !r.is_empty());
@@ -651,10 +753,25 @@ impl PushArgs {
             .as_deref()
             .map(str::trim)
             .filter(|r| !r.is_empty());
-        let ecr_host = registry.and_then(parse_ecr_host);
+        if let Some(host) = registry
+            && host.eq_ignore_ascii_case(crate::ecr_host::ECR_PUBLIC)
+        {
+            return Err(invalid(
+                "registry",
+                format!(
+                    "{host} is ECR Public, whose own API (ecr-public, in us-east-1) ecr-push does not speak yet; push there with docker push or crane after aws ecr-public get-login-password --region us-east-1 | docker login --username AWS --password-stdin {host}"
+                ),
+            ));
+        }
+        let ecr_host = registry.and_then(EcrHost::parse);
         let mut registry_id = self.registry_id;
         let mut region = region;
-        if let Some((account, host_region)) = &ecr_host {
+        if let Some(EcrHost {
+            account,
+            region: host_region,
+            ..
+        }) = &ecr_host
+        {
             if registry_id.as_ref().is_some_and(|id| id != account) {
                 return Err(invalid(
                     "registry-id",
@@ -724,17 +841,21 @@ impl PushArgs {
                 Destination::Ecr { registry }
             }
         };
-        if !CONCURRENCY.contains(&self.concurrency) {
-            return Err(invalid(
-                "concurrency",
-                format!(
-                    "{} is out of range; use {} to {}",
-                    self.concurrency,
-                    CONCURRENCY.start(),
-                    CONCURRENCY.end()
-                ),
-            ));
-        }
+        // Read as a signed number so that `-1` is out of range rather than "unexpected".
+        let concurrency = usize::try_from(self.concurrency)
+            .ok()
+            .filter(|c| CONCURRENCY.contains(c))
+            .ok_or_else(|| {
+                invalid(
+                    "concurrency",
+                    format!(
+                        "{} is out of range; use {} to {}",
+                        self.concurrency,
+                        CONCURRENCY.start(),
+                        CONCURRENCY.end()
+                    ),
+                )
+            })?;
         // GitHub stops any job after 6 hours.
         if !(self.timeout_minutes > 0.0 && self.timeout_minutes <= 360.0) {
             return Err(invalid(
@@ -760,13 +881,47 @@ impl PushArgs {
                 cross_account,
             },
             registry_id,
+            ecr_host,
             create_repository: self.create_repository,
             docker_login: self.docker_login,
-            concurrency: self.concurrency,
+            concurrency,
             destination,
             deadline: std::time::Duration::from_secs_f64(self.timeout_minutes * 60.0),
         })
     }
+}
+
+/// A `repository` that is a whole image URI (`HOST/NAME[:TAG]`) or a URL: say which
+/// inputs its parts belong to rather than take the host as part of the name (with
+/// create-repository it would create a repository named so).
+fn repository_is_not_a_uri(repository: &str) -> Result<(), Error> {
+    let bare = repository
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_start_matches("docker://");
+    let Some((first, rest)) = bare.split_once('/') else {
+        return Ok(());
+    };
+    let host = EcrHost::parse(first).is_some()
+        || first.eq_ignore_ascii_case(crate::ecr_host::ECR_PUBLIC)
+        || first.contains(':')
+        || first == "localhost"
+        || bare != repository;
+    if !host {
+        return Ok(());
+    }
+    let (name, tag) = match rest.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
+        _ => (rest, None),
+    };
+    Err(invalid(
+        "repository",
+        format!(
+            "`{repository}` is a registry and a repository; give repository: {name} and registry: {first}{}",
+            tag.map(|t| format!(", and the tag as tags: {t}"))
+                .unwrap_or_default()
+        ),
+    ))
 }
 
 /// Splits `tags` on commas and newlines, dropping blanks and repeats.
@@ -799,21 +954,6 @@ fn parse_tags(text: &str) -> Result<Vec<String>, Error> {
 
 /// ECR's hard limit of tags on one image.
 const MAX_TAGS: usize = 1000;
-
-/// The account and region of an ECR registry host,
-/// `ACCOUNT.dkr.ecr.REGION.amazonaws.com` (`.com.cn` in China).
-pub fn parse_ecr_host(host: &str) -> Option<(String, String)> {
-    let rest = host
-        .strip_suffix(".amazonaws.com")
-        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
-    let (account, rest) = rest.split_once(".dkr.ecr.")?;
-    let valid_account = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
-    let valid_region = !rest.is_empty()
-        && rest
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    (valid_account && valid_region).then(|| (account.to_owned(), rest.to_owned()))
-}
 
 /// `localhost`, `127.x.x.x` and `[::1]`, with or without a port: registries spoken to
 /// over plain HTTP, as Docker does.
@@ -1009,17 +1149,6 @@ fn check_region(region: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// The partition a region belongs to, as it appears in ARNs.
-pub fn partition(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
-    }
-}
-
 fn check_account(input: &'static str, id: &str) -> Result<(), Error> {
     if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(invalid(
@@ -1058,7 +1187,7 @@ fn check_role_arn(input: &'static str, arn: &str, region: Option<&str>) -> Resul
                 .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
     });
     if prefix != "arn"
-        || !["aws", "aws-cn", "aws-us-gov"].contains(&arn_partition)
+        || !["aws", "aws-cn", "aws-us-gov", "aws-eusc"].contains(&arn_partition)
         || service != "iam"
         || !region_field.is_empty()
         || !name_ok
@@ -1067,7 +1196,7 @@ fn check_role_arn(input: &'static str, arn: &str, region: Option<&str>) -> Resul
     }
     check_account(input, account).map_err(|_| not_role())?;
     if let Some(region) = region {
-        let expected = partition(region);
+        let expected = crate::ecr_host::partition(region);
         if arn_partition != expected {
             return Err(invalid(
                 input,
@@ -1155,22 +1284,7 @@ mod tests {
     }
 
     #[test]
-    fn ecr_hosts_name_their_account_and_region() {
-        assert_eq!(
-            parse_ecr_host("222222222222.dkr.ecr.eu-west-1.amazonaws.com"),
-            Some(("222222222222".into(), "eu-west-1".into()))
-        );
-        assert_eq!(
-            parse_ecr_host("222222222222.dkr.ecr.cn-north-1.amazonaws.com.cn"),
-            Some(("222222222222".into(), "cn-north-1".into()))
-        );
-        for other in [
-            "ghcr.io",
-            "2222.dkr.ecr.us-east-1.amazonaws.com",
-            "localhost:5000",
-        ] {
-            assert_eq!(parse_ecr_host(other), None, "{other}");
-        }
+    fn registry_hosts_are_checked() {
         for good in ["ghcr.io", "localhost:5000", "127.0.0.1:5000", "[::1]:5000"] {
             assert!(check_host(good).is_ok(), "{good}");
         }
@@ -1241,6 +1355,30 @@ mod tests {
         for bad in ["useast1", "US-EAST-1", "us-east", "us-east-1a", ""] {
             assert!(check_region(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn parse_errors_name_inputs_in_actions() {
+        let missing = "error: the following required arguments were not provided:\n  --image <REFERENCE>\n  --repository <NAME>\n\nUsage: ecr-push push --image <REFERENCE> --repository <NAME>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            for_actions(missing, true),
+            "the following required inputs were not provided: image, repository"
+        );
+        let typo = "error: unexpected argument '--repostory' found\n\n  tip: a similar argument exists: '--repository'\n\nUsage: ecr-push push --image <REFERENCE> --repository <NAME>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            for_actions(typo, true),
+            "unexpected input 'repostory' found; tip: a similar input exists: 'repository'"
+        );
+        let value = "error: invalid value 'soon' for '--timeout-minutes <MINUTES>': invalid float literal\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            for_actions(value, true),
+            "invalid value 'soon' for 'timeout-minutes': invalid float literal"
+        );
+        // Flags a `run:` step typed stay flags.
+        assert_eq!(
+            for_actions(typo, false),
+            "unexpected argument '--repostory' found; tip: a similar argument exists: '--repository'"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod actions;
 pub mod auth;
 pub mod docker_config;
+pub mod ecr_host;
 pub mod fuzzing;
 pub mod image;
 pub mod inputs;

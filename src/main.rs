@@ -57,9 +57,8 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(err) if runtime.in_actions() => {
-            let text = err.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            runtime.error(first.trim_start_matches("error: "));
+            let as_inputs = inputs::from_inputs(std::env::args_os().len(), &env);
+            runtime.error(&inputs::for_actions(&err.render().to_string(), as_inputs));
             return ExitCode::from(2);
         }
         Err(err) => {
@@ -99,6 +98,7 @@ fn main() -> ExitCode {
             runtime.error(&err.to_string());
             match err {
                 Error::Inputs(_) => ExitCode::from(2),
+                Error::Image(e) if e.is_input() => ExitCode::from(2),
                 _ => ExitCode::FAILURE,
             }
         }
@@ -142,13 +142,16 @@ async fn run(
     if let Some(host) = image::registry_host(&push.image) {
         let mut login = docker_login(&host);
         if login.is_none()
-            && let Some((account, region)) = inputs::parse_ecr_host(&host)
+            && let Some(ecr_host) = ecr_push::ecr_host::EcrHost::parse(&host)
         {
             let authenticated = credentials(&push, runtime, env).await?;
             login = Some(
-                push::Ecr::source_login(&authenticated, account, region, |secret| {
-                    runtime.mask(secret)
-                })
+                push::Ecr::source_login(
+                    &authenticated,
+                    ecr_host,
+                    push::ecr_endpoint_overridden(env),
+                    |secret| runtime.mask(secret),
+                )
                 .await?,
             );
             tracing::info!("{host}: read with a login from GetAuthorizationToken");
@@ -264,10 +267,15 @@ async fn push_to_ecr(
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<(String, report::Report), Error> {
     let registry_id = push.registry_id.clone().unwrap_or(session.account);
+    // The host as the registry input named it (FIPS, dual-stack), else the standard one.
+    let host = match &push.ecr_host {
+        Some(host) => host.clone(),
+        None => ecr_push::ecr_host::EcrHost::standard(&registry_id, &session.region),
+    };
     let ecr = push::Ecr::new(
         &session.config,
-        registry_id,
-        session.region,
+        host,
+        push::ecr_endpoint_overridden(env),
         push.repository.clone(),
         push.create_repository,
         session.principal,

@@ -437,3 +437,208 @@ fn a_broken_token_endpoint_is_retried_then_named() {
         assert!(stack.recorder.calls().is_empty());
     }
 }
+
+/// The mistakes of a new user's first hour (issue 14): each gets one line that names
+/// the input and the fix, exit 2, and nothing started, in Actions (`INPUT_*`) and on
+/// the command line alike. Every line is asserted whole: it is what the user reads.
+#[test]
+fn first_hour_mistakes_each_name_their_fix() {
+    let stack = Stack::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(&dir.path().join("layout"), "v1", &[random_bytes(41, 2048)]);
+    let layout_dir = dir.path().join("layout");
+    let archive = dir.path().join("image.tar");
+    let saved = dir.path().join("saved.tar");
+    for (to, what) in [
+        (format!("oci-archive:{}", archive.display()), "oci-archive"),
+        (
+            format!("docker-archive:{}:app:v1", saved.display()),
+            "docker-archive",
+        ),
+    ] {
+        let status = std::process::Command::new("skopeo")
+            .args(["copy", "-q", &layout.reference("v1"), &to])
+            .status()
+            .expect("skopeo runs");
+        assert!(status.success(), "skopeo copy to {what}");
+    }
+    let (l, a, s) = (
+        layout_dir.display().to_string(),
+        archive.display().to_string(),
+        saved.display().to_string(),
+    );
+    let cwd = std::env::current_dir().unwrap().display().to_string();
+    let references = "use oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:NAME:TAG], docker://HOST/REPO[:TAG] or NAME[:TAG] (an image in the Docker engine)";
+    // (inputs, the line)
+    let cases: Vec<(Vec<(&str, String)>, String)> = vec![
+        (
+            vec![("image", format!("oci:{a}"))],
+            format!("image: `oci:{a}` reads an OCI layout folder, and {a} is an OCI archive (a tar of an OCI layout); write oci-archive:{a}"),
+        ),
+        (
+            vec![("image", format!("oci-archive:{l}"))],
+            format!("image: `oci-archive:{l}` reads an OCI archive (a tar of an OCI layout), and {l} is a folder with an OCI layout; write oci:{l}"),
+        ),
+        (
+            vec![("image", format!("docker-archive:{l}:v1"))],
+            format!("image: `docker-archive:{l}:v1` reads a docker save tar, and {l} is a folder with an OCI layout; write oci:{l}:v1"),
+        ),
+        (
+            vec![("image", format!("oci-archive:{s}"))],
+            format!("image: `oci-archive:{s}` reads an OCI archive (a tar of an OCI layout), and {s} is a docker save tar (manifest.json); write docker-archive:{s}"),
+        ),
+        (
+            vec![("image", "oci:".into())],
+            format!("image: `oci:` is not a supported image reference (it names no path); {references}"),
+        ),
+        (
+            vec![("image", "oci:no/such/layout:v1".into())],
+            format!("image: nothing is at no/such/layout (relative to {cwd}); check the path"),
+        ),
+        (
+            vec![("platforms", "linux/s390x".into())],
+            format!("platforms: {} is a single-platform manifest, not an index; leave platforms empty", layout.digest),
+        ),
+        (
+            vec![("timeout-minutes", "-1".into())],
+            "timeout-minutes: -1 is out of range; use more than 0 and at most 360 minutes".into(),
+        ),
+        (
+            vec![("concurrency", "-1".into())],
+            "concurrency: -1 is out of range; use 1 to 16".into(),
+        ),
+        (
+            vec![("registry", "public.ecr.aws".into())],
+            "registry: public.ecr.aws is ECR Public, whose own API (ecr-public, in us-east-1) ecr-push does not speak yet; push there with docker push or crane after aws ecr-public get-login-password --region us-east-1 | docker login --username AWS --password-stdin public.ecr.aws".into(),
+        ),
+        (
+            vec![("repository", "222222222222.dkr.ecr.us-east-1.amazonaws.com/team/app:v1".into())],
+            "repository: `222222222222.dkr.ecr.us-east-1.amazonaws.com/team/app:v1` is a registry and a repository; give repository: team/app and registry: 222222222222.dkr.ecr.us-east-1.amazonaws.com, and the tag as tags: v1".into(),
+        ),
+        (
+            vec![("repository", "https://222222222222.dkr-ecr.us-east-1.on.aws/app".into())],
+            "repository: `https://222222222222.dkr-ecr.us-east-1.on.aws/app` is a registry and a repository; give repository: app and registry: 222222222222.dkr-ecr.us-east-1.on.aws".into(),
+        ),
+    ];
+    for (inputs, line) in cases {
+        let value = |name: &str, default: &str| {
+            inputs
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(default.to_owned(), |(_, v)| v.clone())
+        };
+        let image = value("image", &layout.reference("v1"));
+        let repository = value("repository", "app");
+        // In Actions: the inputs as the runner passes them.
+        let mut action = stack
+            .action()
+            .input("image", &image)
+            .input("repository", &repository);
+        for (name, v) in inputs
+            .iter()
+            .filter(|(n, _)| !["image", "repository"].contains(n))
+        {
+            action = action.input(name, v);
+        }
+        stack.recorder.forget();
+        let run = action.run();
+        assert_refused(&stack, &run, 2, &line);
+        assert_eq!(run.error(), line, "in Actions");
+        assert!(stack.recorder.calls().is_empty(), "{line}: a call was made");
+        // On the command line: the same flags, the same line.
+        let mut args = vec![
+            "push".to_owned(),
+            "--image".into(),
+            image,
+            "--repository".into(),
+            repository,
+            "--aws-region".into(),
+            REGION.into(),
+        ];
+        for (name, v) in inputs
+            .iter()
+            .filter(|(n, _)| !["image", "repository"].contains(n))
+        {
+            args.push(format!("--{name}"));
+            args.push(v.clone());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = Action::bare(&stack.recorder).args(&args).run();
+        assert_eq!(run.code, Some(2), "{}", run.log());
+        assert_eq!(run.error(), line, "on the command line");
+    }
+
+    // Parse errors in Actions are shown whole, by input name.
+    let run = stack.action().run();
+    assert_eq!(run.code, Some(2));
+    assert_eq!(
+        run.error(),
+        "the following required inputs were not provided: image, repository"
+    );
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .input("create-repository", "yes")
+        .run();
+    assert_eq!(run.code, Some(2));
+    assert_eq!(
+        run.error(),
+        "invalid value 'yes' for 'create-repository'; [possible values: true, false]"
+    );
+    // A `run:` step's own flags stay flags, and keep clap's tip.
+    let run = Action::bare(&stack.recorder)
+        .env("GITHUB_ACTIONS", "true")
+        .args(&["push", "--image", "oci:x", "--repostory", "app"])
+        .run();
+    assert_eq!(run.code, Some(2));
+    assert_eq!(
+        run.error(),
+        "unexpected argument '--repostory' found; tip: a similar argument exists: '--repository'"
+    );
+    // On the command line a negative number reaches the check that names it.
+    let run = Action::bare(&stack.recorder)
+        .args(&[
+            "push",
+            "--image",
+            "oci:x",
+            "--repository",
+            "app",
+            "--role-duration-seconds",
+            "-5",
+        ])
+        .run();
+    assert_eq!(
+        run.error(),
+        "role-duration-seconds: -5 is out of range; STS accepts 900 to 43200"
+    );
+
+    // An empty `tags` is the default the help documents: the image's REF.
+    let run = Action::bare(&stack.recorder)
+        .env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        )
+        .args(&[
+            "push",
+            "--image",
+            &layout.reference("v1"),
+            "--repository",
+            "first-hour",
+            "--tags",
+            "",
+            "--aws-region",
+            REGION,
+            "--create-repository",
+        ])
+        .run();
+    assert!(run.ok(), "{}", run.log());
+    // moto's own account, for keys it did not issue.
+    assert!(
+        stack
+            .moto
+            .manifest("123456789012", "first-hour", "v1")
+            .is_some()
+    );
+}

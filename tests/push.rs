@@ -1350,3 +1350,45 @@ fn generated_create_repository_grant_is_what_creating_needs() {
         "nothing pushed the second time"
     );
 }
+
+/// A registry named by its FIPS or dual-stack host is ECR: the account and region come
+/// from the host, the push goes through ECR's API (here the endpoint override, moto),
+/// and the URIs written out keep the host as it was given.
+#[test]
+fn fips_and_dual_stack_hosts_are_ecr() {
+    let stack = Stack::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 25);
+    for (host, repository) in [
+        (
+            "111111111111.dkr.ecr-fips.us-east-1.amazonaws.com",
+            "fips/app",
+        ),
+        ("111111111111.dkr-ecr.us-east-1.on.aws", "dual/app"),
+        (
+            "111111111111.dkr-ecr-fips.us-east-1.on.aws",
+            "dual-fips/app",
+        ),
+    ] {
+        stack.moto.create_repository(CI_ACCOUNT, repository, false);
+        let run = stack
+            .action()
+            .input("image", &layout.reference("v1"))
+            .input("repository", repository)
+            .input("registry", host)
+            .run();
+        assert!(run.ok(), "{host}: {}", run.log());
+        assert_eq!(
+            run.outputs["image-uri"],
+            format!("{host}/{repository}@{}", layout.digest),
+            "{host}"
+        );
+        assert_eq!(run.outputs["registry"], host);
+        assert_landed(&stack, CI_ACCOUNT, repository, "v1", &layout);
+        assert!(
+            !stack.recorder.calls_to("PutImage").is_empty(),
+            "{host}: pushed through ECR's API"
+        );
+        stack.recorder.forget();
+    }
+}

@@ -168,7 +168,7 @@ fn unusable_archives_are_named_with_what_to_do_and_nothing_is_pushed() {
         (
             format!("docker-archive:{}", show(&path("absent.tar"))),
             format!(
-                "image: {}: No such file or directory (os error 2)",
+                "image: nothing is at {}; check the path",
                 show(&path("absent.tar"))
             ),
         ),

@@ -66,10 +66,13 @@ pub(super) fn open(rest: &str) -> Result<Opened, Error> {
         None => Select::Only,
         Some(r) => match r.strip_prefix('@') {
             Some(n) => Select::Position(n.parse().map_err(|_| {
-                Error::Reference(format!("docker-archive:{rest} (@N takes a number)"))
+                Error::reference(&format!("docker-archive:{rest}"), Some("@N takes a number"))
             })?),
             None => Select::Name(normalize(r).ok_or_else(|| {
-                Error::Reference(format!("docker-archive:{rest} (not NAME[:TAG])"))
+                Error::reference(
+                    &format!("docker-archive:{rest}"),
+                    Some("what follows the file is not NAME[:TAG]"),
+                )
             })?),
         },
     };

@@ -51,9 +51,10 @@ pub(super) fn parse(reference: &str) -> Option<Result<DaemonRef, Error>> {
         _ => reference,
     };
     let invalid = || {
-        Error::Reference(format!(
-            "{reference} (a Docker daemon image is NAME[:TAG] or NAME@sha256:DIGEST)"
-        ))
+        Error::reference(
+            reference,
+            Some("a Docker daemon image is NAME[:TAG] or NAME@sha256:DIGEST"),
+        )
     };
     let (named, digest) = match name.split_once('@') {
         Some((named, digest)) => (named, Some(digest)),
@@ -64,7 +65,7 @@ pub(super) fn parse(reference: &str) -> Option<Result<DaemonRef, Error>> {
         return reference
             .starts_with("docker-daemon:")
             .then(|| Err(invalid()))
-            .or(Some(Err(Error::Reference(reference.to_owned()))));
+            .or(Some(Err(Error::reference(reference, None))));
     };
     if let Some(digest) = digest
         && Digest::parse(digest).is_err()

@@ -21,7 +21,7 @@ pub use compress::Compression;
 use std::collections::HashSet;
 use std::fmt;
 use std::io::{self, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest as _, Sha256};
@@ -54,9 +54,23 @@ pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "image: `{0}` is not a supported image reference; use oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:NAME:TAG]"
+        "image: `{reference}` is not a supported image reference{}; use oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:NAME:TAG], docker://HOST/REPO[:TAG] or NAME[:TAG] (an image in the Docker engine)",
+        .reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
     )]
-    Reference(String),
+    Reference {
+        reference: String,
+        reason: Option<String>,
+    },
+    #[error("image: nothing is at {path}{}; check the path", .cwd.as_ref().map(|c| format!(" (relative to {c})")).unwrap_or_default())]
+    Missing { path: String, cwd: Option<String> },
+    #[error("image: `{given}` reads {wants}, and {path} is {found}; write {fix}")]
+    WrongTransport {
+        given: String,
+        wants: &'static str,
+        path: String,
+        found: &'static str,
+        fix: String,
+    },
     #[error(
         "image: the {transport}: transport is not supported yet; export the image with docker save (docker-archive:FILE) or as an OCI layout (oci:DIR)"
     )]
@@ -135,6 +149,35 @@ pub enum Error {
     Corrupt { digest: Digest, reason: String },
     #[error("image: reading blob {digest}: {source}")]
     Read { digest: Digest, source: io::Error },
+}
+
+impl Error {
+    pub(crate) fn reference(reference: &str, reason: Option<&str>) -> Self {
+        Self::Reference {
+            reference: reference.to_owned(),
+            reason: reason.map(str::to_owned),
+        }
+    }
+
+    /// Whether the inputs named the image wrongly (exit 2), rather than the image or
+    /// where it is failing (exit 1): a reference that does not parse or names nothing,
+    /// a path another transport reads, platforms or a compression the image cannot have.
+    pub fn is_input(&self) -> bool {
+        match self {
+            Self::Reference { .. }
+            | Self::WrongTransport { .. }
+            | Self::Missing { .. }
+            | Self::UnsupportedTransport { .. }
+            | Self::Path(_)
+            | Self::Compression(_)
+            | Self::Platform(_)
+            | Self::NotAnIndex { .. }
+            | Self::NoPlatform { .. }
+            | Self::NotInDaemon { .. } => true,
+            Self::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
 }
 
 fn listed(close: &[String]) -> String {
@@ -300,15 +343,59 @@ impl Image {
     fn open_local(reference: &str) -> Result<oci::Opened, Error> {
         let (transport, rest) = reference
             .split_once(':')
-            .ok_or_else(|| Error::Reference(reference.to_owned()))?;
-        match transport {
+            .ok_or_else(|| Error::reference(reference, None))?;
+        let wants = match transport {
+            "oci" => "an OCI layout folder",
+            "oci-archive" => "an OCI archive (a tar of an OCI layout)",
+            "docker-archive" => "a docker save tar",
+            "containers-storage" | "dir" => {
+                return Err(Error::UnsupportedTransport {
+                    transport: transport.to_owned(),
+                });
+            }
+            _ => return Err(Error::reference(reference, None)),
+        };
+        let path = split_path_ref(rest).0;
+        if path.is_empty() {
+            return Err(Error::reference(reference, Some("it names no path")));
+        }
+        if !Path::new(path).exists() {
+            // A relative path is read from the working folder, which in a container action
+            // is the workspace: say which.
+            let cwd = Path::new(path)
+                .is_relative()
+                .then(|| std::env::current_dir().ok())
+                .flatten()
+                .map(|d| d.display().to_string());
+            return Err(Error::Missing {
+                path: path.to_owned(),
+                cwd,
+            });
+        }
+        let opened = match transport {
             "oci" => oci::open_dir(rest),
             "oci-archive" => oci_archive::open(rest),
-            "docker-archive" => docker_archive::open(rest),
-            "containers-storage" | "dir" => Err(Error::UnsupportedTransport {
-                transport: transport.to_owned(),
-            }),
-            _ => Err(Error::Reference(reference.to_owned())),
+            _ => docker_archive::open(rest),
+        };
+        match opened {
+            // Not what the transport reads: say which one does, from what is there.
+            Err(Error::Layout { .. } | Error::Archive { .. }) => {
+                match sniff(Path::new(path)).filter(|(_, fits)| !fits.contains(&transport)) {
+                    Some((found, fits)) => Err(Error::WrongTransport {
+                        given: reference.to_owned(),
+                        wants,
+                        path: path.to_owned(),
+                        found,
+                        fix: fits
+                            .iter()
+                            .map(|t| format!("{t}:{rest}"))
+                            .collect::<Vec<_>>()
+                            .join(" or "),
+                    }),
+                    None => opened,
+                }
+            }
+            other => other,
         }
     }
 
@@ -381,6 +468,32 @@ impl fmt::Display for Platform {
             write!(f, "/{variant}")?;
         }
         Ok(())
+    }
+}
+
+/// What is at `path`, and the transports that read it: a folder with `oci-layout` (oci:),
+/// a tar with `oci-layout` and `index.json` (oci-archive:), a tar with `manifest.json`
+/// (docker-archive:; `docker save` since Docker 25 writes both).
+fn sniff(path: &Path) -> Option<(&'static str, Vec<&'static str>)> {
+    if path.is_dir() {
+        return path
+            .join("oci-layout")
+            .is_file()
+            .then(|| ("a folder with an OCI layout", vec!["oci"]));
+    }
+    let tarball = tarball::Tarball::open(path, "a tar").ok()?;
+    let layout = tarball.contains("oci-layout") && tarball.contains("index.json");
+    match (layout, tarball.contains("manifest.json")) {
+        (true, true) => Some((
+            "a tar with an OCI layout and a manifest.json (docker save)",
+            vec!["oci-archive", "docker-archive"],
+        )),
+        (true, false) => Some((
+            "an OCI archive (a tar of an OCI layout)",
+            vec!["oci-archive"],
+        )),
+        (false, true) => Some(("a docker save tar (manifest.json)", vec!["docker-archive"])),
+        (false, false) => None,
     }
 }
 

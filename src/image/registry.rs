@@ -27,9 +27,12 @@ const STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 pub(super) fn parse(rest: &str) -> Result<Reference, Error> {
     let name = rest.strip_prefix("//").unwrap_or(rest);
     Reference::from_str(name).map_err(|e| {
-        Error::Reference(format!(
-            "docker://{name} ({e}; write docker://HOST/REPO:TAG or @sha256:DIGEST)"
-        ))
+        Error::reference(
+            &format!("docker://{name}"),
+            Some(&format!(
+                "{e}; write docker://HOST/REPO:TAG or @sha256:DIGEST"
+            )),
+        )
     })
 }
 
@@ -101,10 +104,12 @@ const NOT_FOUND: &str = "it has no such manifest; check the name and tag";
 
 /// What to do when `registry` refuses to let `repository` be read.
 fn refused(registry: &str, repository: &str) -> String {
-    match crate::inputs::parse_ecr_host(registry) {
-        Some((account, region)) => format!(
-            "{registry} refused the step's AWS credentials: the role needs ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on arn:{}:ecr:{region}:{account}:repository/{repository}, which that repository's policy must also allow when the role is in another account",
-            crate::inputs::partition(&region)
+    match crate::ecr_host::EcrHost::parse(registry) {
+        Some(host) => format!(
+            "{registry} refused the step's AWS credentials: the role needs ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on arn:{}:ecr:{}:{}:repository/{repository}, which that repository's policy must also allow when the role is in another account",
+            host.partition(),
+            host.region,
+            host.account
         ),
         None => format!(
             "{registry} refused the credentials, or needs some: docker login {registry} before this step (ecr-push reads the Docker config)"

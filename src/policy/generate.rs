@@ -101,7 +101,7 @@ pub struct Document {
 
 impl Request {
     fn partition(&self) -> &'static str {
-        crate::inputs::partition(&self.region)
+        crate::ecr_host::partition(&self.region)
     }
 
     fn registry_account(&self) -> &str {
@@ -239,7 +239,7 @@ impl Request {
                 "Action": PULL_ACTIONS,
                 "Resource": format!(
                     "arn:{}:ecr:{}:{}:repository/{}",
-                    crate::inputs::partition(&source.region),
+                    crate::ecr_host::partition(&source.region),
                     source.region,
                     source.account,
                     source.repository
@@ -699,7 +699,7 @@ mod tests {
                             resource == "*"
                                 || resource.starts_with(&format!(
                                     "arn:{}:",
-                                    crate::inputs::partition(&r.region)
+                                    crate::ecr_host::partition(&r.region)
                                 )),
                             "{resource}"
                         );

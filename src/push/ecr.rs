@@ -26,6 +26,7 @@ use part_body::{Bodies, Body, Fields};
 
 use super::pace::Pace;
 use super::{Destination, Error, Tagged};
+use crate::ecr_host::EcrHost;
 use crate::image::{self, BlobReader, Digest, Manifest};
 use crate::sdk::describe;
 
@@ -61,6 +62,8 @@ pub struct Ecr {
     /// PutImage (10 a second) and BatchGetImage.
     images: aws_sdk_ecr::Client,
     calls: super::Calls,
+    /// The registry as its users name it (the FIPS or dual-stack host when given so).
+    host: EcrHost,
     registry_id: String,
     region: String,
     repository: String,
@@ -82,11 +85,34 @@ struct Paces {
     put: Arc<Pace>,
 }
 
+/// The endpoint variant (FIPS, dual-stack) of ECR's API that a registry host asks for:
+/// a FIPS host's calls go to ECR's FIPS endpoint, a dual-stack host's to its dual-stack
+/// one, unless an endpoint URL is configured. `AWS_USE_FIPS_ENDPOINT` and
+/// `AWS_USE_DUALSTACK_ENDPOINT` still turn either on for any host, as in every SDK.
+fn endpoint_variant(host: &EcrHost, endpoint_overridden: bool) -> (bool, bool) {
+    if endpoint_overridden {
+        (false, false)
+    } else {
+        (host.fips, host.dual_stack)
+    }
+}
+
+/// Whether an endpoint URL for ECR is configured in the environment, as the SDK reads it.
+pub fn endpoint_overridden(env: &impl Fn(&str) -> Option<String>) -> bool {
+    let set = |name: &str| env(name).is_some_and(|v| !v.trim().is_empty());
+    let ignored =
+        env("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    !ignored && (set("AWS_ENDPOINT_URL_ECR") || set("AWS_ENDPOINT_URL"))
+}
+
 impl Ecr {
+    /// `endpoint_overridden`: an endpoint URL is configured (`AWS_ENDPOINT_URL`,
+    /// `AWS_ENDPOINT_URL_ECR`), which the SDK refuses to combine with the FIPS or
+    /// dual-stack variant a host asks for; the configured URL then wins.
     pub fn new(
         config: &aws_config::SdkConfig,
-        registry_id: String,
-        region: String,
+        host: EcrHost,
+        endpoint_overridden: bool,
         repository: String,
         create_repository: bool,
         principal: String,
@@ -98,9 +124,17 @@ impl Ecr {
         // partition (the token bucket that caps retries): throttled parts do not use up
         // PutImage's retries. The SDK's adaptive mode was tried and dropped: after two
         // throttles its client-side limiter held a 4-blob push for 29 s instead of 1.7 s.
+        let (fips, dual_stack) = endpoint_variant(&host, endpoint_overridden);
         let client_for = |quota: &'static str| {
+            let mut builder = aws_sdk_ecr::config::Builder::from(config);
+            if fips {
+                builder = builder.use_fips(true);
+            }
+            if dual_stack {
+                builder = builder.use_dual_stack(true);
+            }
             aws_sdk_ecr::Client::from_conf(
-                aws_sdk_ecr::config::Builder::from(config)
+                builder
                     .interceptor(calls.clone())
                     .retry_config(
                         RetryConfig::standard()
@@ -117,8 +151,9 @@ impl Ecr {
             uploads: client_for("ecr-push-initiate-complete"),
             images: client_for("ecr-push-images"),
             calls,
-            registry_id,
-            region,
+            registry_id: host.account.clone(),
+            region: host.region.clone(),
+            host,
             repository,
             create_repository,
             principal,
@@ -168,12 +203,7 @@ impl Ecr {
 
     /// The registry's host name, as `docker pull` uses it.
     pub fn registry_host(&self) -> String {
-        let suffix = if self.region.starts_with("cn-") {
-            "amazonaws.com.cn"
-        } else {
-            "amazonaws.com"
-        };
-        format!("{}.dkr.ecr.{}.{suffix}", self.registry_id, self.region)
+        self.host.to_string()
     }
 
     /// A Docker login for the registry: base64 of `AWS:PASSWORD`, as Docker's
@@ -210,19 +240,19 @@ impl Ecr {
     /// only the region matters. `mask` is called on each secret before it is kept.
     pub async fn source_login(
         session: &crate::auth::Session,
-        account: String,
-        region: String,
+        host: EcrHost,
+        endpoint_overridden: bool,
         mask: impl Fn(&str),
     ) -> Result<crate::docker_config::Login, Error> {
         let config = session
             .config
             .to_builder()
-            .region(aws_config::Region::new(region.clone()))
+            .region(aws_config::Region::new(host.region.clone()))
             .build();
         let source = Self::new(
             &config,
-            account,
-            region,
+            host,
+            endpoint_overridden,
             String::new(),
             false,
             session.principal.clone(),
@@ -275,7 +305,7 @@ impl Ecr {
             Some("AccessDeniedException") => format!(
                 "; {} needs ecr:{call} on arn:{}:ecr:{}:{}:repository/{} in its permissions policy{}",
                 self.principal,
-                crate::inputs::partition(&self.region),
+                crate::ecr_host::partition(&self.region),
                 self.region,
                 self.registry_id,
                 self.repository,
@@ -728,6 +758,63 @@ impl Destination for Ecr {
 
 #[cfg(test)]
 mod tests {
+    use aws_sdk_ecr::config::endpoint::{Params, ResolveEndpoint};
+
+    /// Which endpoint ECR's own resolver picks for each host form, without an endpoint
+    /// override: what a real run talks to. With an override the host form is set aside.
+    #[test]
+    fn the_api_endpoint_follows_the_host() {
+        let resolve = |host: &str, overridden: bool| {
+            let host = EcrHost::parse(host).unwrap();
+            let (fips, dual_stack) = endpoint_variant(&host, overridden);
+            let params = Params::builder()
+                .region(host.region.clone())
+                .use_fips(fips)
+                .use_dual_stack(dual_stack)
+                .build()
+                .unwrap();
+            let resolver = aws_sdk_ecr::config::endpoint::DefaultResolver::new();
+            let endpoint = resolver.resolve_endpoint(&params);
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+                .block_on(endpoint)
+                .unwrap()
+                .url()
+                .to_owned()
+        };
+        let cases = [
+            (
+                "111111111111.dkr.ecr.us-east-1.amazonaws.com",
+                "https://api.ecr.us-east-1.amazonaws.com",
+            ),
+            (
+                "111111111111.dkr.ecr-fips.us-east-1.amazonaws.com",
+                "https://api.ecr-fips.us-east-1.amazonaws.com",
+            ),
+            (
+                "111111111111.dkr-ecr.us-east-1.on.aws",
+                "https://ecr.us-east-1.api.aws",
+            ),
+            (
+                "111111111111.dkr-ecr-fips.us-east-1.on.aws",
+                "https://ecr-fips.us-east-1.api.aws",
+            ),
+            (
+                "111111111111.dkr.ecr.cn-north-1.amazonaws.com.cn",
+                "https://api.ecr.cn-north-1.amazonaws.com.cn",
+            ),
+        ];
+        for (host, endpoint) in cases {
+            assert_eq!(resolve(host, false), endpoint, "{host}");
+        }
+        assert_eq!(
+            resolve("111111111111.dkr.ecr-fips.us-east-1.amazonaws.com", true),
+            "https://api.ecr.us-east-1.amazonaws.com",
+            "an endpoint override sets the variant aside"
+        );
+    }
+
     use super::*;
 
     const MIB: u64 = 1024 * 1024;

@@ -167,7 +167,7 @@ impl Registry {
         };
         // ECR's registry endpoint knows only Basic, with ECR's own token as password:
         // sent from the first request, as before any 401, saving a round trip.
-        let ecr = crate::inputs::parse_ecr_host(host).is_some();
+        let ecr = crate::ecr_host::EcrHost::parse(host).is_some();
         let known = ecr && basic.is_some();
         Ok(Self {
             client,
