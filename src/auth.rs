@@ -92,9 +92,15 @@ pub enum Error {
         hint: String,
     },
     #[error(
-        "AWS credentials: {0}; configure credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID, …) or set role-to-assume in a GitHub Actions job"
+        "AWS credentials: none found (not in the environment, the shared config and credentials files, a web identity token file, the ECS container endpoint or the instance metadata); set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or role-to-assume in a GitHub Actions job"
+    )]
+    NoCredentials,
+    #[error(
+        "AWS credentials: {0}; fix that source (aws sso login for an expired SSO session, the profile named by AWS_PROFILE, …)"
     )]
     DefaultChain(String),
+    #[error("STS GetCallerIdentity: {reason}{hint}")]
+    CallerIdentity { reason: String, hint: String },
 }
 
 /// Credentials and where they lead.
@@ -274,7 +280,11 @@ async fn assume_web_identity(
     runtime: &Runtime,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Hop, Error> {
-    let output = aws_sdk_sts::Client::new(base)
+    let endpoint = crate::sdk::Endpoint::default();
+    let config = aws_sdk_sts::config::Builder::from(base)
+        .interceptor(endpoint.clone())
+        .build();
+    let output = aws_sdk_sts::Client::from_conf(config)
         .assume_role_with_web_identity()
         .role_arn(role)
         .role_session_name(&auth.role_session_name)
@@ -297,7 +307,7 @@ async fn assume_web_identity(
             };
             Error::WebIdentity {
                 role: role.to_owned(),
-                reason: describe(&err),
+                reason: crate::sdk::describe_at(&err, &endpoint),
                 hint,
             }
         })?;
@@ -310,6 +320,20 @@ async fn assume_web_identity(
         reason: "STS answered without credentials".into(),
         hint: String::new(),
     })?;
+    let claims = jwt_claims(token).unwrap_or_default();
+    let claim = |name: &str| {
+        claims
+            .get(name)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .unwrap_or_else(|| "?".into())
+    };
+    tracing::info!(
+        "{role}: assumed with the job's token (sub `{}`, aud `{}`) as session {}, in account {}",
+        claim("sub"),
+        claim("aud"),
+        auth.role_session_name,
+        inputs::account_of_arn(&arn).unwrap_or("?")
+    );
     Ok(Hop {
         provider: masked_provider(credentials, runtime),
         arn,
@@ -377,19 +401,50 @@ fn denied_token_hint(role: &str, token: &str, env: &impl Fn(&str) -> Option<Stri
     )
 }
 
+/// The default chain's credentials, and whose they are. They are asked for first, so
+/// that none found, a source that failed, an STS that does not answer and credentials
+/// STS refuses are four different lines with four different fixes.
 async fn default_chain(base: &SdkConfig) -> Result<Hop, Error> {
-    let provider = base
-        .credentials_provider()
-        .ok_or_else(|| Error::DefaultChain("no credential provider".into()))?;
-    let identity = aws_sdk_sts::Client::new(base)
+    use aws_credential_types::provider::error::CredentialsError;
+    let provider = base.credentials_provider().ok_or(Error::NoCredentials)?;
+    match provider.provide_credentials().await {
+        Ok(_) => {}
+        Err(CredentialsError::CredentialsNotLoaded(_)) => return Err(Error::NoCredentials),
+        Err(other) => return Err(Error::DefaultChain(crate::sdk::innermost(&other))),
+    }
+    let endpoint = crate::sdk::Endpoint::default();
+    let config = aws_sdk_sts::config::Builder::from(base)
+        .interceptor(endpoint.clone())
+        .build();
+    let identity = aws_sdk_sts::Client::from_conf(config)
         .get_caller_identity()
         .send()
         .await
-        .map_err(|err| Error::DefaultChain(describe(&err)))?;
-    Ok(Hop {
-        provider,
-        arn: identity.arn().unwrap_or_default().to_owned(),
-    })
+        .map_err(|err| {
+            let answered = err.code().is_some()
+                || matches!(err, aws_sdk_sts::error::SdkError::ServiceError(_));
+            let hint = if answered {
+                "; the credentials are wrong, expired or of another partition: renew them"
+                    .to_owned()
+            } else {
+                "; check the network, and AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_STS if one is set"
+                    .to_owned()
+            };
+            Error::CallerIdentity {
+                reason: if answered {
+                    format!("refused the credentials: {}", describe(&err))
+                } else {
+                    crate::sdk::describe_at(&err, &endpoint)
+                },
+                hint,
+            }
+        })?;
+    let arn = identity.arn().unwrap_or_default().to_owned();
+    tracing::info!(
+        "default credential chain: {arn}, in account {}",
+        identity.account().unwrap_or("?")
+    );
+    Ok(Hop { provider, arn })
 }
 
 async fn assume_cross_account(
@@ -400,8 +455,10 @@ async fn assume_cross_account(
     runtime: &Runtime,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<Hop, Error> {
+    let endpoint = crate::sdk::Endpoint::default();
     let config = aws_sdk_sts::config::Builder::from(base)
         .credentials_provider(first.provider.clone())
+        .interceptor(endpoint.clone())
         .build();
     let client = aws_sdk_sts::Client::from_conf(config);
     let mut tags = if cross.session_tags {
@@ -432,6 +489,23 @@ async fn assume_cross_account(
                     .assumed_role_user()
                     .map(|u| u.arn().to_owned())
                     .unwrap_or_else(|| cross.role.clone());
+                tracing::info!(
+                    "{}: assumed with those credentials as session {}{}, in account {}",
+                    cross.role,
+                    auth.role_session_name,
+                    if tags.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " with tags {}",
+                            tags.iter()
+                                .map(|(k, _, _)| *k)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    },
+                    inputs::account_of_arn(&arn).unwrap_or("?")
+                );
                 return Ok(Hop {
                     provider: masked_provider(credentials, runtime),
                     arn,
@@ -461,7 +535,7 @@ async fn assume_cross_account(
                 };
                 return Err(Error::CrossAccount {
                     role: cross.role.clone(),
-                    reason: describe(&err),
+                    reason: crate::sdk::describe_at(&err, &endpoint),
                     hint,
                 });
             }

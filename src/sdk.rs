@@ -7,9 +7,67 @@
 //! are not masked yet.
 
 use std::error::Error as StdError;
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_ecr::config::http::HttpResponse;
+use aws_sdk_ecr::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_ecr::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::box_error::BoxError;
+
+/// Remembers where a client's requests go (scheme, host and port of the endpoint the
+/// SDK resolved), so that "no answer" can say from where.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoint(Arc<Mutex<Option<String>>>);
+
+impl Endpoint {
+    /// The endpoint of the last request sent, or `None` before the first.
+    pub fn last(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|e| e.clone())
+    }
+}
+
+impl Intercept for Endpoint {
+    fn name(&self) -> &'static str {
+        "ecr-push endpoint recorder"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let uri = context.request().uri();
+        // The origin only: the path and query say nothing here.
+        let origin = match uri.find("://") {
+            Some(scheme) => match uri[scheme + 3..].find('/') {
+                Some(path) => &uri[..scheme + 3 + path],
+                None => uri,
+            },
+            None => uri,
+        };
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some(origin.to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// [`describe`], naming the endpoint when there was no answer from it.
+pub fn describe_at<E>(err: &SdkError<E, HttpResponse>, endpoint: &Endpoint) -> String
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+{
+    match (err, endpoint.last()) {
+        (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), Some(url))
+            if err.code().is_none() =>
+        {
+            format!("no answer from {url}: {}", causes(err))
+        }
+        _ => describe(err),
+    }
+}
 
 pub fn describe<E>(err: &SdkError<E, HttpResponse>) -> String
 where

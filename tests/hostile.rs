@@ -642,3 +642,79 @@ fn first_hour_mistakes_each_name_their_fix() {
             .is_some()
     );
 }
+
+/// Credentials that are missing, an STS that does not answer and credentials STS
+/// refuses are three lines, each naming the call, the endpoint and what to do.
+#[test]
+fn credential_failures_name_their_cause() {
+    let stack = Stack::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(43, 512)]);
+    let push = |action: Action| {
+        action
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .args(&[
+                "push",
+                "--image",
+                &layout.reference("v1"),
+                "--repository",
+                "app",
+                "--aws-region",
+                REGION,
+            ])
+            .run()
+    };
+    let keys = |action: Action| {
+        action.env("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE").env(
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        )
+    };
+
+    let run = push(Action::bare(&stack.recorder));
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert_eq!(
+        run.error(),
+        "AWS credentials: none found (not in the environment, the shared config and credentials files, a web identity token file, the ECS container endpoint or the instance metadata); set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or role-to-assume in a GitHub Actions job"
+    );
+    assert_eq!(
+        run.stderr.lines().filter(|l| l.contains("error")).count(),
+        1,
+        "one line, not the SDK's list: {}",
+        run.stderr
+    );
+
+    let silent = silent_endpoint();
+    let run = push(
+        keys(Action::bare(&stack.recorder))
+            .env("AWS_ENDPOINT_URL", &format!("http://127.0.0.1:{silent}"))
+            .env("ECR_PUSH_REQUEST_TIMEOUT_SECONDS", "1"),
+    );
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    let error = run.error();
+    assert!(
+        error.starts_with(&format!(
+            "STS GetCallerIdentity: no answer from http://127.0.0.1:{silent}: "
+        )),
+        "{error}"
+    );
+    assert!(
+        error.ends_with(
+            "; check the network, and AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_STS if one is set"
+        ),
+        "{error}"
+    );
+
+    stack.recorder.xml_error_once(
+        "GetCallerIdentity",
+        "403 Forbidden",
+        "InvalidClientTokenId",
+        "The security token included in the request is invalid.",
+    );
+    let run = push(keys(Action::bare(&stack.recorder)));
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert_eq!(
+        run.error(),
+        "STS GetCallerIdentity: refused the credentials: InvalidClientTokenId: The security token included in the request is invalid.; the credentials are wrong, expired or of another partition: renew them"
+    );
+}

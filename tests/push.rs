@@ -156,6 +156,21 @@ fn cross_account_push_lands_in_the_registry_account() {
     );
     assert_eq!(tags.len(), 6, "{tags:?}");
     assert!(web[0].form("Tags.member.1.Key").is_none());
+    // Each hop is in the log's Credentials group: the role, the session, the account
+    // the credentials landed in, and the token's sub and aud (never the token).
+    let group = run
+        .stdout
+        .split("::group::Credentials")
+        .nth(1)
+        .and_then(|g| g.split("::endgroup::").next())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(group.contains(&format!("{PUSH_ROLE}: assumed with the job's token (sub `{SUB}`, aud `sts.amazonaws.com`) as session GitHubActions, in account {CI_ACCOUNT}")), "{}", run.log());
+    assert!(group.contains(&format!("{PUBLISHER_ROLE}: assumed with those credentials as session GitHubActions with tags Repository, Commit, Actor, Workflow, Branch, RunId, in account {REGISTRY_ACCOUNT}")), "{}", run.log());
+    assert!(
+        !run.shows(&stack.oidc.tokens()[0]),
+        "the token is never shown"
+    );
     // The CI account got nothing.
     assert!(
         stack

@@ -62,6 +62,8 @@ pub struct Ecr {
     /// PutImage (10 a second) and BatchGetImage.
     images: aws_sdk_ecr::Client,
     calls: super::Calls,
+    /// Where the calls go, for a call that got no answer.
+    endpoint: crate::sdk::Endpoint,
     /// The registry as its users name it (the FIPS or dual-stack host when given so).
     host: EcrHost,
     registry_id: String,
@@ -125,6 +127,7 @@ impl Ecr {
         // PutImage's retries. The SDK's adaptive mode was tried and dropped: after two
         // throttles its client-side limiter held a 4-blob push for 29 s instead of 1.7 s.
         let (fips, dual_stack) = endpoint_variant(&host, endpoint_overridden);
+        let endpoint = crate::sdk::Endpoint::default();
         let client_for = |quota: &'static str| {
             let mut builder = aws_sdk_ecr::config::Builder::from(config);
             if fips {
@@ -136,6 +139,7 @@ impl Ecr {
             aws_sdk_ecr::Client::from_conf(
                 builder
                     .interceptor(calls.clone())
+                    .interceptor(endpoint.clone())
                     .retry_config(
                         RetryConfig::standard()
                             .with_max_attempts(MAX_ATTEMPTS)
@@ -151,6 +155,7 @@ impl Ecr {
             uploads: client_for("ecr-push-initiate-complete"),
             images: client_for("ecr-push-images"),
             calls,
+            endpoint,
             registry_id: host.account.clone(),
             region: host.region.clone(),
             host,
@@ -332,7 +337,7 @@ impl Ecr {
         Error::Api {
             call,
             target: self.target(),
-            reason: describe(err),
+            reason: crate::sdk::describe_at(err, &self.endpoint),
             hint,
         }
     }
