@@ -40,6 +40,55 @@ fn invalid(input: &'static str, message: impl Into<String>) -> Error {
     }
 }
 
+/// `push --help`'s examples, also shown by `-h`.
+macro_rules! push_examples {
+    () => {
+        concat!(
+            "  # An OCI layout from buildx, into your own account's registry\n",
+            "  ecr-push push --image oci:build/image --repository team/app \\\n",
+            "    --tags v1,latest --aws-region eu-west-1\n\n",
+            "  # The Docker engine's image, into another account through a second role\n",
+            "  ecr-push push --image app:v1 --repository team/app --aws-region us-east-1 \\\n",
+            "    --role-to-assume arn:aws:iam::111111111111:role/ci \\\n",
+            "    --cross-account-role arn:aws:iam::222222222222:role/publisher\n\n",
+            "  # In a GitHub Actions job: the inputs come from INPUT_* (action.yml)\n",
+            "  GITHUB_ACTIONS=true ecr-push"
+        )
+    };
+}
+
+macro_rules! exit_codes {
+    () => {
+        concat!(
+            "  0  pushed\n",
+            "  1  the push failed: the line names the call, the registry and the fix; no tag moved\n",
+            "  2  an input is wrong: the line names it; nothing was sent"
+        )
+    };
+}
+
+macro_rules! environment {
+    () => {
+        concat!(
+            "  AWS_REGION, AWS_DEFAULT_REGION     the region, when --aws-region is empty\n",
+            "  AWS_PROFILE, AWS_ACCESS_KEY_ID, …  the default credential chain, without --role-to-assume\n",
+            "  AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL_ECR   other endpoints (tests, proxies)\n",
+            "  AWS_USE_FIPS_ENDPOINT, AWS_USE_DUALSTACK_ENDPOINT   FIPS or dual-stack API endpoints\n",
+            "  DOCKER_HOST, DOCKER_CONFIG         the Docker engine, and the logins for docker:// sources\n",
+            "  HTTPS_PROXY, SSL_CERT_FILE         a proxy and a CA bundle for registries\n",
+            "  ECR_PUSH_REQUEST_TIMEOUT_SECONDS   one request's timeout (default 30)\n",
+            "  GITHUB_ACTIONS, INPUT_*, ACTIONS_ID_TOKEN_REQUEST_URL, ACTIONS_ID_TOKEN_REQUEST_TOKEN,\n",
+            "  GITHUB_OUTPUT, GITHUB_STEP_SUMMARY, RUNNER_TEMP, RUNNER_DEBUG   the Actions runtime"
+        )
+    };
+}
+
+const PUSH_EXAMPLES: &str = concat!(
+    "Examples:\n",
+    push_examples!(),
+    "\n\n--help also lists the exit codes and the environment variables read."
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "ecr-push",
@@ -77,6 +126,19 @@ pub enum PolicyCommand {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  # The trust, push and persona documents for one repository, from main and version tags\n",
+    "  ecr-push policy generate --account 123456789012 --region eu-west-1 --repository team/app \\\n",
+    "    --github-repo my-org/app --github-owner-id 9876543 --github-repo-id 123456789 \\\n",
+    "    --branch main --tag 'v*' --format aws-cli\n\n",
+    "  # Publishing into another account's registry through a second role, as files\n",
+    "  ecr-push policy generate --account 111111111111 --region us-east-1 --repository app \\\n",
+    "    --github-repo my-org/app --github-owner-id 9876543 --github-repo-id 123456789 \\\n",
+    "    --branch main --registry-account 222222222222 --publisher-role ecr-publisher --out-dir iam/\n\n",
+    "The ids are the owner's and the repository's: gh api repos/ORG/REPO --jq '.owner.id, .id'.\n",
+    "Exit codes: 0 written; 2 an option is wrong (the line names it)."
+))]
 #[command(group(clap::ArgGroup::new("subject").required(true).multiple(true)
     .args(["branch", "tag", "environment", "pull_request"])))]
 pub struct GenerateArgs {
@@ -156,6 +218,14 @@ pub struct GenerateArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  aws iam get-role --role-name ci --query Role.AssumeRolePolicyDocument > trust.json\n",
+    "  ecr-push policy check --trust trust.json --claims claims.json\n\n",
+    "A job's claims: decode its token's middle part, or print them in a step with\n",
+    "actions/github-script's core.getIDToken. The token is never printed.\n",
+    "Exit codes: 0 allowed; 1 denied (each statement says why); 2 a file is not JSON."
+))]
 #[command(group(clap::ArgGroup::new("token_source").required(true).args(["claims", "token"])))]
 pub struct CheckArgs {
     /// The role's trust policy (JSON)
@@ -170,6 +240,14 @@ pub struct CheckArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  ecr-push policy lint iam/*.json\n",
+    "  ecr-push policy lint --fail-on medium trust.json push.json   # a pull request gate\n\n",
+    "Each finding: FILE: SEVERITY[RULE]: WHERE: what it allows; what to change. The rules\n",
+    "are listed in docs/iam/lint.md.\n",
+    "Exit codes: 0 no finding at --fail-on or worse; 1 one or more; 2 a file is not a policy."
+))]
 pub struct LintArgs {
     /// Policy documents (JSON)
     #[arg(required = true, value_name = "FILE")]
@@ -396,58 +474,81 @@ fn check_ref(input: &'static str, value: String) -> Result<String, Error> {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = PUSH_EXAMPLES,
+    after_long_help = concat!(
+        "Examples:\n", push_examples!(), "\n\n", "Exit codes:\n", exit_codes!(),
+        "\n\nEnvironment:\n", environment!()
+    )
+)]
 pub struct PushArgs {
     /// The image, in skopeo's transport syntax: NAME[:TAG] or docker-daemon:NAME[:TAG]
     /// (the Docker engine's), oci:DIR[:REF] (an OCI layout), oci-archive:FILE[:REF],
     /// docker-archive:FILE[:NAME:TAG] (docker save), docker://HOST/REPO:TAG (a registry)
-    #[arg(long, value_name = "REFERENCE")]
+    #[arg(long, help_heading = "Image", value_name = "REFERENCE")]
     pub image: String,
 
     /// The ECR repository name, e.g. team/app
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, help_heading = "Destination", value_name = "NAME")]
     pub repository: String,
 
     /// Tags to set, separated by commas or newlines (when empty: the REF of the image,
     /// else latest)
-    #[arg(long, value_name = "TAGS")]
+    #[arg(long, help_heading = "Image", value_name = "TAGS")]
     pub tags: Option<String>,
 
     /// For a multi-platform image: the platforms to keep, as OS/ARCH[/VARIANT] separated
     /// by commas or newlines (when empty: the whole index, as it is)
-    #[arg(long, value_name = "PLATFORMS")]
+    #[arg(long, help_heading = "Image", value_name = "PLATFORMS")]
     pub platforms: Option<String>,
 
     /// Layers as they are in the source (keep), or uncompressed layers compressed on the
     /// way (gzip, zstd), which rewrites the manifests that list them
-    #[arg(long, value_name = "KEEP|GZIP|ZSTD", default_value = "keep")]
+    #[arg(
+        long,
+        help_heading = "Image",
+        value_name = "KEEP|GZIP|ZSTD",
+        default_value = "keep"
+    )]
     pub compression: String,
 
     /// The level of compression: gzip 1-9 (when empty: 6), zstd 1-19 (when empty: 3)
-    #[arg(long, value_name = "N")]
+    #[arg(long, help_heading = "Image", value_name = "N")]
     pub compression_level: Option<String>,
 
     /// AWS region of the registry (when empty: AWS_REGION, AWS_DEFAULT_REGION or the
     /// profile's)
-    #[arg(long, value_name = "REGION")]
+    #[arg(long, help_heading = "Credentials", value_name = "REGION")]
     pub aws_region: Option<String>,
 
     /// IAM role to assume with the job's GitHub OIDC token. Without it, the default AWS
     /// credential chain is used (environment, profile, SSO, instance role).
-    #[arg(long, value_name = "ARN")]
+    #[arg(long, help_heading = "Credentials", value_name = "ARN")]
     pub role_to_assume: Option<String>,
 
     /// Audience of the OIDC token; the role's trust policy checks it as
     /// token.actions.githubusercontent.com:aud
-    #[arg(long, value_name = "AUD", default_value = "sts.amazonaws.com")]
+    #[arg(
+        long,
+        help_heading = "Credentials",
+        value_name = "AUD",
+        default_value = "sts.amazonaws.com"
+    )]
     pub audience: String,
 
     /// Session name of the assumed roles, seen in CloudTrail
-    #[arg(long, value_name = "NAME", default_value = "GitHubActions")]
+    #[arg(
+        long,
+        help_heading = "Credentials",
+        value_name = "NAME",
+        default_value = "GitHubActions"
+    )]
     pub role_session_name: String,
 
     /// Lifetime of the role session in seconds (a chained second role is capped at 3600)
     #[arg(
         long,
+        help_heading = "Credentials",
         allow_negative_numbers = true,
         value_name = "SECONDS",
         default_value_t = 3600
@@ -456,49 +557,51 @@ pub struct PushArgs {
 
     /// A second role to assume with the first role's credentials, typically in the
     /// account that owns the registry (role chaining)
-    #[arg(long, value_name = "ARN")]
+    #[arg(long, help_heading = "Credentials", value_name = "ARN")]
     pub cross_account_role: Option<String>,
 
     /// The sts:ExternalId the second role's trust policy requires
-    #[arg(long, value_name = "ID")]
+    #[arg(long, help_heading = "Credentials", value_name = "ID")]
     pub cross_account_external_id: Option<String>,
 
     /// Send session tags (Repository, Workflow, Actor, Commit, Branch, RunId) on the
     /// cross-account hop; its trust policy must then allow sts:TagSession
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
+    #[arg(long, help_heading = "Credentials", value_name = "BOOL", num_args = 0..=1, default_value = "false",
           default_missing_value = "true", value_parser = BoolValueParser::new())]
     pub session_tags: bool,
 
     /// Account id of the registry (when empty: the account of the final credentials)
-    #[arg(long, value_name = "ACCOUNT")]
+    #[arg(long, help_heading = "Destination", value_name = "ACCOUNT")]
     pub registry_id: Option<String>,
 
     /// Create the repository when it does not exist
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
+    #[arg(long, help_heading = "Destination", value_name = "BOOL", num_args = 0..=1, default_value = "false",
           default_missing_value = "true", value_parser = BoolValueParser::new())]
     pub create_repository: bool,
 
     /// Write the registry's credentials into $DOCKER_CONFIG/config.json (default
     /// ~/.docker) so later steps can docker pull; needs ecr:GetAuthorizationToken
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
+    #[arg(long, help_heading = "Destination", value_name = "BOOL", num_args = 0..=1, default_value = "false",
           default_missing_value = "true", value_parser = BoolValueParser::new())]
     pub docker_login: bool,
 
     /// How the image travels: api (ECR's layer-upload API, repository-scoped permissions
     /// only) or registry (the OCI distribution API, with a registry login); when empty,
     /// api for ECR and registry for any other registry
-    #[arg(long, value_name = "API|REGISTRY")]
+    #[arg(long, help_heading = "Destination", value_name = "API|REGISTRY")]
     pub transport: Option<String>,
 
-    /// The registry to push to, as a host: ECR's ACCOUNT.dkr.ecr.REGION.amazonaws.com, or
-    /// any OCI registry (no AWS then; the login comes from the Docker config). When empty:
-    /// the ECR registry of registry-id, else of the final credentials' account
-    #[arg(long, value_name = "HOST")]
+    /// The registry to push to, as a host: ECR's ACCOUNT.dkr.ecr.REGION.amazonaws.com (or
+    /// its FIPS, dual-stack or China form), or any OCI registry (no AWS then; the login
+    /// comes from the Docker config). When empty: the ECR registry of registry-id, else of
+    /// the final credentials' account
+    #[arg(long, help_heading = "Destination", value_name = "HOST")]
     pub registry: Option<String>,
 
     /// How many blobs to upload at once (1-16)
     #[arg(
         long,
+        help_heading = "Limits",
         allow_negative_numbers = true,
         value_name = "N",
         default_value_t = 4
@@ -509,6 +612,7 @@ pub struct PushArgs {
     /// and a tag is only ever moved to a complete image
     #[arg(
         long,
+        help_heading = "Limits",
         allow_negative_numbers = true,
         value_name = "MINUTES",
         default_value_t = 60.0
@@ -516,7 +620,7 @@ pub struct PushArgs {
     pub timeout_minutes: f64,
 
     /// Log each API call and part (RUNNER_DEBUG=1 turns it on in Actions)
-    #[arg(long, short, value_name = "BOOL", num_args = 0..=1, default_value = "false",
+    #[arg(long, help_heading = "Output", short, value_name = "BOOL", num_args = 0..=1, default_value = "false",
           default_missing_value = "true", value_parser = BoolValueParser::new())]
     pub verbose: bool,
 }

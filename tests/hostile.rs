@@ -718,3 +718,99 @@ fn credential_failures_name_their_cause() {
         "STS GetCallerIdentity: refused the credentials: InvalidClientTokenId: The security token included in the request is invalid.; the credentials are wrong, expired or of another partition: renew them"
     );
 }
+
+/// Help for the person at the terminal: flags under headings, examples, exit codes and
+/// the environment read; the examples' flags are real ones.
+#[test]
+fn help_has_headings_examples_exit_codes_and_environment() {
+    let help = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ecr-push"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let push = help(&["push", "--help"]);
+    for section in [
+        "Image:",
+        "Destination:",
+        "Credentials:",
+        "Limits:",
+        "Output:",
+        "Examples:",
+        "Exit codes:",
+        "Environment:",
+    ] {
+        assert!(
+            push.lines().any(|l| l == section),
+            "{section} missing:\n{push}"
+        );
+    }
+    for variable in [
+        "AWS_REGION",
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL_ECR",
+        "AWS_USE_FIPS_ENDPOINT",
+        "DOCKER_HOST",
+        "RUNNER_TEMP",
+    ] {
+        assert!(push.contains(variable), "{variable}");
+    }
+    assert!(push.contains("  2  an input is wrong"));
+    let short = help(&["push", "-h"]);
+    assert!(short.contains("Examples:") && short.contains("--help also lists the exit codes"));
+    // Every flag an example uses is one the command has.
+    let flags = |text: &str| -> Vec<String> {
+        text.split_whitespace()
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+            .map(|w| {
+                w.trim_end_matches(['\\', ','])
+                    .split('=')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    for (command, text) in [
+        (&["push", "--help"][..], push.clone()),
+        (
+            &["policy", "generate", "--help"][..],
+            help(&["policy", "generate", "--help"]),
+        ),
+        (
+            &["policy", "check", "--help"][..],
+            help(&["policy", "check", "--help"]),
+        ),
+        (
+            &["policy", "lint", "--help"][..],
+            help(&["policy", "lint", "--help"]),
+        ),
+    ] {
+        let (options, examples) = text.split_once("Examples:").expect("examples");
+        let known = flags(options);
+        // The ecr-push command lines of the examples, with their continuations.
+        let mut commands = String::new();
+        let mut continued = false;
+        for line in examples.lines() {
+            if continued || line.trim_start().starts_with("ecr-push ") {
+                commands.push_str(line.split(" # ").next().unwrap_or_default());
+                commands.push('\n');
+            }
+            continued =
+                (continued || line.trim_start().starts_with("ecr-push ")) && line.ends_with('\\');
+        }
+        assert!(!commands.is_empty(), "{command:?}: no example command");
+        for flag in flags(&commands) {
+            assert!(
+                known.contains(&flag),
+                "{command:?}: the example's {flag} is no flag"
+            );
+        }
+    }
+    assert!(
+        help(&["policy", "generate", "--help"])
+            .contains("--region <REGION>\n          The region of the repositories")
+    );
+}
