@@ -379,21 +379,39 @@ fn denied_token_hint(role: &str, token: &str, env: &impl Fn(&str) -> Option<Stri
     let ids = id("repository_owner_id", "GITHUB_REPOSITORY_OWNER_ID")
         .zip(id("repository_id", "GITHUB_REPOSITORY_ID"));
     let generate = parsed.as_ref().and_then(|s| {
+        // Git allows `$`, `;` and backquotes in a branch name: quoted, so that a
+        // command copied from the log runs nothing else.
+        let quoted = |name: &str| {
+            if name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b))
+            {
+                name.to_owned()
+            } else {
+                format!("'{}'", name.replace('\'', "'\\''"))
+            }
+        };
         let subject = match s.context?.split_once(':') {
-            Some(("ref", r)) if r.starts_with("refs/heads/") => format!("--branch {}", &r[11..]),
-            Some(("ref", r)) if r.starts_with("refs/tags/") => format!("--tag {}", &r[10..]),
-            Some(("environment", e)) => format!("--environment {e}"),
+            Some(("ref", r)) if r.starts_with("refs/heads/") => {
+                format!("--branch {}", quoted(&r["refs/heads/".len()..]))
+            }
+            Some(("ref", r)) if r.starts_with("refs/tags/") => {
+                format!("--tag {}", quoted(&r["refs/tags/".len()..]))
+            }
+            Some(("environment", e)) => format!("--environment {}", quoted(e)),
             None if s.context == Some("pull_request") => "--pull-request".to_owned(),
             _ => return None,
         };
-        let ids = ids
-            .as_ref()
-            .map(|(o, r)| format!(" --github-owner-id {o} --github-repo-id {r}"))
-            .unwrap_or_default();
-        Some(format!(
-            "; `ecr-push policy generate --github-repo {}/{}{ids} {subject} …` writes it for both forms",
-            s.owner, s.repo
-        ))
+        Some(match &ids {
+            Some((o, r)) => format!(
+                "; `ecr-push policy generate --github-repo {}/{} --github-owner-id {o} --github-repo-id {r} {subject} …` writes it for both forms",
+                s.owner, s.repo
+            ),
+            None => format!(
+                "; `ecr-push policy generate --github-repo {}/{} {subject} …` writes it",
+                s.owner, s.repo
+            ),
+        })
     });
     format!(
         "; the trust policy of {role} does not let this job in. Its token has {seen}. A statement for the federated principal oidc-provider/token.actions.githubusercontent.com with StringEquals \"token.actions.githubusercontent.com:aud\": \"{aud}\", \"token.actions.githubusercontent.com:sub\": \"{sub}\" would let this job in{} (ecr-push policy check --trust FILE --token … names the condition that fails)",

@@ -274,7 +274,7 @@ impl GenerateArgs {
                         return Err(invalid(
                             input,
                             format!(
-                                "`{id}` is not a GitHub id (digits only, as `gh api repos/{}` shows it)",
+                                "`{id}` is not a GitHub id (digits, no leading zero, as `gh api repos/{}` shows it)",
                                 self.github_repo
                             ),
                         ));

@@ -25,12 +25,14 @@ pub struct SubClaim<'a> {
 impl<'a> SubClaim<'a> {
     /// `None` for what is not `repo:…/…` (a customised template, `*`).
     pub fn parse(sub: &'a str) -> Option<Self> {
+        // Names and ids hold no `:`, so the first one ends them; a wildcard before it
+        // may stand for more, but is read as written.
         let rest = sub.strip_prefix("repo:")?;
-        let (owner_part, rest) = rest.split_once('/')?;
-        let (repo_part, context) = match rest.split_once(':') {
-            Some((repo, context)) => (repo, Some(context)),
+        let (names, context) = match rest.split_once(':') {
+            Some((names, context)) => (names, Some(context)),
             None => (rest, None),
         };
+        let (owner_part, repo_part) = names.split_once('/')?;
         let split_id = |part: &'a str| match part.split_once('@') {
             Some((name, id)) => (name, Some(id)),
             None => (part, None),

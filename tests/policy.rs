@@ -797,7 +797,61 @@ fn check_names_an_immutable_subject_and_keeps_request_keys_apart() {
     assert_eq!(output.status.code(), Some(1));
     let text = stdout(&output);
     assert!(text.contains("the token's sub `repo:octo-org@190583734/octo-repo@873419205:ref:refs/heads/main` is an immutable subject (owner id 190583734, repository id 873419205 after `@`"), "{text}");
-    assert!(text.trim_end().ends_with("every sub pattern of the trust has the classic form `repo:OWNER/REPO:…`; add `repo:octo-org@190583734/octo-repo@873419205:ref:refs/heads/*`"), "{text}");
+    assert!(
+        text.trim_end().ends_with("and the trust matches only its classic form `repo:octo-org/octo-repo:ref:refs/heads/main`; add `repo:octo-org@190583734/octo-repo@873419205:ref:refs/heads/*`"),
+        "{text}"
+    );
+    // An org-wide classic pattern gets its owner-pinned twin, and that twin lets the
+    // token in; a denial for another reason (the audience) gets no such hint.
+    for (pattern, aud, twin) in [
+        (
+            "repo:octo-org/*",
+            "sts.amazonaws.com",
+            Some("repo:octo-org@190583734/*"),
+        ),
+        (
+            "repo:octo-org/octo-*:ref:refs/heads/*",
+            "sts.amazonaws.com",
+            Some("repo:octo-org@190583734/octo-*:ref:refs/heads/*"),
+        ),
+        ("repo:octo-org/*", "other", None),
+    ] {
+        let trust = |subs: Vec<&str>| {
+            write(
+                "org.json",
+                serde_json::json!({"Statement": [{"Effect": "Allow",
+            "Principal": {"Federated": provider}, "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {"token.actions.githubusercontent.com:aud": aud},
+                "StringLike": {"token.actions.githubusercontent.com:sub": subs}}}]}),
+            )
+        };
+        let check = |file: &Path| {
+            ecr_push(&[
+                "policy",
+                "check",
+                "--trust",
+                file.to_str().unwrap(),
+                "--claims",
+                immutable.to_str().unwrap(),
+            ])
+        };
+        let output = check(&trust(vec![pattern]));
+        assert_eq!(output.status.code(), Some(1));
+        let text = stdout(&output);
+        match twin {
+            Some(twin) => {
+                assert!(
+                    text.trim_end().ends_with(&format!("; add `{twin}`")),
+                    "{text}"
+                );
+                assert!(
+                    check(&trust(vec![pattern, twin])).status.success(),
+                    "{twin} lets it in"
+                );
+            }
+            None => assert!(!text.contains("immutable subject"), "{text}"),
+        }
+    }
 
     let timed = write(
         "timed.json",

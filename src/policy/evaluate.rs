@@ -59,7 +59,11 @@ pub fn check_trust(policy: &Value, claims: &Map<String, Value>) -> Verdict {
             None => Ok(Vec::new()),
             Some(block) => condition_block(block, claims),
         };
-        let deny = statement.get("Effect").and_then(Value::as_str) == Some("Deny");
+        // IAM refuses any other spelling of the effect; `deny` is read as the Deny meant.
+        let deny = statement
+            .get("Effect")
+            .and_then(Value::as_str)
+            .is_some_and(|e| e.eq_ignore_ascii_case("Deny"));
         match (holds, deny) {
             (Ok(requires), true) if requires.is_empty() => {
                 return Verdict::Denied {
@@ -108,53 +112,87 @@ pub fn admits(statement: &Value, claims: &Map<String, Value>) -> bool {
         .is_none_or(|block| condition_block(block, claims).is_ok())
 }
 
-/// For a denied token whose `sub` has the immutable form while every `sub` pattern of
-/// the trust has the classic one: says so, and which patterns to add.
+/// For a denied token whose `sub` has the immutable form, when the trust would let the
+/// same job in under its classic `sub`: says so, and the immutable pattern to add beside
+/// each classic one that matched.
 pub fn immutable_subject_hint(policy: &Value, claims: &Map<String, Value>) -> Option<String> {
     let sub = claims.get("sub").and_then(Value::as_str)?;
     let token = SubClaim::parse(sub).filter(SubClaim::is_immutable)?;
     let (owner_id, repo_id) = (token.owner_id?, token.repo_id?);
     let classic = crate::sub_claim::subject(token.owner, None, token.repo, token.context);
-    let mut patterns = Vec::new();
+    let mut as_classic = claims.clone();
+    as_classic.insert("sub".into(), Value::String(classic.clone()));
+    if !matches!(check_trust(policy, &as_classic), Verdict::Allowed { .. }) {
+        return None;
+    }
+    let mut add: Vec<String> = Vec::new();
     for statement in statements(policy) {
+        let allow = statement
+            .get("Effect")
+            .and_then(Value::as_str)
+            .is_some_and(|e| e.eq_ignore_ascii_case("Allow"));
         for (operator, keys) in statement
             .get("Condition")
             .and_then(Value::as_object)
             .into_iter()
             .flatten()
+            .filter(|(operator, _)| allow && !operator.contains("Not"))
         {
+            let like = operator.contains("Like");
             for (key, values) in keys.as_object().into_iter().flatten() {
-                if github_claim(key).as_deref() == Some("sub") {
-                    let like = operator.contains("Like");
-                    patterns.extend(strings(Some(values)).into_iter().map(|v| (like, v)));
+                if github_claim(key).as_deref() != Some("sub") {
+                    continue;
+                }
+                for pattern in strings(Some(values)) {
+                    let hit = if like {
+                        wildcard_match(&pattern, &classic, false)
+                    } else {
+                        pattern == classic
+                    };
+                    if let Some(immutable) = hit
+                        .then(|| immutable_of(&pattern, token.owner, owner_id, repo_id))
+                        .flatten()
+                        .filter(|p| !add.contains(p))
+                    {
+                        add.push(immutable);
+                    }
                 }
             }
         }
     }
-    if patterns.is_empty() || patterns.iter().any(|(_, p)| p.contains('@')) {
-        return None;
-    }
-    let mut add: Vec<String> = patterns
-        .iter()
-        .filter(|(like, p)| {
-            if *like {
-                wildcard_match(p, &classic, false)
-            } else {
-                *p == classic
-            }
-        })
-        .filter_map(|(_, p)| SubClaim::parse(p).map(|c| c.with_ids(owner_id, repo_id)))
-        .collect();
     if add.is_empty() {
         add.push(sub.to_owned());
     }
     Some(format!(
-        "the token's sub `{sub}` is an immutable subject (owner id {owner_id}, repository id {repo_id} after `@`, as github.com writes it for repositories created, renamed or transferred since 2026-07-15, or opted in), and every sub pattern of the trust has the classic form `repo:OWNER/REPO:…`; add {}",
+        "the token's sub `{sub}` is an immutable subject (owner id {owner_id}, repository id {repo_id} after `@`, as github.com writes it for repositories created, renamed or transferred since 2026-07-15, or opted in), and the trust matches only its classic form `{classic}`; add {}",
         add.iter()
             .map(|p| format!("`{p}`"))
             .collect::<Vec<_>>()
             .join(" and ")
     ))
+}
+
+/// The immutable pattern for a classic one that matched this owner: the ids written
+/// where the names end, the pattern's own wildcards kept. A pattern whose owner is a
+/// wildcard has no such twin (`None`: the token's own sub is offered instead).
+fn immutable_of(pattern: &str, owner: &str, owner_id: &str, repo_id: &str) -> Option<String> {
+    let parsed = SubClaim::parse(pattern)?;
+    if parsed.owner != owner {
+        return None;
+    }
+    let wild = |part: &str| part.contains(['*', '?']);
+    Some(if wild(parsed.repo) {
+        // `repo:org/*`, `repo:org/app*`: the repository id cannot follow a wildcard
+        // that also stands for it; the owner's id still pins the owner.
+        let mut p = format!("repo:{owner}@{owner_id}/{}", parsed.repo);
+        if let Some(context) = parsed.context {
+            p.push(':');
+            p.push_str(context);
+        }
+        p
+    } else {
+        parsed.with_ids(owner_id, repo_id)
+    })
 }
 
 fn covers_action(statement: &Value) -> bool {
@@ -168,12 +206,25 @@ fn covers_action(statement: &Value) -> bool {
         .any(|a| wildcard_match(a, ACTION, true))
 }
 
+/// An OIDC provider ARN for GitHub's issuer, or an enterprise's own under it
+/// (`…:oidc-provider/token.actions.githubusercontent.com/SLUG`).
+pub fn names_github(provider: &str) -> bool {
+    provider
+        .split_once(":oidc-provider/")
+        .is_some_and(|(_, url)| {
+            url == GITHUB_OIDC_HOST
+                || url
+                    .strip_prefix(GITHUB_OIDC_HOST)
+                    .is_some_and(|slug| slug.starts_with('/') && !slug[1..].contains('/'))
+        })
+}
+
 fn names_github_provider(statement: &Value) -> bool {
     match statement.get("Principal") {
         Some(Value::String(s)) => s == "*",
         Some(principal) => strings(principal.get("Federated"))
             .iter()
-            .any(|p| p == "*" || p.contains(&format!(":oidc-provider/{GITHUB_OIDC_HOST}"))),
+            .any(|p| p == "*" || names_github(p)),
         None => false,
     }
 }
@@ -190,7 +241,7 @@ fn condition_block(block: &Value, claims: &Map<String, Value>) -> Result<Vec<Str
         };
         for (key, expected) in keys {
             let expected = strings(Some(expected));
-            if !is_token_key(key) {
+            if !is_token_key(key) || !evaluated(operator) {
                 requires.push(format!(
                     "{operator} {key} {}",
                     expected
@@ -223,6 +274,15 @@ fn condition_block(block: &Value, claims: &Map<String, Value>) -> Result<Vec<Str
         }
     }
     Ok(requires)
+}
+
+/// The operators this evaluator decides; a condition under another one (`Bool`,
+/// `Numeric…`, `Date…` on a claim) is said as a requirement, not taken as failing or
+/// holding.
+fn evaluated(operator: &str) -> bool {
+    let base = operator.rsplit(':').next().unwrap_or(operator);
+    let base = base.strip_suffix("IfExists").unwrap_or(base);
+    base == "Null" || base.starts_with("String")
 }
 
 /// Keys of the GitHub provider (`token.actions.githubusercontent.com:sub`, …) are the
@@ -261,6 +321,15 @@ fn condition(operator: &str, expected: &[String], actual: Option<&[String]>) -> 
         Some(base) => (base, true),
         None => (base, false),
     };
+    if base == "Null" {
+        // `Null: true` holds when the claim is absent, `false` when it is there.
+        let absent = actual.is_none_or(|v| v.is_empty());
+        return if expected.iter().any(|e| (e == "true") == absent) {
+            Ok(())
+        } else {
+            Err(String::new())
+        };
+    }
     let (negated, matches): (bool, fn(&str, &str) -> bool) = match base {
         "StringEquals" => (false, |p, v| p == v),
         "StringNotEquals" => (true, |p, v| p == v),
@@ -278,7 +347,7 @@ fn condition(operator: &str, expected: &[String], actual: Option<&[String]>) -> 
     let Some(values) = actual.filter(|v| !v.is_empty()) else {
         let passes = match set {
             Some("ForAllValues") => true,
-            Some(_) => false,
+            Some(_) => if_exists,
             None => if_exists || negated,
         };
         return if passes { Ok(()) } else { Err(String::new()) };
@@ -403,7 +472,17 @@ mod tests {
             ),
             (json!({"ForAllValues:StringEquals": {env: "prod"}}), true),
             (json!({"ForAnyValue:StringEquals": {env: "prod"}}), false),
-            (json!({"NumericLessThan": {aud: "3"}}), false),
+            // An operator this evaluator does not decide is a requirement, said aloud.
+            (json!({"NumericLessThan": {aud: "3"}}), true),
+            // Null: whether the claim is there.
+            (json!({"Null": {env: "true"}}), true),
+            (json!({"Null": {sub: "true"}}), false),
+            (json!({"Null": {sub: "false"}}), true),
+            // IfExists under a set operator passes on an absent key.
+            (
+                json!({"ForAnyValue:StringEqualsIfExists": {env: "prod"}}),
+                true,
+            ),
         ];
         for (i, (condition, expected)) in cases.into_iter().enumerate() {
             assert_eq!(

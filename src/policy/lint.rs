@@ -192,6 +192,19 @@ pub fn lint(text: &str) -> Result<Vec<Finding>, NotAPolicy> {
     let mut findings = Vec::new();
     let mut placeholders: BTreeMap<String, (Severity, Vec<String>)> = BTreeMap::new();
     let mut sids: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    // A Deny for web identity keeps its jobs out of every Allow of the document.
+    let denies: Vec<&Value> = list
+        .iter()
+        .copied()
+        .filter(|s| {
+            s.get("Effect")
+                .and_then(Value::as_str)
+                .is_some_and(|e| e.eq_ignore_ascii_case("Deny"))
+                && strings(s.get("Action"))
+                    .iter()
+                    .any(|a| wildcard_match(a, "sts:AssumeRoleWithWebIdentity", true))
+        })
+        .collect();
     for (index, raw) in list.into_iter().enumerate() {
         let location = match raw.get("Sid").and_then(Value::as_str) {
             Some(sid) => {
@@ -216,7 +229,7 @@ pub fn lint(text: &str) -> Result<Vec<Finding>, NotAPolicy> {
         statement.actions(&mut add);
         statement.principals(&mut add);
         if statement.is_github_trust() {
-            github_trust(&statement, &mut add);
+            github_trust(&statement, &denies, &mut add);
         }
         if !statement.federated.is_empty()
             && !statement.grants("sts:AssumeRoleWithWebIdentity")
@@ -269,6 +282,8 @@ struct Statement<'a> {
     aws: Vec<String>,
     federated: Vec<String>,
     services: Vec<String>,
+    /// It names ECR or ECR Public actions (or every action).
+    registry_actions: bool,
     /// (operator, key, values) of every condition.
     conditions: Vec<(String, String, Vec<String>)>,
 }
@@ -289,10 +304,17 @@ impl<'a> Statement<'a> {
                 conditions.push((operator.clone(), key.clone(), strings(Some(values))));
             }
         }
+        let actions = strings(raw.get("Action"));
         Self {
             raw,
-            allow: raw.get("Effect").and_then(Value::as_str) != Some("Deny"),
-            actions: strings(raw.get("Action")),
+            registry_actions: actions
+                .iter()
+                .any(|a| a == "*" || a.to_ascii_lowercase().starts_with("ecr")),
+            allow: !raw
+                .get("Effect")
+                .and_then(Value::as_str)
+                .is_some_and(|e| e.eq_ignore_ascii_case("Deny")),
+            actions,
             not_action: raw.get("NotAction").is_some(),
             resources: strings(raw.get("Resource")),
             not_resource: raw.get("NotResource").is_some(),
@@ -372,11 +394,7 @@ impl<'a> Statement<'a> {
         // NotResource beside a list of another service's actions is a deliberate carve-out
         // (AWS's own managed policies use it); beside registry actions it opens every
         // repository not listed, those created later included.
-        let registry_actions = self
-            .actions
-            .iter()
-            .any(|a| a == "*" || a.to_ascii_lowercase().starts_with("ecr"));
-        if self.not_action || (self.not_resource && registry_actions) {
+        if self.not_action || (self.not_resource && self.registry_actions) {
             add(
                 "not-action",
                 Severity::Medium,
@@ -499,10 +517,6 @@ impl<'a> Statement<'a> {
                 );
             }
         }
-        let registry_actions = self
-            .actions
-            .iter()
-            .any(|a| a == "*" || a.to_ascii_lowercase().starts_with("ecr"));
         // ECR's own service principals (pull-through cache, replication) act for every
         // account's registry: a role they may assume needs the same condition.
         let ecr_service_assumes = self.grants("sts:AssumeRole")
@@ -519,7 +533,10 @@ impl<'a> Statement<'a> {
                     self.services.join(", ")
                 ),
             );
-        } else if !self.services.is_empty() && registry_actions && !self.narrowed_by(&SOURCE_KEYS) {
+        } else if !self.services.is_empty()
+            && self.registry_actions
+            && !self.narrowed_by(&SOURCE_KEYS)
+        {
             let service = self.services.join(", ");
             if writes.is_empty() {
                 add(
@@ -747,12 +764,23 @@ struct Job<'a> {
     /// What follows the repository in `sub`: `ref:refs/heads/main`, `pull_request`, …
     context: &'a str,
     immutable: bool,
-    audience: &'a str,
 }
 
+/// Claims that say which repository a job is of: the ones an attacker cannot choose.
+/// Every other claim (audience, ref, environment, workflow, visibility, runner, actor)
+/// is the attacker's own job's to set, so a probe takes whatever the trust accepts.
+const IDENTITY_CLAIMS: [&str; 5] = [
+    "sub",
+    "repository",
+    "repository_owner",
+    "repository_id",
+    "repository_owner_id",
+];
+
 impl Job<'_> {
-    /// The claims GitHub puts in such a job's token (the OIDC reference's list).
-    fn claims(&self) -> Map<String, Value> {
+    /// The claims GitHub puts in such a job's token (the OIDC reference's list), with
+    /// `chosen` laid over the ones a job's author chooses.
+    fn claims(&self, chosen: &Map<String, Value>) -> Map<String, Value> {
         let sub = crate::sub_claim::subject(
             self.owner,
             self.immutable.then_some((self.owner_id, self.repo_id)),
@@ -772,7 +800,7 @@ impl Job<'_> {
         let workflow = format!("{repository}/.github/workflows/release.yml@{git_ref}");
         let mut claims = json!({
             "iss": format!("https://{GITHUB_OIDC_HOST}"),
-            "aud": self.audience,
+            "aud": "sts.amazonaws.com",
             "sub": sub,
             "repository": repository,
             "repository_owner": self.owner,
@@ -790,212 +818,333 @@ impl Job<'_> {
         if let Some(environment) = environment {
             claims["environment"] = environment.into();
         }
-        claims.as_object().cloned().unwrap_or_default()
+        let mut claims = claims.as_object().cloned().unwrap_or_default();
+        for (name, value) in chosen {
+            claims.insert(name.clone(), value.clone());
+        }
+        claims
     }
 }
 
-/// The rules for a statement that lets GitHub Actions tokens in.
-fn github_trust(statement: &Statement<'_>, add: &mut impl FnMut(&'static str, Severity, String)) {
+/// A pattern's wildcards filled with text of an attacker's choosing.
+fn fill(pattern: &str) -> String {
+    pattern.replace('*', "ecrpushprobe").replace('?', "q")
+}
+
+/// What one `sub` pattern means: the names as written up to the first wildcard, the
+/// ids, a context it accepts, and the pattern as written for messages.
+struct Intent<'a> {
+    pattern: Option<&'a str>,
+    owner: Option<&'a str>,
+    repo: Option<&'a str>,
+    owner_id: &'a str,
+    repo_id: &'a str,
+    context: String,
+    /// The names' parts hold a wildcard.
+    owner_wild: bool,
+    repo_wild: bool,
+}
+
+impl<'a> Intent<'a> {
+    fn of(pattern: Option<&'a str>, pinned: &Pinned<'a>) -> Self {
+        let literal = |v: &str| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit());
+        let rest = pattern.and_then(|p| p.strip_prefix("repo:"));
+        let names = rest.map(|r| r.split_once(':').map_or(r, |(names, _)| names));
+        let (owner_part, repo_part) = match names.and_then(|n| n.split_once('/')) {
+            Some((o, r)) => (Some(o), Some(r)),
+            None => (names, None),
+        };
+        let name_of =
+            |part: Option<&'a str>| part.map(|p| p.split_once('@').map_or(p, |(name, _)| name));
+        let id_of = |part: Option<&'a str>| part.and_then(|p| p.split_once('@')).map(|(_, id)| id);
+        let wild = |part: Option<&str>| part.is_some_and(|p| p.contains(['*', '?']));
+        // `repo:*name*:*` (no `/`): the longest name written is what it means.
+        let loose = repo_part.is_none().then(|| {
+            rest.unwrap_or_default()
+                .split(['*', '?', ':', '@', '/'])
+                .max_by_key(|n| n.len())
+                .filter(|n| !n.is_empty())
+        });
+        let context = pattern
+            .and_then(SubClaim::parse)
+            .and_then(|s| s.context)
+            .filter(|c| !c.starts_with('*'))
+            .map(fill)
+            .unwrap_or_else(|| "ref:refs/heads/main".into());
+        Self {
+            pattern,
+            owner: name_of(owner_part)
+                .and_then(|o| name_before(o, &['*', '?']))
+                .filter(|_| repo_part.is_some())
+                .or(pinned.owner),
+            repo: name_of(repo_part)
+                .and_then(|r| name_before(r, &['*', '?']))
+                .or(loose.flatten())
+                .or(pinned.repo),
+            owner_id: id_of(owner_part)
+                .filter(|i| literal(i))
+                .or(pinned.owner_id)
+                .unwrap_or("424242"),
+            repo_id: id_of(repo_part)
+                .filter(|i| literal(i))
+                .or(pinned.repo_id)
+                .unwrap_or("434343"),
+            context,
+            owner_wild: wild(owner_part),
+            repo_wild: wild(repo_part),
+        }
+    }
+}
+
+/// What a trust pins through claims other than `sub`.
+#[derive(Default)]
+struct Pinned<'a> {
+    owner: Option<&'a str>,
+    repo: Option<&'a str>,
+    owner_id: Option<&'a str>,
+    repo_id: Option<&'a str>,
+}
+
+/// The rules for a statement that lets GitHub Actions tokens in. `denies` are the
+/// document's Deny statements for the same action: a job one of them stops is not in.
+fn github_trust(
+    statement: &Statement<'_>,
+    denies: &[&Value],
+    add: &mut impl FnMut(&'static str, Severity, String),
+) {
     let key = |name: &str| format!("{GITHUB_OIDC_HOST}:{name}");
-    let values_of = |name: &str| -> Vec<(&str, &str)> {
+    // What the trust accepts: positive operators only (a negated one names what it
+    // keeps out, not what it means).
+    let positive = |operator: &str| !operator.contains("Not");
+    let values_of = |name: &str| -> Vec<&str> {
         statement
             .conditions
             .iter()
-            .filter(|(_, k, _)| github_claim(k).as_deref() == Some(name))
-            .flat_map(|(op, _, values)| values.iter().map(move |v| (op.as_str(), v.as_str())))
+            .filter(|(op, k, _)| positive(op) && github_claim(k).as_deref() == Some(name))
+            .flat_map(|(_, _, values)| values.iter().map(String::as_str))
             .collect()
     };
-    let subs = values_of("sub");
-    let literal = |v: &str| !v.is_empty() && !v.contains(['*', '?', '$']);
-    let from_key = |name: &str| {
-        values_of(name)
-            .into_iter()
-            .map(|(_, v)| v)
-            .find(|v| literal(v))
+    let literal = |v: &&str| !v.is_empty() && !v.contains(['*', '?', '$']);
+    let from_key = |name: &str| values_of(name).into_iter().find(literal);
+    let repository = from_key("repository").and_then(|r| r.split_once('/'));
+    let pinned = Pinned {
+        owner: repository.map(|p| p.0).or(from_key("repository_owner")),
+        repo: repository.map(|p| p.1),
+        owner_id: from_key("repository_owner_id"),
+        repo_id: from_key("repository_id"),
     };
-
-    // The repository the trust means, read from its patterns and pinned claims: the
-    // names as written up to the first wildcard.
-    let parsed: Vec<SubClaim<'_>> = subs
-        .iter()
-        .filter_map(|(_, v)| SubClaim::parse(v))
-        .collect();
-    let pinned = from_key("repository").and_then(|r| r.split_once('/'));
-    let owner = subs
-        .iter()
-        .filter_map(|(_, v)| v.strip_prefix("repo:"))
-        .find_map(|rest| name_before(rest, &['/', '@', ':', '*', '?']))
-        .or(pinned.map(|p| p.0))
-        .or(from_key("repository_owner"));
-    let repo = subs
-        .iter()
-        .filter_map(|(_, v)| v.strip_prefix("repo:")?.split_once('/'))
-        .find_map(|(_, rest)| name_before(rest, &['@', ':', '*', '?']))
-        .or(pinned.map(|p| p.1))
-        .or_else(|| {
-            // `repo:*name*:*`, no `/`: the longest name written is what it means.
-            subs.iter()
-                .filter_map(|(_, v)| v.strip_prefix("repo:"))
-                .filter(|rest| !rest.contains('/'))
-                .flat_map(|rest| rest.split(['*', '?', ':', '@']))
-                .max_by_key(|name| name.len())
-                .filter(|name| !name.is_empty())
-        });
-    let owner_id = parsed
-        .iter()
-        .filter_map(|s| s.owner_id)
-        .find(|i| literal(i))
-        .or(from_key("repository_owner_id"))
-        .unwrap_or("424242");
-    let repo_id = parsed
-        .iter()
-        .filter_map(|s| s.repo_id)
-        .find(|i| literal(i))
-        .or(from_key("repository_id"))
-        .unwrap_or("434343");
-    let sample: String = parsed
-        .iter()
-        .filter_map(|s| s.context)
-        .find(|c| !c.starts_with('*'))
-        .map(|c| c.replace('*', "probe").replace('?', "x"))
-        .unwrap_or_else(|| "ref:refs/heads/main".into());
-    let audience = from_key("aud").unwrap_or("sts.amazonaws.com");
-    // Whether a job of this repository, in either `sub` form (or only the immutable
-    // one), would get in.
+    // The attacker's own job sets every other claim the trust names to what it accepts.
+    let mut chosen = Map::new();
+    for (operator, k, values) in &statement.conditions {
+        if let Some(claim) = github_claim(k).filter(|c| !IDENTITY_CLAIMS.contains(&c.as_str()))
+            && positive(operator)
+            && let Some(value) = values.first()
+        {
+            chosen
+                .entry(claim)
+                .or_insert_with(|| Value::String(fill(value)));
+        }
+    }
+    let subs = values_of("sub");
     let admits_in =
         |forms: &[bool], owner: &str, owner_id: &str, repo: &str, repo_id: &str, context: &str| {
             forms.iter().any(|&immutable| {
-                let job = Job {
+                let claims = Job {
                     owner,
                     owner_id,
                     repo,
                     repo_id,
                     context,
                     immutable,
-                    audience,
-                };
-                evaluate::admits(statement.raw, &job.claims())
+                }
+                .claims(&chosen);
+                evaluate::admits(statement.raw, &claims)
+                    && !denies.iter().any(|deny| evaluate::admits(deny, &claims))
             })
         };
     let admits = |owner: &str, owner_id: &str, repo: &str, repo_id: &str, context: &str| {
         admits_in(&[false, true], owner, owner_id, repo, repo_id, context)
     };
-    let (o, r) = (
-        owner.unwrap_or("ecr-push-probe-owner"),
-        repo.unwrap_or("ecr-push-probe-repo"),
-    );
-    let shown = |pick: &dyn Fn(&(&str, &str)) -> bool| {
-        subs.iter()
-            .filter(|v| pick(v))
-            .map(|(_, v)| format!("`{v}`"))
-            .next()
-            .unwrap_or_else(|| "its sub patterns".into())
-    };
-    // Names for people: what the trust says, else what to put there.
-    let (on, rn) = (owner.unwrap_or("OWNER"), repo.unwrap_or("REPO"));
-    let fix = format!(
-        "allow exactly `repo:{on}/{rn}:{sample}` and `repo:{on}@OWNER_ID/{rn}@REPO_ID:{sample}` (ecr-push policy generate writes them)"
-    );
 
-    // Anyone: a job of a repository nobody meant, or of one named like the meant one
-    // under an owner of the job's own choosing (anyone can create a repository).
-    let anyone = admits(
-        "ecr-push-probe-other",
-        "91",
-        "ecr-push-probe-elsewhere",
-        "92",
-        &sample,
-    ) || repo.is_some_and(|r| admits("ecr-push-probe-other", "91", r, "92", &sample));
-    if subs.is_empty() {
-        add(
-            "github-sub-missing",
-            if anyone {
-                Severity::Critical
-            } else {
-                Severity::Medium
-            },
-            format!(
-                "no `{}` condition: {}; IAM refuses to create or update such a trust since June 2025; {fix}",
-                key("sub"),
+    let intents: Vec<Intent<'_>> = if subs.is_empty() {
+        vec![Intent::of(None, &pinned)]
+    } else {
+        subs.iter().map(|p| Intent::of(Some(p), &pinned)).collect()
+    };
+    // Each rule once per statement, naming the first pattern that showed it.
+    let mut raised: BTreeMap<&'static str, (Severity, String)> = BTreeMap::new();
+    fn once(
+        raised: &mut BTreeMap<&'static str, (Severity, String)>,
+        rule: &'static str,
+        severity: Severity,
+        message: String,
+    ) {
+        raised.entry(rule).or_insert((severity, message));
+    }
+    let mut anyone_at_all = false;
+    for intent in &intents {
+        let shown = intent
+            .pattern
+            .map(|p| format!("`{p}`"))
+            .unwrap_or_else(|| "the trust".into());
+        let (on, rn) = (
+            intent.owner.unwrap_or("OWNER"),
+            intent.repo.unwrap_or("REPO"),
+        );
+        let context = intent
+            .pattern
+            .and_then(SubClaim::parse)
+            .and_then(|s| s.context)
+            .unwrap_or("ref:refs/heads/main");
+        let fix = format!(
+            "allow exactly `repo:{on}/{rn}:{context}` and `repo:{on}@OWNER_ID/{rn}@REPO_ID:{context}` (ecr-push policy generate writes them)"
+        );
+        let ctx = intent.context.as_str();
+        let (o, r) = (
+            intent.owner.unwrap_or("ecr-push-probe-owner"),
+            intent.repo.unwrap_or("ecr-push-probe-repo"),
+        );
+        let (oid, rid) = (intent.owner_id, intent.repo_id);
+        // The pattern with its wildcards filled by an attacker, read back as a job.
+        let filled = intent.pattern.map(fill);
+        let filled = filled.as_deref().and_then(SubClaim::parse);
+        // The attacker's repository is another one (its own id), and under an owner the
+        // pattern leaves open, another owner (its own id too); a pinned owner id stands
+        // only when the owner's name is written whole.
+        let filled_admitted = filled.as_ref().is_some_and(|f| {
+            let owner_id = f
+                .owner_id
+                .filter(|i| {
+                    !intent.owner_wild && !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit())
+                })
+                .unwrap_or("91");
+            let context = f.context.unwrap_or("ref:refs/heads/main");
+            admits(f.owner, owner_id, f.repo, "92", context)
+        });
+        let owner_open = intent.owner.is_none() || (intent.owner_wild && intent.owner.is_none());
+        let anyone = admits(
+            "ecr-push-probe-other",
+            "91",
+            "ecr-push-probe-elsewhere",
+            "92",
+            ctx,
+        ) || intent
+            .repo
+            .is_some_and(|r| admits("ecr-push-probe-other", "91", r, "92", ctx))
+            || (filled_admitted && intent.owner_wild && owner_open);
+        anyone_at_all |= anyone;
+        if intent.pattern.is_none() {
+            once(
+                &mut raised,
+                "github-sub-missing",
                 if anyone {
-                    "any GitHub Actions job of any repository on earth can assume this role"
+                    Severity::Critical
                 } else {
-                    "the repository is pinned by another claim, but"
-                }
-            ),
-        );
-    } else if anyone {
-        add(
-            "github-any-repository",
-            Severity::Critical,
-            format!(
-                "{} lets a job of any GitHub repository on earth assume this role; {fix}",
-                shown(&|_| true)
-            ),
-        );
-    }
-    let org_wide = !anyone
-        && owner.is_some()
-        && admits(o, owner_id, "ecr-push-probe-elsewhere", "92", &sample);
-    if org_wide {
-        add(
-            "github-org-wide",
-            Severity::High,
-            format!(
-                "{} lets every repository of `{on}`, today's and tomorrow's, assume this role; {fix}",
-                shown(&|(_, v)| v.contains('*'))
-            ),
-        );
-    }
-    // A name followed by a wildcard: a look-alike owner, or a look-alike repository of
-    // the owner (or of any owner, when the owner is open too).
-    let lookalike_owner = owner.is_some() && admits(&format!("{o}-evil"), "91", r, "92", &sample);
-    let fork = format!("{r}-fork");
-    let lookalike_repo = repo.is_some()
-        && !org_wide
-        && (admits(o, owner_id, &fork, "92", &sample)
-            || admits("ecr-push-probe-other", "91", &fork, "92", &sample));
-    if lookalike_owner || lookalike_repo {
-        let (who, name) = if lookalike_owner {
-            ("an owner", format!("{on}-evil"))
-        } else {
-            ("a repository", format!("{rn}-fork"))
-        };
-        add(
-            "github-lookalike",
-            Severity::High,
-            format!(
-                "{} also lets in {who} named `{name}`: a `*` right after a name admits every name that starts with it, and anyone can register one; end the name with `/`, `@` or `:` before any `*`",
-                shown(&|(_, v)| v.contains('*')),
-            ),
-        );
-    }
-    if !anyone && !org_wide && owner.is_some() {
-        let ids_written = subs.iter().any(|(_, v)| v.contains('@'));
-        if ids_written && repo.is_some() && admits_in(&[true], o, "91", r, "92", &sample) {
-            add(
-                "github-id-wildcard",
-                Severity::High,
+                    Severity::Medium
+                },
                 format!(
-                    "{} leaves the owner or repository id open: whoever registers `{on}` or `{rn}` after it is renamed or deleted gets in again, which is what the ids prevent; write the ids (`gh api repos/{on}/{rn} --jq '.owner.id, .id'`)",
-                    shown(&|(_, v)| v.contains('@'))
+                    "no `{}` condition: {}; IAM refuses to create or update such a trust since June 2025; {fix}",
+                    key("sub"),
+                    if anyone {
+                        "any GitHub Actions job of any repository on earth can assume this role"
+                    } else {
+                        "the repository is pinned by another claim, but"
+                    }
+                ),
+            );
+        } else if anyone {
+            once(
+                &mut raised,
+                "github-any-repository",
+                Severity::Critical,
+                format!(
+                    "{shown} lets a job of any GitHub repository on earth assume this role; {fix}"
                 ),
             );
         }
-        let branch = admits(o, owner_id, r, repo_id, "ref:refs/heads/ecr-push-probe");
-        let environment = admits(o, owner_id, r, repo_id, "environment:ecr-push-probe");
-        let pull_request = admits(o, owner_id, r, repo_id, "pull_request");
+        let org_wide = !anyone
+            && intent.owner.is_some()
+            && (admits(o, oid, "ecr-push-probe-elsewhere", "92", ctx)
+                || (filled_admitted && intent.repo_wild && intent.repo.is_none()));
+        if org_wide {
+            once(
+                &mut raised,
+                "github-org-wide",
+                Severity::High,
+                format!(
+                    "{shown} lets every repository of `{on}`, today's and tomorrow's, assume this role; {fix}"
+                ),
+            );
+        }
+        // A name followed by a wildcard: owners anyone can register, or repositories of
+        // the owner that only start with the name.
+        let lookalike_owner = intent.owner.is_some()
+            && (admits(&format!("{o}-evil"), "91", r, "92", ctx)
+                || (filled_admitted && intent.owner_wild));
+        let lookalike_repo = !org_wide
+            && intent.repo.is_some()
+            && (admits(o, oid, &format!("{r}-fork"), "92", ctx)
+                || admits(
+                    "ecr-push-probe-other",
+                    "91",
+                    &format!("{r}-fork"),
+                    "92",
+                    ctx,
+                )
+                || (filled_admitted && intent.repo_wild && !intent.owner_wild));
+        if lookalike_owner {
+            once(
+                &mut raised,
+                "github-lookalike",
+                Severity::High,
+                format!(
+                    "{shown} also lets in owners whose names only look like `{on}` (such as `{}`), which anyone can register; write the owner's whole name and end it with `/` or `@` before any `*`",
+                    intent
+                        .owner
+                        .map_or_else(|| "…".into(), |o| format!("{o}-evil"))
+                ),
+            );
+        } else if lookalike_repo {
+            once(
+                &mut raised,
+                "github-lookalike",
+                Severity::High,
+                format!(
+                    "{shown} also lets in repositories whose names only start with `{rn}` (such as `{rn}-fork`); write the repository's whole name and end it with `:` or `@` before any `*`"
+                ),
+            );
+        }
+        if anyone || org_wide || intent.owner.is_none() {
+            continue;
+        }
+        if intent.pattern.is_some_and(|p| p.contains('@'))
+            && intent.repo.is_some()
+            && admits_in(&[true], o, "91", r, "92", ctx)
+        {
+            once(
+                &mut raised,
+                "github-id-wildcard",
+                Severity::High,
+                format!(
+                    "{shown} leaves the owner or repository id open: whoever registers `{on}` or `{rn}` after it is renamed or deleted gets in again, which is what the ids prevent; write the ids (`gh api repos/{on}/{rn} --jq '.owner.id, .id'`)"
+                ),
+            );
+        }
+        let branch = admits(o, oid, r, rid, "ref:refs/heads/ecr-push-probe");
+        let environment = admits(o, oid, r, rid, "environment:ecr-push-probe");
+        let pull_request = admits(o, oid, r, rid, "pull_request");
         if branch && environment && pull_request {
-            add(
+            once(
+                &mut raised,
                 "github-any-ref",
                 Severity::Medium,
                 format!(
-                    "{} lets every branch, tag, environment and pull request of `{on}/{rn}` assume this role, code nobody has reviewed yet among them; name the branch, tag or environment that publishes",
-                    shown(&|(_, v)| v.contains('*'))
+                    "{shown} lets every branch, tag, environment and pull request of `{on}/{rn}` assume this role, code nobody has reviewed yet among them; name the branch, tag or environment that publishes"
                 ),
             );
         } else if pull_request {
-            add(
+            once(
+                &mut raised,
                 "github-pull-request",
                 Severity::Medium,
                 format!(
@@ -1004,21 +1153,31 @@ fn github_trust(statement: &Statement<'_>, add: &mut impl FnMut(&'static str, Se
             );
         }
     }
-    if !subs.is_empty() && !anyone && !subs.iter().any(|(_, v)| v.contains('@')) {
-        add(
+    if raised.contains_key("github-any-ref") {
+        raised.remove("github-pull-request");
+    }
+    if !subs.is_empty() && !anyone_at_all && !subs.iter().any(|v| v.contains('@')) {
+        let first = intents.first();
+        let (on, rn) = (
+            first.and_then(|i| i.owner).unwrap_or("OWNER"),
+            first.and_then(|i| i.repo).unwrap_or("REPO"),
+        );
+        once(
+            &mut raised,
             "github-classic-only",
             Severity::Low,
             format!(
                 "every `sub` pattern ({}) has the classic form `repo:OWNER/REPO:…`; a repository created, renamed or transferred on github.com since 2026-07-15 (or opted in) has immutable subjects `repo:{on}@OWNER_ID/{rn}@REPO_ID:…` and is refused; add that form too (ids: `gh api repos/{on}/{rn} --jq '.owner.id, .id'`)",
                 subs.iter()
-                    .map(|(_, v)| format!("`{v}`"))
+                    .map(|v| format!("`{v}`"))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
         );
     }
     if values_of("aud").is_empty() {
-        add(
+        once(
+            &mut raised,
             "github-aud-missing",
             Severity::Medium,
             format!(
@@ -1032,7 +1191,8 @@ fn github_trust(statement: &Statement<'_>, add: &mut impl FnMut(&'static str, Se
         if operator.starts_with("ForAllValues:")
             && matches!(github_claim(k).as_deref(), Some("sub" | "aud"))
         {
-            add(
+            once(
+                &mut raised,
                 "github-for-all-values",
                 Severity::Medium,
                 format!(
@@ -1048,7 +1208,8 @@ fn github_trust(statement: &Statement<'_>, add: &mut impl FnMut(&'static str, Se
             && github_claim(k).is_some()
             && let Some(v) = values.iter().find(|v| v.contains(['*', '?']))
         {
-            add(
+            once(
+                &mut raised,
                 "literal-wildcard",
                 Severity::Medium,
                 format!(
@@ -1056,6 +1217,9 @@ fn github_trust(statement: &Statement<'_>, add: &mut impl FnMut(&'static str, Se
                 ),
             );
         }
+    }
+    for (rule, (severity, message)) in raised {
+        add(rule, severity, message);
     }
 }
 
@@ -1206,6 +1370,117 @@ mod tests {
             "repo:octo-org/octo-repo:ref:refs/heads/main",
             "repo:octo-org@123/octo-repo@456:ref:refs/heads/main"]}}));
         assert_eq!(rules(&exact), []);
+    }
+
+    /// What a review found the first prober missed: every pattern of a list probed on
+    /// its own, claims an attacker sets taken from the trust, operators the evaluator
+    /// does not decide taken as holding, negated values not read as meant, wildcards
+    /// before a name, and a Deny that closes what an Allow opens.
+    #[test]
+    fn every_pattern_and_every_claim_an_attacker_sets_is_probed() {
+        let at_least_high = |document: &Value| {
+            rules(document)
+                .iter()
+                .map(|(_, s)| *s)
+                .min()
+                .is_some_and(|s| s <= Severity::High)
+        };
+        let list = |second: &str| {
+            trust(json!({"StringEquals": {AUD: "sts.amazonaws.com"},
+                "StringLike": {SUB: ["repo:org/app:ref:refs/heads/main", second]}}))
+        };
+        assert_eq!(
+            has(&list("repo:*/*:environment:prod"), "github-any-repository"),
+            Some(Severity::Critical)
+        );
+        assert_eq!(
+            has(&list("repo:other/*:ref:refs/heads/main"), "github-org-wide"),
+            Some(Severity::High)
+        );
+        assert_eq!(
+            has(&list("repo:org/lib:*"), "github-any-ref"),
+            Some(Severity::Medium)
+        );
+        assert_eq!(
+            has(&list("repo:org/lib*"), "github-lookalike"),
+            Some(Severity::High)
+        );
+        let with = |extra: Value| {
+            let mut condition = json!({"StringEquals": {AUD: "sts.amazonaws.com"}});
+            for (operator, keys) in extra.as_object().unwrap() {
+                for (k, v) in keys.as_object().unwrap() {
+                    condition[operator][k] = v.clone();
+                }
+            }
+            trust(condition)
+        };
+        let public = with(json!({"StringLike": {SUB: "*"},
+            "StringEquals": {"token.actions.githubusercontent.com:repository_visibility": "public"}}));
+        assert_eq!(
+            has(&public, "github-any-repository"),
+            Some(Severity::Critical)
+        );
+        let workflow = with(json!({"StringLike": {SUB: "repo:*",
+            "token.actions.githubusercontent.com:job_workflow_ref": "*/.github/workflows/deploy.yml@*"}}));
+        assert_eq!(
+            has(&workflow, "github-any-repository"),
+            Some(Severity::Critical)
+        );
+        let runner = with(json!({"StringLike": {SUB: "repo:org/*"},
+            "StringEquals": {"token.actions.githubusercontent.com:runner_environment": "self-hosted"}}));
+        assert_eq!(has(&runner, "github-org-wide"), Some(Severity::High));
+        let null = with(json!({"StringLike": {SUB: "*"}, "Null": {SUB: "false"}}));
+        assert_eq!(
+            has(&null, "github-any-repository"),
+            Some(Severity::Critical)
+        );
+        let boolean = with(json!({"StringLike": {SUB: "repo:*"},
+            "Bool": {"token.actions.githubusercontent.com:ref_protected": "true"}}));
+        assert_eq!(
+            has(&boolean, "github-any-repository"),
+            Some(Severity::Critical)
+        );
+        let negated_aud =
+            trust(json!({"StringNotEquals": {AUD: "other"}, "StringLike": {SUB: "*"}}));
+        assert_eq!(
+            has(&negated_aud, "github-any-repository"),
+            Some(Severity::Critical)
+        );
+        assert_eq!(
+            has(&negated_aud, "github-aud-missing"),
+            Some(Severity::Medium)
+        );
+        for pattern in [
+            "repo:o?g/app:ref:refs/heads/main",
+            "repo:*org/app:ref:refs/heads/main",
+            "repo:???/app:*",
+        ] {
+            assert!(
+                at_least_high(&sub_like(pattern)),
+                "{pattern}: {:?}",
+                rules(&sub_like(pattern))
+            );
+        }
+        // A Deny that keeps every other repository out closes the org-wide Allow.
+        let mut denied = sub_like("repo:org/*");
+        denied["Statement"].as_array_mut().unwrap().push(json!({
+            "Effect": "Deny",
+            "Principal": {"Federated": PROVIDER},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringNotLike": {SUB: ["repo:org/app:*", "repo:org@1/app@2:*"]}}}));
+        assert_eq!(
+            has(&denied, "github-org-wide"),
+            None,
+            "{:?}",
+            rules(&denied)
+        );
+        // A fix names the pattern's own context, not the filled-in one.
+        let tags = lint(&sub_like("repo:org/*:ref:refs/tags/v*").to_string()).unwrap();
+        assert!(
+            tags.iter()
+                .any(|f| f.message.contains("`repo:org/REPO:ref:refs/tags/v*`")),
+            "{tags:?}"
+        );
     }
 
     #[test]

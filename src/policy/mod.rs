@@ -214,23 +214,6 @@ pub const PUSH_ACTIONS: [&str; 5] = [
     "ecr:PutImage",
 ];
 
-/// Actions that change a registry: a pull-only or read-only persona must hold none.
-pub const WRITE_ACTIONS: [&str; 13] = [
-    "ecr:InitiateLayerUpload",
-    "ecr:UploadLayerPart",
-    "ecr:CompleteLayerUpload",
-    "ecr:PutImage",
-    "ecr:BatchDeleteImage",
-    "ecr:DeleteRepository",
-    "ecr:CreateRepository",
-    "ecr:SetRepositoryPolicy",
-    "ecr:DeleteRepositoryPolicy",
-    "ecr:PutImageTagMutability",
-    "ecr:PutLifecyclePolicy",
-    "ecr:TagResource",
-    "ecr:ReplicateImage",
-];
-
 /// A field that IAM allows as one string or a list of strings, as a list.
 pub fn strings(value: Option<&Value>) -> Vec<String> {
     match value {
