@@ -91,21 +91,79 @@ fn every_input_is_a_flag_with_the_same_default() {
     }
 }
 
-/// The action runs the image of its own version: a release bumps Cargo.toml and
-/// action.yml together (release.yml refuses a tag that action.yml does not name).
+/// Before a release the action builds its Dockerfile (from main, a branch or a fork);
+/// a release commit names the image release.yml published for that version, and the
+/// version's tags, with the major and minor ones, move to it. The script that writes
+/// the release commit is the one release.yml runs.
 #[test]
-fn the_action_runs_the_published_image_of_this_version() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/action.yml"))
-        .expect("action.yml");
-    let image = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("image: "))
-        .expect("runs.image in action.yml");
+fn a_release_names_its_published_image_and_moves_its_major_and_minor_tags() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let action = std::fs::read_to_string(root.join("action.yml")).expect("action.yml");
+    let image_line = |text: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("image: ").map(str::to_owned))
+            .expect("runs.image in action.yml")
+    };
     assert_eq!(
-        image,
-        format!(
-            "docker://ghcr.io/OWNER/ecr-push:v{}",
-            env!("CARGO_PKG_VERSION")
+        image_line(&action),
+        "Dockerfile",
+        "main builds the Dockerfile"
+    );
+
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::write(copy.path().join("action.yml"), &action).unwrap();
+    std::fs::copy(root.join("Cargo.toml"), copy.path().join("Cargo.toml")).unwrap();
+    std::fs::create_dir_all(copy.path().join("scripts/lib")).unwrap();
+    let script = copy.path().join("scripts/lib/release-action");
+    std::fs::copy(root.join("scripts/lib/release-action"), &script).unwrap();
+    let version = env!("CARGO_PKG_VERSION");
+    let (major, minor) = {
+        let mut parts = version.split('.');
+        (parts.next().unwrap(), parts.next().unwrap())
+    };
+    let run = |tag: &str| {
+        std::process::Command::new(&script)
+            .args(["Octo-Org/ecr-push", tag])
+            .output()
+            .unwrap()
+    };
+    let output = run(&format!("v{version}"));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("v{version} v{major} v{major}.{minor}")
+    );
+    let released = std::fs::read_to_string(copy.path().join("action.yml")).unwrap();
+    assert_eq!(
+        image_line(&released),
+        format!("docker://ghcr.io/octo-org/ecr-push:v{version}")
+    );
+    let changed: Vec<(&str, &str)> = action
+        .lines()
+        .zip(released.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(changed.len(), 1, "only runs.image changes: {changed:?}");
+    assert_eq!(action.lines().count(), released.lines().count());
+    // A tag that is not this version, or not a version, is refused.
+    for wrong in ["v9.9.9", "latest", &format!("v{major}")] {
+        let output = run(wrong);
+        assert_eq!(output.status.code(), Some(2), "{wrong}");
+    }
+    // release.yml runs that script, and pushes each tag it prints.
+    let release = std::fs::read_to_string(root.join(".github/workflows/release.yml")).unwrap();
+    assert!(
+        release.contains(
+            r#"tags=$(scripts/lib/release-action "$GITHUB_REPOSITORY" "$GITHUB_REF_NAME")"#
         )
+    );
+    assert!(release.contains(r#"git push --force origin "refs/tags/$tag""#));
+    assert!(
+        release.contains("needs: [action-image, action]"),
+        "the GitHub release waits for the tags"
     );
 }
