@@ -489,7 +489,15 @@ fn first_hour_mistakes_each_name_their_fix() {
         ),
         (
             vec![("image", "oci:".into())],
-            format!("image: `oci:` is not a supported image reference (it names no path); {references}"),
+            "image: `oci:` is not a valid image reference: it names no path; write oci:DIR[:REF]".into(),
+        ),
+        (
+            vec![("image", "docker://localhost:5000/App:v1".into())],
+            "image: `docker://localhost:5000/App:v1` is not a valid image reference: invalid reference format; write docker://HOST/REPO:TAG or docker://HOST/REPO@sha256:DIGEST".into(),
+        ),
+        (
+            vec![("image", "OCI:layout".into())],
+            format!("image: `OCI:layout` is not a supported image reference; {references}"),
         ),
         (
             vec![("image", "oci:no/such/layout:v1".into())],

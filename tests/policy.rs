@@ -683,6 +683,10 @@ fn generate_takes_subjects_as_users_write_them() {
             && stderr.contains("GITHUB_REPOSITORY_OWNER_ID and GITHUB_REPOSITORY_ID"),
         "{stderr}"
     );
+    // The registry account is another account, or left out.
+    let (code, _, stderr) = generate(&["--branch", "main", "--registry-account", "111111111111"]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("registry-account: 111111111111 is --account itself; leave --registry-account out for a push within one account"), "{stderr}");
     // Ids are digits, and come in pairs.
     let (code, _, stderr) = generate(&[
         "--branch",

@@ -53,9 +53,14 @@ pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// With a reason, the transport is known and the reason says what it takes; without
+    /// one, every form is listed.
     #[error(
-        "image: `{reference}` is not a supported image reference{}; use oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:NAME:TAG], docker://HOST/REPO[:TAG] or NAME[:TAG] (an image in the Docker engine)",
-        .reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default()
+        "image: `{reference}` is not {}",
+        match .reason {
+            Some(reason) => format!("a valid image reference: {reason}"),
+            None => "a supported image reference; use oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:NAME:TAG], docker://HOST/REPO[:TAG] or NAME[:TAG] (an image in the Docker engine)".to_owned(),
+        }
     )]
     Reference {
         reference: String,
@@ -357,7 +362,17 @@ impl Image {
         };
         let path = split_path_ref(rest).0;
         if path.is_empty() {
-            return Err(Error::reference(reference, Some("it names no path")));
+            return Err(Error::reference(
+                reference,
+                Some(&format!(
+                    "it names no path; write {transport}:{}",
+                    if transport == "oci" {
+                        "DIR[:REF]"
+                    } else {
+                        "FILE"
+                    }
+                )),
+            ));
         }
         if !Path::new(path).exists() {
             // A relative path is read from the working folder, which in a container action

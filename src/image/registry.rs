@@ -30,7 +30,7 @@ pub(super) fn parse(rest: &str) -> Result<Reference, Error> {
         Error::reference(
             &format!("docker://{name}"),
             Some(&format!(
-                "{e}; write docker://HOST/REPO:TAG or @sha256:DIGEST"
+                "{e}; write docker://HOST/REPO:TAG or docker://HOST/REPO@sha256:DIGEST"
             )),
         )
     })
