@@ -840,7 +840,7 @@ struct Intent<'a> {
     owner_id: &'a str,
     repo_id: &'a str,
     context: String,
-    /// The names' parts hold a wildcard.
+    /// The names (not the ids) hold a wildcard.
     owner_wild: bool,
     repo_wild: bool,
 }
@@ -890,8 +890,8 @@ impl<'a> Intent<'a> {
                 .or(pinned.repo_id)
                 .unwrap_or("434343"),
             context,
-            owner_wild: wild(owner_part),
-            repo_wild: wild(repo_part),
+            owner_wild: wild(name_of(owner_part)),
+            repo_wild: wild(name_of(repo_part)),
         }
     }
 }
@@ -1358,6 +1358,14 @@ mod tests {
                 rules(&sub_like(pattern))
             );
         }
+        // Wildcard ids under written names: the ids are open, the names are not.
+        assert_eq!(
+            has(
+                &sub_like("repo:octo-org@*/octo-repo@*:ref:refs/heads/main"),
+                "github-lookalike"
+            ),
+            None
+        );
         // An org-wide pattern is not also reported as any repository.
         assert_eq!(
             has(&sub_like("repo:octo-org/*"), "github-any-repository"),
