@@ -321,12 +321,7 @@ async fn assume_web_identity(
         hint: String::new(),
     })?;
     let claims = jwt_claims(token).unwrap_or_default();
-    let claim = |name: &str| {
-        claims
-            .get(name)
-            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-            .unwrap_or_else(|| "?".into())
-    };
+    let claim = |name: &str| claim_text(&claims, name).unwrap_or_else(|| "?".into());
     tracing::info!(
         "{role}: assumed with the job's token (sub `{}`, aud `{}`) as session {}, in account {}",
         claim("sub"),
@@ -347,10 +342,7 @@ fn denied_token_hint(role: &str, token: &str, env: &impl Fn(&str) -> Option<Stri
     let claims = jwt_claims(token).unwrap_or_default();
     let claim = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
     let sub = claim("sub").unwrap_or_else(|| "?".into());
-    let aud = claims
-        .get("aud")
-        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
-        .unwrap_or_else(|| "?".into());
+    let aud = claim_text(&claims, "aud").unwrap_or_else(|| "?".into());
     let parsed = SubClaim::parse(&sub);
     let form = match &parsed {
         Some(s) if s.is_immutable() => format!(
@@ -370,9 +362,7 @@ fn denied_token_hint(role: &str, token: &str, env: &impl Fn(&str) -> Option<Stri
     }
     // The ids: from the token's own claims, else from the runner's variables.
     let id = |claim_name: &str, variable: &str| {
-        claims
-            .get(claim_name)
-            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+        claim_text(&claims, claim_name)
             .or_else(|| env(variable))
             .filter(|v| sub_claim::is_id(v))
     };
@@ -698,6 +688,14 @@ fn role_of(arn: &str) -> String {
         }
         _ => arn.to_owned(),
     }
+}
+
+/// A claim as text: a string as it is, another value (an id sent as a number, a list of
+/// audiences) written as JSON.
+fn claim_text(claims: &serde_json::Map<String, serde_json::Value>, name: &str) -> Option<String> {
+    claims
+        .get(name)
+        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
 }
 
 /// The claims of a JWT, decoded but not verified.

@@ -49,7 +49,7 @@ impl EcrHost {
         let region = rest
             .strip_prefix(service)?
             .strip_prefix(if fips { "-fips." } else { "." })?;
-        let valid_account = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+        let valid_account = is_account_id(account);
         let valid_region = !region.is_empty()
             && region
                 .bytes()
@@ -101,6 +101,11 @@ impl fmt::Display for EcrHost {
             ),
         }
     }
+}
+
+/// An AWS account id: 12 digits.
+pub fn is_account_id(id: &str) -> bool {
+    id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// The partition a region is in.

@@ -440,8 +440,7 @@ fn check_signing_profile(arn: &str) -> Result<(), Error> {
         && parts[1].starts_with("aws")
         && parts[2] == "signer"
         && !parts[3].is_empty()
-        && parts[4].len() == 12
-        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && crate::ecr_host::is_account_id(parts[4])
         && parts[5]
             .strip_prefix("/signing-profiles/")
             .is_some_and(|name| {
@@ -1254,7 +1253,7 @@ fn check_region(region: &str) -> Result<(), Error> {
 }
 
 fn check_account(input: &'static str, id: &str) -> Result<(), Error> {
-    if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+    if !crate::ecr_host::is_account_id(id) {
         return Err(invalid(
             input,
             format!("`{id}` is not an AWS account id (12 digits)"),

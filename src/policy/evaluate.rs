@@ -403,6 +403,20 @@ mod tests {
         })
     }
 
+    /// An org-wide trust, and a Deny for the same provider under `condition`.
+    fn org_wide_with_deny(condition: Value) -> Value {
+        let mut policy = trust(
+            json!({"StringLike": {"token.actions.githubusercontent.com:sub": "repo:octo-org/*"}}),
+        );
+        policy["Statement"].as_array_mut().unwrap().push(json!({
+            "Effect": "Deny",
+            "Principal": {"Federated": "arn:aws:iam::111111111111:oidc-provider/token.actions.githubusercontent.com"},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": condition,
+        }));
+        policy
+    }
+
     fn allowed(condition: Value) -> bool {
         matches!(
             check_trust(&trust(condition), &claims()),
@@ -520,15 +534,7 @@ mod tests {
             Verdict::Denied { .. }
         ));
         // A deny that hangs on the request is a requirement of the allow.
-        let mut policy = trust(
-            json!({"StringLike": {"token.actions.githubusercontent.com:sub": "repo:octo-org/*"}}),
-        );
-        policy["Statement"].as_array_mut().unwrap().push(json!({
-            "Effect": "Deny",
-            "Principal": {"Federated": "arn:aws:iam::111111111111:oidc-provider/token.actions.githubusercontent.com"},
-            "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": {"NotIpAddress": {"aws:SourceIp": "192.0.2.0/24"}},
-        }));
+        let policy = org_wide_with_deny(json!({"NotIpAddress": {"aws:SourceIp": "192.0.2.0/24"}}));
         let Verdict::Allowed { requires, .. } = check_trust(&policy, &claims()) else {
             panic!("denied");
         };
@@ -566,15 +572,9 @@ mod tests {
 
     #[test]
     fn explicit_deny_wins_and_wrong_principals_or_actions_do_not_count() {
-        let mut policy = trust(
-            json!({"StringLike": {"token.actions.githubusercontent.com:sub": "repo:octo-org/*"}}),
+        let policy = org_wide_with_deny(
+            json!({"StringEquals": {"token.actions.githubusercontent.com:ref": "refs/heads/main"}}),
         );
-        policy["Statement"].as_array_mut().unwrap().push(json!({
-            "Effect": "Deny",
-            "Principal": {"Federated": "arn:aws:iam::111111111111:oidc-provider/token.actions.githubusercontent.com"},
-            "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": {"StringEquals": {"token.actions.githubusercontent.com:ref": "refs/heads/main"}},
-        }));
         assert_eq!(
             check_trust(&policy, &claims()),
             Verdict::Denied {

@@ -15,6 +15,7 @@ use std::fmt;
 use serde_json::{Map, Value, json};
 
 use super::{GITHUB_OIDC_HOST, evaluate, github_claim, statements, strings, wildcard_match};
+use crate::ecr_host::is_account_id;
 use crate::sub_claim::SubClaim;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
@@ -162,10 +163,10 @@ const SOURCE_KEYS: [&str; 4] = [
 /// (`123456789012`, `111122223333`, `012345678910`, `123456123456`, `111111111111`): the
 /// chance that one is the reader's own is nil.
 fn is_example_account(id: &str) -> bool {
-    let b = id.as_bytes();
-    if b.len() != 12 || !b.iter().all(u8::is_ascii_digit) {
+    if !is_account_id(id) {
         return false;
     }
+    let b = id.as_bytes();
     let uniform = |part: &[u8]| part.iter().all(|c| *c == part[0]);
     uniform(b)
         || b.chunks(4).all(uniform)
@@ -341,6 +342,15 @@ impl<'a> Statement<'a> {
         list.iter().copied().filter(|a| self.grants(a)).collect()
     }
 
+    /// What the principal can do, for a message: assume the role, else these writes.
+    fn can(&self, writes: &[&str]) -> String {
+        if self.grants("sts:AssumeRole") {
+            "assume this role".to_owned()
+        } else {
+            summary(writes)
+        }
+    }
+
     /// Writes other than what replication needs of a source account.
     fn writes_beyond_replication(&self) -> Vec<&'static str> {
         self.granted(&WRITE)
@@ -384,7 +394,7 @@ impl<'a> Statement<'a> {
         let github_key = |(_, key, _): &(String, String, Vec<String>)| github_claim(key).is_some();
         (self.grants("sts:AssumeRoleWithWebIdentity")
             || (!self.federated.is_empty() && self.grants("sts:AssumeRole")))
-            && (self.federated.iter().any(|f| f.contains(GITHUB_OIDC_HOST))
+            && (self.federated.iter().any(|f| evaluate::names_github(f))
                 || ((self.anyone || !self.federated.is_empty())
                     && self.conditions.iter().any(github_key)))
     }
@@ -502,11 +512,7 @@ impl<'a> Statement<'a> {
                     Severity::Critical,
                     format!(
                         "Principal \"*\" with no condition on who: any AWS account, anyone's, can {}; name the role ARN, or narrow it with aws:PrincipalOrgID or aws:PrincipalArn",
-                        if self.grants("sts:AssumeRole") {
-                            "assume this role".to_owned()
-                        } else {
-                            summary(&writes)
-                        }
+                        self.can(&writes)
                     ),
                 );
             } else if !reads.is_empty() || self.actions.iter().any(|a| a.starts_with("ecr")) {
@@ -558,9 +564,7 @@ impl<'a> Statement<'a> {
             }
         }
         let account_writes = self.writes_beyond_replication();
-        let is_account = |p: &String| {
-            p.ends_with(":root") || (p.len() == 12 && p.bytes().all(|b| b.is_ascii_digit()))
-        };
+        let is_account = |p: &String| p.ends_with(":root") || is_account_id(p);
         if !account_writes.is_empty() {
             for p in self.aws.iter().filter(|p| is_account(p)) {
                 add(
@@ -568,11 +572,7 @@ impl<'a> Statement<'a> {
                     Severity::Low,
                     format!(
                         "`{p}` is a whole account: every principal there whose own policy allows it can {}; name the role that needs it",
-                        if self.grants("sts:AssumeRole") {
-                            "assume this role".to_owned()
-                        } else {
-                            summary(&account_writes)
-                        }
+                        self.can(&account_writes)
                     ),
                 );
             }
@@ -689,7 +689,7 @@ fn placeholder_texts(value: &str) -> Vec<String> {
         && !account.is_empty()
         && account != "aws"
         && !account.contains(['*', '?', '$', '<'])
-        && !(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()))
+        && !is_account_id(account)
     {
         found.push(account.to_owned());
     }
@@ -712,11 +712,7 @@ fn placeholder_texts(value: &str) -> Vec<String> {
 /// (`arn:aws:iam::*****:…` is a redacted id, not a pattern).
 fn principal_placeholder(value: &str) -> Option<String> {
     let account = value.strip_prefix("arn:")?.split(':').nth(3)?;
-    (!account.is_empty()
-        && account != "aws"
-        && account.contains('*')
-        && !(account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())))
-    .then(|| account.to_owned())
+    account.contains('*').then(|| account.to_owned())
 }
 
 /// Placeholders only the key tells: a `sub` whose ids are words (`@OWNER_ID`), an
