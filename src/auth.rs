@@ -19,7 +19,7 @@ use aws_sdk_sts::types::Tag;
 use base64::Engine as _;
 
 use crate::actions::Runtime;
-use crate::inputs::{self, Auth, CrossAccount};
+use crate::names::account_of_arn;
 use crate::sdk::describe;
 use crate::sub_claim::{self, SubClaim};
 
@@ -33,6 +33,23 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// One attempt of one call (a layer part gets more, by its size: see push/ecr.rs); past
 /// it the SDK retries, so a stalled connection cannot hang the job.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to get credentials: the roles and the session, as the inputs named them.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub role_to_assume: Option<String>,
+    pub audience: String,
+    pub role_session_name: String,
+    pub role_duration_seconds: i32,
+    pub cross_account: Option<CrossAccount>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CrossAccount {
+    pub role: String,
+    pub external_id: Option<String>,
+    pub session_tags: bool,
+}
 
 /// The timeout of one attempt of one small request: [`REQUEST_TIMEOUT`], or
 /// `ECR_PUSH_REQUEST_TIMEOUT_SECONDS` for links where AWS answers slower. Read once, by
@@ -120,7 +137,7 @@ struct Hop {
 }
 
 pub async fn authenticate(
-    auth: &Auth,
+    auth: &Request,
     region: Option<&str>,
     runtime: &Runtime,
     env: &impl Fn(&str) -> Option<String>,
@@ -159,9 +176,7 @@ pub async fn authenticate(
         None => first,
     };
     let region = resolved_region(&base)?;
-    let account = inputs::account_of_arn(&last.arn)
-        .unwrap_or_default()
-        .to_owned();
+    let account = account_of_arn(&last.arn).unwrap_or_default().to_owned();
     // Assumed roles expire (a chained one within the hour) and a large push can outlast
     // them: the SDK's cache asks this provider again shortly before they do, and it runs
     // the chain again. The default chain renews its own.
@@ -274,7 +289,7 @@ async fn request_id_token(
 
 async fn assume_web_identity(
     base: &SdkConfig,
-    auth: &Auth,
+    auth: &Request,
     role: &str,
     token: &str,
     runtime: &Runtime,
@@ -327,7 +342,7 @@ async fn assume_web_identity(
         claim("sub"),
         claim("aud"),
         auth.role_session_name,
-        inputs::account_of_arn(&arn).unwrap_or("?")
+        account_of_arn(&arn).unwrap_or("?")
     );
     Ok(Hop {
         provider: masked_provider(credentials, runtime),
@@ -458,7 +473,7 @@ async fn default_chain(base: &SdkConfig) -> Result<Hop, Error> {
 async fn assume_cross_account(
     base: &SdkConfig,
     first: &Hop,
-    auth: &Auth,
+    auth: &Request,
     cross: &CrossAccount,
     runtime: &Runtime,
     env: &impl Fn(&str) -> Option<String>,
@@ -512,7 +527,7 @@ async fn assume_cross_account(
                                 .join(", ")
                         )
                     },
-                    inputs::account_of_arn(&arn).unwrap_or("?")
+                    account_of_arn(&arn).unwrap_or("?")
                 );
                 return Ok(Hop {
                     provider: masked_provider(credentials, runtime),
@@ -571,7 +586,7 @@ const RENEWAL_VARIABLES: [&str; 10] = [
 #[derive(Debug)]
 struct Renewing {
     base: SdkConfig,
-    auth: Auth,
+    auth: Request,
     runtime: Runtime,
     variables: std::collections::HashMap<String, String>,
     initial: std::sync::Mutex<Option<Credentials>>,

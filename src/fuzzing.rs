@@ -59,8 +59,8 @@ pub fn inputs(data: &[u8]) {
         .into_iter()
         .map(str::to_owned)
         .chain(text.lines().map(str::to_owned));
-    if let Ok(cli) = crate::inputs::Cli::try_parse_from(args)
-        && let crate::inputs::Command::Push(push) = cli.command
+    if let Ok(cli) = crate::cli::Cli::try_parse_from(args)
+        && let crate::cli::Command::Push(push) = cli.command
     {
         let _ = push.validate();
     }

@@ -92,8 +92,8 @@ async fn lines(sent: Sent, total: u64) {
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(
             "{} of {} ({:.0} %) sent, {:.1} MB/s",
-            crate::report::human_bytes(done),
-            crate::report::human_bytes(total),
+            crate::units::human_bytes(done),
+            crate::units::human_bytes(total),
             done as f64 * 100.0 / total.max(1) as f64,
             done as f64 / 1e6 / seconds.max(1e-3)
         );

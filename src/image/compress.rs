@@ -163,8 +163,8 @@ pub(super) fn compress(
         "compressed {} layers with {}: {} to {} in {:.1} s",
         done.len(),
         compression.name(),
-        crate::report::human_bytes(raw),
-        crate::report::human_bytes(packed),
+        crate::units::human_bytes(raw),
+        crate::units::human_bytes(packed),
         started.elapsed().as_secs_f64()
     );
 

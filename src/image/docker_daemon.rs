@@ -148,7 +148,7 @@ pub(super) async fn export(image: &DaemonRef, docker_host: Option<&str>) -> Resu
     tracing::info!(
         "exported {} from the Docker daemon: {} in {:.1} s",
         image.name,
-        crate::report::human_bytes(bytes),
+        crate::units::human_bytes(bytes),
         started.elapsed().as_secs_f64()
     );
     Ok(Spooled {

@@ -16,6 +16,7 @@ mod oci_archive;
 mod registry;
 mod tarball;
 
+pub use crate::digest::Digest;
 pub use compress::Compression;
 
 use std::collections::HashSet;
@@ -118,8 +119,8 @@ pub enum Error {
         what: String,
         source: serde_json::Error,
     },
-    #[error("image: `{0}` is not a sha256 digest (sha256: followed by 64 lowercase hex digits)")]
-    Digest(String),
+    #[error("image: {0}")]
+    Digest(#[from] crate::digest::Invalid),
     #[error("image: blob {digest} is missing from {path}")]
     MissingBlob { path: PathBuf, digest: Digest },
     #[error("image: manifest {digest} is {size} bytes; ECR accepts at most {MAX_MANIFEST_BYTES}")]
@@ -190,56 +191,6 @@ fn listed(close: &[String]) -> String {
         "; build or pull it first, or check the name".to_owned()
     } else {
         format!("; it has {}", close.join(", "))
-    }
-}
-
-/// A sha256 content digest, `sha256:` and 64 lowercase hex digits: the only algorithm
-/// ECR stores, so the only one accepted.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest(String);
-
-impl Digest {
-    pub fn parse(text: &str) -> Result<Self, Error> {
-        let valid = text.strip_prefix("sha256:").is_some_and(|hex| {
-            hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        });
-        if valid {
-            Ok(Self(text.to_owned()))
-        } else {
-            Err(Error::Digest(text.to_owned()))
-        }
-    }
-
-    pub fn of(bytes: &[u8]) -> Self {
-        Self::from_hasher(Sha256::new_with_prefix(bytes))
-    }
-
-    fn from_hasher(hasher: Sha256) -> Self {
-        let hex: String = hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Self(format!("sha256:{hex}"))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The short form used in log lines: algorithm and the first 12 hex digits.
-    pub fn short(&self) -> &str {
-        &self.0[..19]
-    }
-
-    fn hex(&self) -> &str {
-        &self.0[7..]
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -1051,20 +1002,6 @@ mod tests {
     }
 
     #[test]
-    fn digest_accepts_only_lowercase_sha256() {
-        let good = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(Digest::parse(&good).unwrap().as_str(), good);
-        for bad in [
-            format!("sha256:{}", "A".repeat(64)),
-            format!("sha256:{}", "a".repeat(63)),
-            format!("sha512:{}", "a".repeat(128)),
-            "a".repeat(64),
-        ] {
-            assert!(Digest::parse(&bad).is_err(), "{bad} accepted");
-        }
-    }
-
-    #[test]
     fn manifests_with_a_key_twice_or_deep_nesting_are_refused() {
         assert!(strict_json(br#"{"a":[1,{"b":null}],"c":"d"}"#).is_ok());
         let twice = strict_json(br#"{"a":{"b":1,"b":2}}"#).unwrap_err();
@@ -1075,14 +1012,6 @@ mod tests {
         let fine = format!("{}{}", "[".repeat(32), "]".repeat(32));
         assert!(strict_json(fine.as_bytes()).is_ok());
         assert!(strict_json(b"{} trailing").is_err());
-    }
-
-    #[test]
-    fn digest_of_empty_is_the_well_known_one() {
-        assert_eq!(
-            Digest::of(b"").as_str(),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
     }
 
     #[test]

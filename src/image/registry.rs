@@ -44,7 +44,7 @@ pub(super) fn host(reference: &Reference) -> String {
 /// Fetches the top manifest and returns a store that reads the rest on demand.
 pub(super) async fn open(reference: Reference, login: Option<Login>) -> Result<Opened, Error> {
     let registry = reference.registry().to_owned();
-    let loopback = crate::inputs::is_loopback(reference.registry());
+    let loopback = crate::http::is_loopback(reference.registry());
     let client = Client::new(ClientConfig {
         protocol: if loopback {
             ClientProtocol::HttpsExcept(vec![reference.registry().to_owned()])

@@ -314,7 +314,7 @@ impl Ecr {
                 self.region,
                 self.registry_id,
                 self.repository,
-                if crate::inputs::account_of_arn(&self.principal) == Some(&self.registry_id) {
+                if crate::names::account_of_arn(&self.principal) == Some(&self.registry_id) {
                     ""
                 } else {
                     ", and the repository policy must allow it across accounts"

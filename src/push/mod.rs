@@ -206,7 +206,7 @@ async fn upload<D: Destination>(
     tracing::info!(
         "pushed {} {} in {seconds:.1} s{rate}",
         descriptor.digest.short(),
-        crate::report::human_bytes(descriptor.size),
+        crate::units::human_bytes(descriptor.size),
     );
     Ok(())
 }
@@ -241,7 +241,7 @@ pub async fn push<D: Destination>(
             "{} of {} blobs already in the repository ({}), skipped",
             present.len(),
             digests.len(),
-            crate::report::human_bytes(report.bytes_skipped)
+            crate::units::human_bytes(report.bytes_skipped)
         );
     }
 

@@ -130,7 +130,7 @@ impl Registry {
         chunked: bool,
         mask: impl Fn(&str) + Send + Sync + 'static,
     ) -> Result<Self, Error> {
-        let scheme = if crate::inputs::is_loopback(host) {
+        let scheme = if crate::http::is_loopback(host) {
             "http"
         } else {
             "https"
@@ -445,7 +445,7 @@ impl Registry {
                 "the registry named a realm that is not a URL ({e})"
             ))
         })?;
-        let loopback = url.host_str().is_some_and(crate::inputs::is_loopback);
+        let loopback = url.host_str().is_some_and(crate::http::is_loopback);
         if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
             return Err(refused(
                 "the registry named a realm that is not HTTPS, where no login or token is sent"

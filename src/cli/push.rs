@@ -1,0 +1,614 @@
+//! `ecr-push push`: its flags, and their validation into the flow's [`Push`].
+
+use clap::Args;
+use clap::builder::BoolValueParser;
+
+use crate::auth;
+use crate::ecr_host::{self, EcrHost};
+use crate::flow::{Destination, Push};
+use crate::names::{
+    EXTERNAL_ID_CHARS, Invalid as Error, check_account, check_chars, check_region,
+    check_repository, check_role_arn, check_tag, invalid,
+};
+
+/// STS `RoleSessionName`: 2 to 64 characters of `[\w+=,.@-]`.
+const SESSION_NAME_CHARS: std::ops::RangeInclusive<usize> = 2..=64;
+/// STS session durations: 15 minutes to 12 hours (the role's own maximum may be lower).
+const DURATION_SECONDS: std::ops::RangeInclusive<i32> = 900..=43200;
+/// Blobs uploaded at once; ECR's write quotas are shared by the whole account.
+const CONCURRENCY: std::ops::RangeInclusive<usize> = 1..=16;
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = super::PUSH_EXAMPLES,
+    after_long_help = concat!(
+        "Examples:\n", push_examples!(), "\n\n", "Exit codes:\n", exit_codes!(),
+        "\n\nEnvironment:\n", environment!()
+    )
+)]
+pub struct PushArgs {
+    /// The image, in skopeo's transport syntax: NAME[:TAG] or docker-daemon:NAME[:TAG]
+    /// (the Docker engine's), oci:DIR[:REF] (an OCI layout), oci-archive:FILE[:REF],
+    /// docker-archive:FILE[:NAME:TAG] (docker save), docker://HOST/REPO:TAG (a registry)
+    #[arg(long, help_heading = "Image", value_name = "REFERENCE")]
+    pub image: String,
+
+    /// The ECR repository name, e.g. team/app
+    #[arg(long, help_heading = "Destination", value_name = "NAME")]
+    pub repository: String,
+
+    /// Tags to set, separated by commas or newlines (when empty: the REF of the image,
+    /// else latest)
+    #[arg(long, help_heading = "Image", value_name = "TAGS")]
+    pub tags: Option<String>,
+
+    /// For a multi-platform image: the platforms to keep, as OS/ARCH[/VARIANT] separated
+    /// by commas or newlines (when empty: the whole index, as it is)
+    #[arg(long, help_heading = "Image", value_name = "PLATFORMS")]
+    pub platforms: Option<String>,
+
+    /// Layers as they are in the source (keep), or uncompressed layers compressed on the
+    /// way (gzip, zstd), which rewrites the manifests that list them
+    #[arg(
+        long,
+        help_heading = "Image",
+        value_name = "KEEP|GZIP|ZSTD",
+        default_value = "keep"
+    )]
+    pub compression: String,
+
+    /// The level of compression: gzip 1-9 (when empty: 6), zstd 1-19 (when empty: 3)
+    #[arg(long, help_heading = "Image", value_name = "N")]
+    pub compression_level: Option<String>,
+
+    /// AWS region of the registry (when empty: AWS_REGION, AWS_DEFAULT_REGION or the
+    /// profile's)
+    #[arg(long, help_heading = "Credentials", value_name = "REGION")]
+    pub aws_region: Option<String>,
+
+    /// IAM role to assume with the job's GitHub OIDC token. Without it, the default AWS
+    /// credential chain is used (environment, profile, SSO, instance role).
+    #[arg(long, help_heading = "Credentials", value_name = "ARN")]
+    pub role_to_assume: Option<String>,
+
+    /// Audience of the OIDC token; the role's trust policy checks it as
+    /// token.actions.githubusercontent.com:aud
+    #[arg(
+        long,
+        help_heading = "Credentials",
+        value_name = "AUD",
+        default_value = "sts.amazonaws.com"
+    )]
+    pub audience: String,
+
+    /// Session name of the assumed roles, seen in CloudTrail
+    #[arg(
+        long,
+        help_heading = "Credentials",
+        value_name = "NAME",
+        default_value = "GitHubActions"
+    )]
+    pub role_session_name: String,
+
+    /// Lifetime of the role session in seconds (a chained second role is capped at 3600)
+    #[arg(
+        long,
+        help_heading = "Credentials",
+        allow_negative_numbers = true,
+        value_name = "SECONDS",
+        default_value_t = 3600
+    )]
+    pub role_duration_seconds: i32,
+
+    /// A second role to assume with the first role's credentials, typically in the
+    /// account that owns the registry (role chaining)
+    #[arg(long, help_heading = "Credentials", value_name = "ARN")]
+    pub cross_account_role: Option<String>,
+
+    /// The sts:ExternalId the second role's trust policy requires
+    #[arg(long, help_heading = "Credentials", value_name = "ID")]
+    pub cross_account_external_id: Option<String>,
+
+    /// Send session tags (Repository, Workflow, Actor, Commit, Branch, RunId) on the
+    /// cross-account hop; its trust policy must then allow sts:TagSession
+    #[arg(long, help_heading = "Credentials", value_name = "BOOL", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = BoolValueParser::new())]
+    pub session_tags: bool,
+
+    /// Account id of the registry (when empty: the account of the final credentials)
+    #[arg(long, help_heading = "Destination", value_name = "ACCOUNT")]
+    pub registry_id: Option<String>,
+
+    /// Create the repository when it does not exist
+    #[arg(long, help_heading = "Destination", value_name = "BOOL", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = BoolValueParser::new())]
+    pub create_repository: bool,
+
+    /// Write the registry's credentials into $DOCKER_CONFIG/config.json (default
+    /// ~/.docker) so later steps can docker pull; needs ecr:GetAuthorizationToken
+    #[arg(long, help_heading = "Destination", value_name = "BOOL", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = BoolValueParser::new())]
+    pub docker_login: bool,
+
+    /// How the image travels: api (ECR's layer-upload API, repository-scoped permissions
+    /// only) or registry (the OCI distribution API, with a registry login); when empty,
+    /// api for ECR and registry for any other registry
+    #[arg(long, help_heading = "Destination", value_name = "API|REGISTRY")]
+    pub transport: Option<String>,
+
+    /// The registry to push to, as a host: ECR's ACCOUNT.dkr.ecr.REGION.amazonaws.com (or
+    /// its FIPS, dual-stack or China form), or any OCI registry (no AWS then; the login
+    /// comes from the Docker config). When empty: the ECR registry of registry-id, else of
+    /// the final credentials' account
+    #[arg(long, help_heading = "Destination", value_name = "HOST")]
+    pub registry: Option<String>,
+
+    /// How many blobs to upload at once (1-16)
+    #[arg(
+        long,
+        help_heading = "Limits",
+        allow_negative_numbers = true,
+        value_name = "N",
+        default_value_t = 4
+    )]
+    pub concurrency: i64,
+
+    /// Give up after this many minutes (decimals allowed): the push stops with an error,
+    /// and a tag is only ever moved to a complete image
+    #[arg(
+        long,
+        help_heading = "Limits",
+        allow_negative_numbers = true,
+        value_name = "MINUTES",
+        default_value_t = 60.0
+    )]
+    pub timeout_minutes: f64,
+
+    /// Log each API call and part (RUNNER_DEBUG=1 turns it on in Actions)
+    #[arg(long, help_heading = "Output", short, value_name = "BOOL", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = BoolValueParser::new())]
+    pub verbose: bool,
+}
+
+impl PushArgs {
+    pub fn validate(self) -> Result<Push, Error> {
+        if self.image.trim().is_empty() {
+            return Err(invalid("image", "must not be empty"));
+        }
+        repository_is_not_a_uri(&self.repository)?;
+        check_repository(&self.repository)?;
+        // An empty `tags` is the default, as the help says (the runner passes every input,
+        // set or not, so an empty INPUT_TAGS never arrives here).
+        let tags = self
+            .tags
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+            .map(parse_tags)
+            .transpose()?;
+        let platforms = self.platforms.as_deref().map(parse_platforms).transpose()?;
+        let compression = parse_compression(&self.compression, self.compression_level.as_deref())?;
+        let region = self.aws_region.filter(|r| !r.is_empty());
+        if let Some(region) = &region {
+            check_region(region)?;
+        }
+        if let Some(arn) = &self.role_to_assume {
+            check_role_arn("role-to-assume", arn, region.as_deref())?;
+        }
+        if self.audience.trim().is_empty() {
+            return Err(invalid("audience", "must not be empty"));
+        }
+        check_chars(
+            "role-session-name",
+            &self.role_session_name,
+            SESSION_NAME_CHARS,
+            "+=,.@-",
+        )?;
+        if !DURATION_SECONDS.contains(&self.role_duration_seconds) {
+            return Err(invalid(
+                "role-duration-seconds",
+                format!(
+                    "{} is out of range; STS accepts {} to {}",
+                    self.role_duration_seconds,
+                    DURATION_SECONDS.start(),
+                    DURATION_SECONDS.end()
+                ),
+            ));
+        }
+        let cross_account = match self.cross_account_role {
+            Some(role) => {
+                check_role_arn("cross-account-role", &role, region.as_deref())?;
+                if let Some(id) = &self.cross_account_external_id {
+                    check_chars(
+                        "cross-account-external-id",
+                        id,
+                        EXTERNAL_ID_CHARS,
+                        "+=,.@:/-",
+                    )?;
+                }
+                Some(auth::CrossAccount {
+                    role,
+                    external_id: self.cross_account_external_id,
+                    session_tags: self.session_tags,
+                })
+            }
+            None if self.cross_account_external_id.is_some() => {
+                return Err(invalid(
+                    "cross-account-external-id",
+                    "is set but cross-account-role is not; set both or neither",
+                ));
+            }
+            None if self.session_tags => {
+                return Err(invalid(
+                    "session-tags",
+                    "tags are sent on the cross-account hop only; set cross-account-role",
+                ));
+            }
+            None => None,
+        };
+        if let Some(id) = &self.registry_id {
+            check_account("registry-id", id)?;
+        }
+        let registry = self
+            .registry
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
+        if let Some(host) = registry
+            && host.eq_ignore_ascii_case(ecr_host::ECR_PUBLIC)
+        {
+            return Err(invalid(
+                "registry",
+                format!(
+                    "{host} is ECR Public, whose own API (ecr-public, in us-east-1) ecr-push does not speak yet; push there with docker push or crane after aws ecr-public get-login-password --region us-east-1 | docker login --username AWS --password-stdin {host}"
+                ),
+            ));
+        }
+        let ecr_host = registry.and_then(EcrHost::parse);
+        let mut registry_id = self.registry_id;
+        let mut region = region;
+        if let Some(EcrHost {
+            account,
+            region: host_region,
+            ..
+        }) = &ecr_host
+        {
+            if registry_id.as_ref().is_some_and(|id| id != account) {
+                return Err(invalid(
+                    "registry-id",
+                    format!(
+                        "is not {account}, the account of registry {}",
+                        registry.unwrap_or_default()
+                    ),
+                ));
+            }
+            if region.as_ref().is_some_and(|r| r != host_region) {
+                return Err(invalid(
+                    "aws-region",
+                    format!(
+                        "is not {host_region}, the region of registry {}",
+                        registry.unwrap_or_default()
+                    ),
+                ));
+            }
+            registry_id = Some(account.clone());
+            region = Some(host_region.clone());
+        }
+        let transport = self
+            .transport
+            .as_deref()
+            .map(|t| t.trim().to_ascii_lowercase());
+        let destination = match (registry, &ecr_host, transport.as_deref()) {
+            (_, _, Some(other)) if !matches!(other, "" | "api" | "registry") => {
+                return Err(invalid(
+                    "transport",
+                    format!("`{other}` is not api or registry"),
+                ));
+            }
+            (Some(host), None, transport) => {
+                if transport == Some("api") {
+                    return Err(invalid(
+                        "transport",
+                        format!(
+                            "api is ECR's layer-upload API, and {host} is not ECR; leave transport empty or set registry"
+                        ),
+                    ));
+                }
+                check_host(host)?;
+                for (input, set) in [
+                    ("role-to-assume", self.role_to_assume.is_some()),
+                    ("cross-account-role", cross_account.is_some()),
+                    ("registry-id", registry_id.is_some()),
+                    ("create-repository", self.create_repository),
+                    ("docker-login", self.docker_login),
+                ] {
+                    if set {
+                        return Err(invalid(
+                            input,
+                            format!("is for ECR, and the registry {host} is not ECR; remove it"),
+                        ));
+                    }
+                }
+                Destination::Registry(host.to_owned())
+            }
+            (_, _, transport) => {
+                let registry = transport == Some("registry");
+                if registry && self.create_repository {
+                    return Err(invalid(
+                        "create-repository",
+                        "needs ECR's API (CreateRepository); with transport: registry, create the repository beforehand",
+                    ));
+                }
+                Destination::Ecr { registry }
+            }
+        };
+        // Read as a signed number so that `-1` is out of range rather than "unexpected".
+        let concurrency = usize::try_from(self.concurrency)
+            .ok()
+            .filter(|c| CONCURRENCY.contains(c))
+            .ok_or_else(|| {
+                invalid(
+                    "concurrency",
+                    format!(
+                        "{} is out of range; use {} to {}",
+                        self.concurrency,
+                        CONCURRENCY.start(),
+                        CONCURRENCY.end()
+                    ),
+                )
+            })?;
+        // GitHub stops any job after 6 hours.
+        if !(self.timeout_minutes > 0.0 && self.timeout_minutes <= 360.0) {
+            return Err(invalid(
+                "timeout-minutes",
+                format!(
+                    "{} is out of range; use more than 0 and at most 360 minutes",
+                    self.timeout_minutes
+                ),
+            ));
+        }
+        Ok(Push {
+            image: self.image,
+            repository: self.repository,
+            tags,
+            platforms: platforms.unwrap_or_default(),
+            compression,
+            region,
+            auth: auth::Request {
+                role_to_assume: self.role_to_assume,
+                audience: self.audience.trim().to_owned(),
+                role_session_name: self.role_session_name,
+                role_duration_seconds: self.role_duration_seconds,
+                cross_account,
+            },
+            registry_id,
+            ecr_host,
+            create_repository: self.create_repository,
+            docker_login: self.docker_login,
+            concurrency,
+            destination,
+            deadline: std::time::Duration::from_secs_f64(self.timeout_minutes * 60.0),
+        })
+    }
+}
+
+/// A `repository` that is a whole image URI (`HOST/NAME[:TAG]`) or a URL: say which
+/// inputs its parts belong to rather than take the host as part of the name (with
+/// create-repository it would create a repository named so).
+fn repository_is_not_a_uri(repository: &str) -> Result<(), Error> {
+    let bare = repository
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .trim_start_matches("docker://");
+    let Some((first, rest)) = bare.split_once('/') else {
+        return Ok(());
+    };
+    let host = EcrHost::parse(first).is_some()
+        || first.eq_ignore_ascii_case(ecr_host::ECR_PUBLIC)
+        || first.contains(':')
+        || first == "localhost"
+        || bare != repository;
+    if !host {
+        return Ok(());
+    }
+    let (name, tag) = match rest.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
+        _ => (rest, None),
+    };
+    Err(invalid(
+        "repository",
+        format!(
+            "`{repository}` is a registry and a repository; give repository: {name} and registry: {first}{}",
+            tag.map(|t| format!(", and the tag as tags: {t}"))
+                .unwrap_or_default()
+        ),
+    ))
+}
+
+/// Splits `tags` on commas and newlines, dropping blanks and repeats.
+fn parse_tags(text: &str) -> Result<Vec<String>, Error> {
+    let mut tags: Vec<String> = Vec::new();
+    for tag in text
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        check_tag(tag)?;
+        if !tags.iter().any(|t| t == tag) {
+            tags.push(tag.to_owned());
+        }
+    }
+    if tags.is_empty() {
+        return Err(invalid("tags", "lists no tag"));
+    }
+    if tags.len() > MAX_TAGS {
+        return Err(invalid(
+            "tags",
+            format!(
+                "lists {} tags; ECR allows at most {MAX_TAGS} on one image",
+                tags.len()
+            ),
+        ));
+    }
+    Ok(tags)
+}
+
+/// ECR's hard limit of tags on one image.
+const MAX_TAGS: usize = 1000;
+
+/// A registry host: a name or address, maybe a port; no scheme, no path.
+fn check_host(host: &str) -> Result<(), Error> {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(']') || host.starts_with('[') => (name, Some(port)),
+        _ => (host, None),
+    };
+    let name_ok = !name.is_empty()
+        && (name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
+            || (name.starts_with('[') && name.ends_with(']')));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok());
+    if name_ok && port_ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "registry",
+            format!("`{host}` is not a registry host (HOST or HOST:PORT, no scheme or path)"),
+        ))
+    }
+}
+
+/// `compression` and `compression-level`, together.
+fn parse_compression(name: &str, level: Option<&str>) -> Result<crate::image::Compression, Error> {
+    use crate::image::Compression;
+    let level = level.map(str::trim).filter(|l| !l.is_empty());
+    let number = |range: std::ops::RangeInclusive<i64>| -> Result<Option<i64>, Error> {
+        level
+            .map(|l| {
+                l.parse::<i64>()
+                    .ok()
+                    .filter(|n| range.contains(n))
+                    .ok_or_else(|| {
+                        invalid(
+                            "compression-level",
+                            format!(
+                                "`{l}` is not a level of {name}; use {} to {}",
+                                range.start(),
+                                range.end()
+                            ),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    match name.trim().to_ascii_lowercase().as_str() {
+        "keep" if level.is_some() => Err(invalid(
+            "compression-level",
+            "is set but compression is keep; set compression to gzip or zstd",
+        )),
+        "keep" => Ok(Compression::Keep),
+        "gzip" => Ok(Compression::Gzip {
+            level: number(1..=9)?.unwrap_or(6) as u32,
+        }),
+        "zstd" => Ok(Compression::Zstd {
+            level: number(1..=19)?.unwrap_or(3) as i32,
+        }),
+        other => Err(invalid(
+            "compression",
+            format!("`{other}` is not keep, gzip or zstd"),
+        )),
+    }
+}
+
+/// Splits `platforms` on commas and newlines into OS/ARCH[/VARIANT], dropping blanks
+/// and repeats.
+fn parse_platforms(text: &str) -> Result<Vec<crate::image::Platform>, Error> {
+    let mut platforms: Vec<crate::image::Platform> = Vec::new();
+    for item in text
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let platform = crate::image::Platform::parse(item).map_err(|_| {
+            invalid(
+                "platforms",
+                format!("`{item}` is not OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm64/v8"),
+            )
+        })?;
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
+        }
+    }
+    if platforms.is_empty() {
+        return Err(invalid("platforms", "lists no platform"));
+    }
+    Ok(platforms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_hosts_are_checked() {
+        for good in ["ghcr.io", "localhost:5000", "127.0.0.1:5000", "[::1]:5000"] {
+            assert!(check_host(good).is_ok(), "{good}");
+        }
+        for bad in ["https://ghcr.io", "ghcr.io/org", "host:port", ""] {
+            assert!(check_host(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn compression_levels_belong_to_their_algorithm() {
+        use crate::image::Compression;
+        assert_eq!(parse_compression("keep", None).unwrap(), Compression::Keep);
+        assert_eq!(
+            parse_compression("gzip", Some("")).unwrap(),
+            Compression::Gzip { level: 6 }
+        );
+        assert_eq!(
+            parse_compression("ZSTD", None).unwrap(),
+            Compression::Zstd { level: 3 }
+        );
+        assert_eq!(
+            parse_compression("zstd", Some("19")).unwrap(),
+            Compression::Zstd { level: 19 }
+        );
+        for (name, level, input) in [
+            ("gzip", Some("10"), "compression-level"),
+            ("zstd", Some("x"), "compression-level"),
+            ("keep", Some("6"), "compression-level"),
+            ("brotli", None, "compression"),
+        ] {
+            let err = parse_compression(name, level).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("{input}: ")),
+                "{name} {level:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn platforms_split_like_tags_and_must_name_os_and_arch() {
+        let parsed = parse_platforms("linux/amd64, linux/arm64/v8\nlinux/amd64").unwrap();
+        let shown: Vec<String> = parsed.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["linux/amd64", "linux/arm64/v8"]);
+        for bad in ["amd64", "linux/", "linux/amd64/v8/x", "linux amd64", " , "] {
+            let err = parse_platforms(bad).unwrap_err().to_string();
+            assert!(err.starts_with("platforms: "), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn tags_split_on_commas_and_newlines_once_each() {
+        assert_eq!(
+            parse_tags("v1, latest\nabc123,\n,v1").unwrap(),
+            ["v1", "latest", "abc123"]
+        );
+        assert!(parse_tags(" , ").is_err());
+        assert!(parse_tags("-bad").is_err());
+        assert!(parse_tags("has space").is_err());
+        assert!(parse_tags(&"a".repeat(301)).is_err());
+        assert!(parse_tags(&"a".repeat(300)).is_ok());
+    }
+}

@@ -1,0 +1,319 @@
+//! One push, top to bottom: inputs (validated by the CLI into a [`Push`]) → source
+//! image (local, so a bad image fails before any network call) → credentials → push →
+//! report. Each step is a module that knows nothing of the ones after it; this is the
+//! only place that knows their order.
+
+use std::process::ExitCode;
+
+use crate::actions::Runtime;
+use crate::ecr_host::EcrHost;
+use crate::image::{self, Image};
+use crate::{actions, auth, docker_config, push as destination, report};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Inputs(#[from] crate::names::Invalid),
+    #[error(transparent)]
+    Image(#[from] image::Error),
+    #[error(transparent)]
+    Auth(#[from] auth::Error),
+    #[error(transparent)]
+    Push(#[from] destination::Error),
+    #[error(transparent)]
+    DockerConfig(#[from] docker_config::Error),
+    #[error(transparent)]
+    Actions(#[from] actions::Error),
+    #[error("could not start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(
+        "timeout-minutes: the push did not finish within {0} minutes and was stopped; no tag was moved to an incomplete image. Raise timeout-minutes for a slow link or a large image"
+    )]
+    Deadline(f64),
+}
+
+impl Error {
+    /// 2 when the inputs are wrong (nothing was sent), 1 when the push failed.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Inputs(_) => ExitCode::from(2),
+            Error::Image(e) if e.is_input() => ExitCode::from(2),
+            _ => ExitCode::FAILURE,
+        }
+    }
+}
+
+/// A validated push request.
+#[derive(Debug)]
+pub struct Push {
+    pub image: String,
+    pub repository: String,
+    /// `None`: the default (the image reference's tag, else `latest`), known once the
+    /// image is open.
+    pub tags: Option<Vec<String>>,
+    /// Empty: push every platform of an index.
+    pub platforms: Vec<crate::image::Platform>,
+    pub compression: crate::image::Compression,
+    pub region: Option<String>,
+    pub auth: auth::Request,
+    pub registry_id: Option<String>,
+    /// The ECR host the `registry` input named, in the form it was given (FIPS,
+    /// dual-stack), for the endpoints it asks for and the URIs written out.
+    pub ecr_host: Option<EcrHost>,
+    pub create_repository: bool,
+    pub docker_login: bool,
+    pub concurrency: usize,
+    pub destination: Destination,
+    /// The whole push's deadline (`timeout-minutes`).
+    pub deadline: std::time::Duration,
+}
+
+/// Where and how the image goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Destination {
+    /// ECR, through its layer-upload API or, with `registry: true`, its registry endpoint.
+    Ecr { registry: bool },
+    /// Any other OCI registry, by host.
+    Registry(String),
+}
+
+/// Runs the push on a runtime of its own, within its deadline.
+pub fn push(
+    push: Push,
+    runtime: &Runtime,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?
+        .block_on(async {
+            let deadline = push.deadline;
+            tokio::time::timeout(deadline, run(push, runtime, env))
+                .await
+                .unwrap_or(Err(Error::Deadline(deadline.as_secs_f64() / 60.0)))
+        })
+}
+
+async fn run(
+    push: Push,
+    runtime: &Runtime,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), Error> {
+    // A registry's login (source or destination) is masked before it is used.
+    let docker_login = |host: &str| {
+        docker_config::lookup(host, env).inspect(|login| runtime.mask(&login.password))
+    };
+    // A `docker://` source's login is found first, once (a credential helper is not run
+    // twice). On an ECR host with no Docker login of its own it is read with the step's
+    // AWS credentials (a promotion by digest from a dev account's registry), so those
+    // come first; the same session then pushes.
+    let mut session = None;
+    let mut source_login = None;
+    if let Some(host) = image::registry_host(&push.image) {
+        let mut login = docker_login(&host);
+        if login.is_none()
+            && let Some(ecr_host) = crate::ecr_host::EcrHost::parse(&host)
+        {
+            let authenticated = credentials(&push, runtime, env).await?;
+            login = Some(
+                destination::Ecr::source_login(
+                    &authenticated,
+                    ecr_host,
+                    destination::ecr_endpoint_overridden(env),
+                    |secret| runtime.mask(secret),
+                )
+                .await?,
+            );
+            tracing::info!("{host}: read with a login from GetAuthorizationToken");
+            session = Some(authenticated);
+        }
+        source_login = Some((host, login));
+    }
+    let login = |host: &str| match &source_login {
+        Some((source, login)) if source == host => login.clone(),
+        _ => docker_login(host),
+    };
+    let image = Image::open(
+        &push.image,
+        &push.platforms,
+        env("DOCKER_HOST").as_deref(),
+        login,
+        push.compression,
+    )
+    .await?;
+    let tags = match push.tags.clone() {
+        Some(tags) => tags,
+        None => vec![crate::names::default_tag(image.tag.as_deref())?],
+    };
+    let mut rewritten_for = Vec::new();
+    if !push.platforms.is_empty() {
+        let platforms: Vec<String> = push.platforms.iter().map(ToString::to_string).collect();
+        rewritten_for.push(format!("platforms {}", platforms.join(", ")));
+    }
+    if push.compression != image::Compression::Keep {
+        rewritten_for.push("compression".to_owned());
+    }
+    if let Some(original) = &image.original_digest {
+        tracing::info!(
+            "manifest {original} rewritten for {}: {}",
+            rewritten_for.join(" and "),
+            image.manifest.digest
+        );
+    }
+    tracing::info!(
+        "image {} ({}{}, {} blobs, {})",
+        image.manifest.digest,
+        image.manifest.media_type,
+        match image.children.len() {
+            0 => String::new(),
+            n => format!(" of {n} manifests"),
+        },
+        image.blobs().len(),
+        crate::units::human_bytes(destination::total_size(image.blobs()))
+    );
+
+    let (registry, report) = match &push.destination {
+        Destination::Registry(host) => {
+            // No AWS at all: the registry's login is the Docker CLI's, masked first, as is
+            // each token its realm hands out.
+            let login = login(host).map(|login| (login.username, login.password));
+            // For a registry that refuses one streamed PATCH per blob.
+            let chunked = env("ECR_PUSH_CHUNKED").as_deref() == Some("true");
+            let masks = runtime.clone();
+            let destination = destination::Registry::new(
+                host,
+                &push.repository,
+                login,
+                chunked,
+                move |secret| masks.mask(secret),
+            )?;
+            let _group = runtime.group(&format!("Push to {host}/{}", push.repository));
+            let report = destination::push(
+                &destination,
+                &image,
+                &tags,
+                push.concurrency,
+                runtime.progress(),
+            )
+            .await?;
+            (host.clone(), report)
+        }
+        Destination::Ecr { registry } => {
+            let session = match session {
+                Some(session) => session,
+                None => credentials(&push, runtime, env).await?,
+            };
+            push_to_ecr(&push, session, *registry, &image, &tags, runtime, env).await?
+        }
+    };
+
+    let pushed = report::Pushed {
+        registry: &registry,
+        repository: &push.repository,
+        digest: &image.manifest.digest,
+        original_digest: image.original_digest.as_ref(),
+        rewritten_for: &rewritten_for.join(" and "),
+        tags: &tags,
+        report: &report,
+    };
+    let outputs = pushed.outputs();
+    let outputs: Vec<(&str, &str)> = outputs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    runtime.set_outputs(&outputs)?;
+    runtime.append_summary(&pushed.summary())?;
+    tracing::info!("{}", pushed.line());
+    if !runtime.in_actions() {
+        // The one line on stdout, for `uri=$(ecr-push push …)`.
+        println!("{}", pushed.image_uri());
+    }
+    Ok(())
+}
+
+/// Credentials, then the push to ECR through its API or, with `via_registry`, its
+/// registry endpoint; the registry host and what the push did.
+async fn push_to_ecr(
+    push: &Push,
+    session: auth::Session,
+    via_registry: bool,
+    image: &Image,
+    tags: &[String],
+    runtime: &Runtime,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(String, report::Report), Error> {
+    let registry_id = push.registry_id.clone().unwrap_or(session.account);
+    // The host as the registry input named it (FIPS, dual-stack), else the standard one.
+    let host = match &push.ecr_host {
+        Some(host) => host.clone(),
+        None => crate::ecr_host::EcrHost::standard(&registry_id, &session.region),
+    };
+    let ecr = destination::Ecr::new(
+        &session.config,
+        host,
+        destination::ecr_endpoint_overridden(env),
+        push.repository.clone(),
+        push.create_repository,
+        session.principal,
+        push.concurrency,
+    );
+    let registry = ecr.registry_host();
+    // The login is fetched before anything is pushed, so a role without
+    // ecr:GetAuthorizationToken fails before a tag moves; it is stored after.
+    let login = if push.docker_login || via_registry {
+        Some(ecr.login(|secret| runtime.mask(secret)).await?)
+    } else {
+        None
+    };
+    let report = {
+        let _group = runtime.group(&format!("Push to {registry}/{}", push.repository));
+        match &login {
+            Some(auth) if via_registry => {
+                let password = destination::Ecr::password(auth).unwrap_or_default();
+                let masks = runtime.clone();
+                let destination = destination::Registry::new(
+                    &registry,
+                    &push.repository,
+                    Some(("AWS".to_owned(), password)),
+                    true,
+                    move |secret| masks.mask(secret),
+                )?;
+                destination::push(
+                    &destination,
+                    image,
+                    tags,
+                    push.concurrency,
+                    runtime.progress(),
+                )
+                .await?
+            }
+            _ => destination::push(&ecr, image, tags, push.concurrency, runtime.progress()).await?,
+        }
+    };
+    if let Some(auth) = login.filter(|_| push.docker_login) {
+        let stored = docker_config::store(&registry, &auth, env)?;
+        tracing::info!(
+            "docker login for {registry} stored in {}",
+            stored.path.display()
+        );
+        if let Some(helper) = stored.shadowed_by {
+            tracing::warn!(
+                "{} names the credential helper `{helper}`, which docker asks before `auths`; remove it for this login to be used",
+                stored.path.display()
+            );
+        }
+    }
+    Ok((registry, report))
+}
+
+/// The step's AWS credentials: the web identity and role chain, or the default chain.
+async fn credentials(
+    push: &Push,
+    runtime: &Runtime,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<auth::Session, Error> {
+    let session = {
+        let _group = runtime.group("Credentials");
+        auth::authenticate(&push.auth, push.region.as_deref(), runtime, env).await?
+    };
+    tracing::info!("credentials for {}", session.principal);
+    Ok(session)
+}
