@@ -139,6 +139,10 @@ async fn run(
         &push.platforms,
         env("DOCKER_HOST").as_deref(),
         login,
+        {
+            let masks = runtime.clone();
+            move |secret: &str| masks.mask(secret)
+        },
         push.compression,
     )
     .await?;

@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod auth;
+pub mod calls;
 pub mod cli;
 pub mod digest;
 pub mod docker_config;
@@ -16,6 +17,7 @@ pub mod names;
 pub mod policy;
 pub mod progress;
 pub mod push;
+pub mod registry;
 pub mod report;
 pub mod sdk;
 pub mod sub_claim;

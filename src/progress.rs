@@ -28,17 +28,37 @@ pub enum Style {
 }
 
 /// The bytes of a push's blobs sent so far, shared by its uploads: a destination adds a
-/// part once the part is sent.
+/// part once the part is sent. Each upload attempt of one blob counts on a [`Sent::attempt`]
+/// of it, which can take its bytes back when the blob is sent again from its start.
 #[derive(Clone, Default)]
-pub struct Sent(Arc<AtomicU64>);
+pub struct Sent {
+    total: Arc<AtomicU64>,
+    /// What this attempt added to `total`.
+    mine: Arc<AtomicU64>,
+}
 
 impl Sent {
     pub fn add(&self, bytes: usize) {
-        self.0.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.total.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.mine.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A count for one attempt at one blob, adding to the same total.
+    pub fn attempt(&self) -> Sent {
+        Sent {
+            total: self.total.clone(),
+            mine: Arc::default(),
+        }
+    }
+
+    /// Takes back what this attempt added: its bytes will be sent again.
+    pub fn take_back(&self) {
+        let mine = self.mine.swap(0, Ordering::Relaxed);
+        self.total.fetch_sub(mine, Ordering::Relaxed);
     }
 
     fn total(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.total.load(Ordering::Relaxed)
     }
 }
 

@@ -253,12 +253,14 @@ pub fn registry_host(reference: &str) -> Option<String> {
 
 impl Image {
     /// Opens an image from a reference in skopeo's transport syntax. `docker_host` is
-    /// `DOCKER_HOST`, for daemon images; `login` gives the login for a registry host.
+    /// `DOCKER_HOST`, for daemon images; `login` gives the login for a registry host;
+    /// `mask` hides a token a registry hands out before it is used.
     pub async fn open(
         reference: &str,
         platforms: &[Platform],
         docker_host: Option<&str>,
         login: impl Fn(&str) -> Option<crate::docker_config::Login>,
+        mask: impl Fn(&str) + Send + Sync + 'static,
         compression: Compression,
     ) -> Result<Self, Error> {
         let platforms = platforms.to_vec();
@@ -270,7 +272,7 @@ impl Image {
             _ if reference.starts_with("docker:") => {
                 let name = registry::parse(&reference["docker:".len()..])?;
                 let login = login(&registry::host(&name));
-                Source::Opened(registry::open(name, login).await?)
+                Source::Opened(registry::open(name, login, mask).await?)
             }
             Some(daemon_ref) => {
                 let spooled = docker_daemon::export(&daemon_ref?, docker_host).await?;

@@ -1,32 +1,29 @@
 //! Another registry (`docker://HOST/REPO[:TAG]` or `…@sha256:…`): GHCR, Docker Hub,
-//! another ECR, through the distribution API with `oci-client`.
+//! another ECR, through the distribution API with the one registry client
+//! ([`crate::registry::Client`], tokens for `pull`, the one retry rule).
 //!
 //! Manifests are fetched whole (they are small and their bytes are the digest); blobs
 //! are streamed from the source straight into the upload, part by part, never held
-//! whole. Loopback registries are spoken to over plain HTTP, as Docker does; every
-//! other one over HTTPS.
+//! whole.
 
 use std::io::{self, Read};
-use std::str::FromStr as _;
 use std::sync::Arc;
 
 use futures_util::StreamExt as _;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use reqwest::{Method, StatusCode};
 use tokio::runtime::Handle;
 
 use super::oci::Opened;
-use super::{Blobs, Descriptor, Digest, Error, INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES};
+use super::{
+    Blobs, Descriptor, Digest, Error, INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES,
+};
 use crate::docker_config::Login;
-
-/// A source that sends nothing for this long is given up on.
-const STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+use crate::registry::{Access, Client, Reference};
 
 /// Parses what follows `docker://`.
 pub(super) fn parse(rest: &str) -> Result<Reference, Error> {
     let name = rest.strip_prefix("//").unwrap_or(rest);
-    Reference::from_str(name).map_err(|e| {
+    Reference::parse(name).map_err(|e| {
         Error::reference(
             &format!("docker://{name}"),
             Some(&format!(
@@ -38,37 +35,42 @@ pub(super) fn parse(rest: &str) -> Result<Reference, Error> {
 
 /// The registry host, as logins are stored under it (`docker.io` for Docker Hub).
 pub(super) fn host(reference: &Reference) -> String {
-    reference.registry().to_owned()
+    reference.registry.clone()
 }
 
-/// Fetches the top manifest and returns a store that reads the rest on demand.
-pub(super) async fn open(reference: Reference, login: Option<Login>) -> Result<Opened, Error> {
-    let registry = reference.registry().to_owned();
-    let loopback = crate::http::is_loopback(reference.registry());
-    let client = Client::new(ClientConfig {
-        protocol: if loopback {
-            ClientProtocol::HttpsExcept(vec![reference.registry().to_owned()])
-        } else {
-            ClientProtocol::Https
-        },
-        ..ClientConfig::default()
-    });
-    let auth = match login {
-        Some(login) => RegistryAuth::Basic(login.username, login.password),
-        None => RegistryAuth::Anonymous,
+/// Fetches the top manifest and returns a store that reads the rest on demand. `mask`
+/// hides each token the registry's realm hands out.
+pub(super) async fn open(
+    reference: Reference,
+    login: Option<Login>,
+    mask: impl Fn(&str) + Send + Sync + 'static,
+) -> Result<Opened, Error> {
+    let shown = format!("docker://{reference}");
+    let client = Client::new(
+        reference.api_host(),
+        &reference.repository,
+        login.map(|login| (login.username, login.password)),
+        Access::Pull,
+        mask,
+    )
+    .map_err(|e| Error::Registry {
+        image: shown.clone(),
+        reason: e.reason,
+    })?;
+    let source = Source {
+        client,
+        registry: reference.registry.clone(),
+        shown,
     };
-    let shown = format!("docker://{}", reference.whole());
-    let (bytes, _) = client
-        .pull_manifest_raw(&reference, &auth, &MANIFEST_MEDIA_TYPES)
-        .await
-        .map_err(|e| registry_error(&shown, &registry, reference.repository(), &e))?;
-    let bytes = bytes.to_vec();
+    let bytes = source
+        .manifest(reference.pinned_or_tag(), &MANIFEST_MEDIA_TYPES)
+        .await?;
     let digest = Digest::of(&bytes);
-    if let Some(pinned) = reference.digest()
-        && pinned != digest.as_str()
+    if let Some(pinned) = &reference.digest
+        && *pinned != digest
     {
         return Err(Error::Registry {
-            image: shown,
+            image: source.shown,
             reason: format!("it answered a manifest whose digest is {digest}, not {pinned}"),
         });
     }
@@ -85,16 +87,10 @@ pub(super) async fn open(reference: Reference, login: Option<Login>) -> Result<O
         digest: digest.clone(),
         size: bytes.len() as u64,
     };
-    let tag = reference
-        .tag()
-        .map(str::to_owned)
-        .filter(|_| reference.digest().is_none());
+    let tag = reference.tag.clone().filter(|_| reference.digest.is_none());
     let store = Remote {
-        client: Arc::new(client),
-        reference,
-        shown,
+        source: Arc::new(source),
         top: (digest, Arc::new(bytes)),
-        auth,
         handle: Handle::current(),
     };
     Ok((Arc::new(store), top, tag))
@@ -117,52 +113,95 @@ fn refused(registry: &str, repository: &str) -> String {
     }
 }
 
-fn registry_error(
-    shown: &str,
-    registry: &str,
-    repository: &str,
-    error: &oci_client::errors::OciDistributionError,
-) -> Error {
-    use oci_client::errors::OciDistributionError as E;
-    let reason = match error {
-        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => refused(registry, repository),
-        E::ImageManifestNotFoundError(_) => NOT_FOUND.to_owned(),
-        E::RegistryError { envelope, .. } => {
-            use oci_client::errors::OciErrorCode as Code;
-            let codes: Vec<&Code> = envelope.errors.iter().map(|e| &e.code).collect();
-            if codes
-                .iter()
-                .any(|c| matches!(c, Code::ManifestUnknown | Code::NameUnknown))
-            {
-                NOT_FOUND.to_owned()
-            } else if codes
-                .iter()
-                .any(|c| matches!(c, Code::Unauthorized | Code::Denied))
-            {
-                refused(registry, repository)
-            } else {
-                let messages: Vec<String> = envelope
-                    .errors
-                    .iter()
-                    .map(|e| format!("{:?}: {}", e.code, e.message))
-                    .collect();
-                messages.join("; ")
-            }
+/// The registry read, through one client.
+struct Source {
+    client: Client,
+    /// The host as the reference names it (`docker.io`), for messages.
+    registry: String,
+    /// `docker://…` as the image is shown in messages.
+    shown: String,
+}
+
+impl Source {
+    /// The manifest `reference` (a tag or a digest) names, in one of `accepted` types.
+    async fn manifest(&self, reference: &str, accepted: &[&str]) -> Result<Vec<u8>, Error> {
+        let url = self.client.url(&format!("manifests/{reference}"));
+        let request = self
+            .client
+            .request(Method::GET, &url)
+            .header(reqwest::header::ACCEPT, accepted.join(", "));
+        let response = self
+            .client
+            .send(request, "manifest", "GET manifest")
+            .await
+            .map_err(|e| self.failed(e.reason))?;
+        if response.status() != StatusCode::OK {
+            return Err(self.refusal(response).await);
         }
-        other => crate::sdk::innermost(other),
-    };
-    Error::Registry {
-        image: shown.to_owned(),
-        reason,
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_MANIFEST_BYTES)
+        {
+            return Err(self.failed(format!(
+                "it answered a manifest over {MAX_MANIFEST_BYTES} bytes, more than ECR stores"
+            )));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.failed(crate::sdk::innermost(&e)))?;
+        Ok(bytes.to_vec())
+    }
+
+    /// The answer to GET of a blob, its body not yet read.
+    async fn blob(&self, digest: &Digest) -> Result<reqwest::Response, Error> {
+        let url = self.client.url(&format!("blobs/{digest}"));
+        let response = self
+            .client
+            .send(self.client.request(Method::GET, &url), "blob", "GET blob")
+            .await
+            .map_err(|e| self.failed(e.reason))?;
+        if response.status() != StatusCode::OK {
+            return Err(self.refusal(response).await);
+        }
+        Ok(response)
+    }
+
+    /// An answer other than 200, as what to do about it.
+    async fn refusal(&self, response: reqwest::Response) -> Error {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        let code = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| Some(v.get("errors")?.get(0)?.get("code")?.as_str()?.to_owned()))
+            .unwrap_or_default();
+        let reason = match (status, code.as_str()) {
+            (_, "MANIFEST_UNKNOWN" | "NAME_UNKNOWN" | "BLOB_UNKNOWN")
+            | (StatusCode::NOT_FOUND, _) => NOT_FOUND.to_owned(),
+            (_, "UNAUTHORIZED" | "DENIED")
+            | (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => {
+                refused(&self.registry, self.client.repository())
+            }
+            _ => format!(
+                "HTTP {} {}",
+                status.as_u16(),
+                crate::registry::detail(status, &body)
+            ),
+        };
+        self.failed(reason)
+    }
+
+    fn failed(&self, reason: String) -> Error {
+        Error::Registry {
+            image: self.shown.clone(),
+            reason,
+        }
     }
 }
 
 struct Remote {
-    client: Arc<Client>,
-    reference: Reference,
-    shown: String,
+    source: Arc<Source>,
     top: (Digest, Arc<Vec<u8>>),
-    auth: RegistryAuth,
     /// The runtime the client's connections belong to; readers run on blocking threads
     /// and wait on it.
     handle: Handle,
@@ -171,9 +210,7 @@ struct Remote {
 impl Blobs for Remote {
     fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, Error> {
         Ok(Box::new(RemoteBlob {
-            client: self.client.clone(),
-            reference: self.reference.clone(),
-            shown: self.shown.clone(),
+            source: self.source.clone(),
             digest: digest.clone(),
             handle: self.handle.clone(),
             stream: None,
@@ -186,39 +223,26 @@ impl Blobs for Remote {
         if descriptor.digest == self.top.0 {
             return Ok(Box::new(io::Cursor::new(self.top.1.to_vec())));
         }
-        let reference = self
-            .reference
-            .clone_with_digest(descriptor.digest.to_string());
         let accepted: Vec<&str> = if descriptor.media_type.is_empty() {
             MANIFEST_MEDIA_TYPES.to_vec()
         } else {
             vec![descriptor.media_type.as_str()]
         };
         // Manifests are read while the image is opened, on a blocking thread.
-        let (bytes, _) = self
+        let bytes = self
             .handle
-            .block_on(
-                self.client
-                    .pull_manifest_raw(&reference, &self.auth, &accepted),
-            )
-            .map_err(|e| {
-                registry_error(
-                    &self.shown,
-                    self.reference.registry(),
-                    self.reference.repository(),
-                    &e,
-                )
-            })?;
-        Ok(Box::new(io::Cursor::new(bytes.to_vec())))
+            .block_on(self.source.manifest(descriptor.digest.as_str(), &accepted))?;
+        Ok(Box::new(io::Cursor::new(bytes)))
     }
 }
 
+type Chunks = futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>;
+
 /// A blob read from the registry as the upload asks for it. The request is made on
-/// the first read, which happens on a blocking thread.
+/// the first read, which happens on a blocking thread; a peer that sends nothing for
+/// [`crate::http::READ_TIMEOUT`] ends it.
 struct RemoteBlob {
-    client: Arc<Client>,
-    reference: Reference,
-    shown: String,
+    source: Arc<Source>,
     digest: Digest,
     handle: Handle,
     stream: Option<Chunks>,
@@ -227,42 +251,35 @@ struct RemoteBlob {
     at: usize,
 }
 
-type Chunks = oci_client::client::SizedStream;
-
 impl Read for RemoteBlob {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.at == self.pending.len() {
             let stream = match &mut self.stream {
                 Some(stream) => stream,
                 None => {
-                    let sized = self
+                    let response = self
                         .handle
-                        .block_on(
-                            self.client
-                                .pull_blob_stream(&self.reference, self.digest.as_str()),
-                        )
+                        .block_on(self.source.blob(&self.digest))
+                        .map_err(|e| match e {
+                            Error::Registry { image, reason } => {
+                                io::Error::other(format!("{image}: {reason}"))
+                            }
+                            other => io::Error::other(other.to_string()),
+                        })?;
+                    self.stream.insert(response.bytes_stream().boxed())
+                }
+            };
+            match self.handle.block_on(stream.next()) {
+                Some(chunk) => {
+                    self.pending = chunk
                         .map_err(|e| {
                             io::Error::other(format!(
                                 "{}: {}",
-                                self.shown,
+                                self.source.shown,
                                 crate::sdk::innermost(&e)
                             ))
-                        })?;
-                    self.stream.insert(sized)
-                }
-            };
-            let next = self
-                .handle
-                .block_on(async { tokio::time::timeout(STALL_TIMEOUT, stream.next()).await });
-            let next = next.map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{}: no data for {} s", self.shown, STALL_TIMEOUT.as_secs()),
-                )
-            })?;
-            match next {
-                Some(chunk) => {
-                    self.pending = chunk?.to_vec();
+                        })?
+                        .to_vec();
                     self.at = 0;
                 }
                 None => return Ok(0),

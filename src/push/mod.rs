@@ -19,6 +19,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 pub use ecr::{Ecr, endpoint_overridden as ecr_endpoint_overridden};
 pub use registry::Registry;
 
+use crate::http::retry;
 use crate::image::{self, BlobReader, Descriptor, Digest, Image, Manifest};
 use crate::progress::Sent;
 use crate::report::Report;
@@ -34,6 +35,10 @@ pub enum Error {
     },
     #[error("registry {host}: {reason}")]
     Registry { host: String, reason: String },
+    /// A blob's streamed upload cut off, or answered 429 or 5xx: the bytes are spent,
+    /// and the blob may be sent again from its start.
+    #[error("registry {host}: {reason}")]
+    Interrupted { host: String, reason: String },
     #[error(transparent)]
     Image(#[from] image::Error),
     #[error(
@@ -73,6 +78,22 @@ pub enum Error {
     ManifestNotText(Digest),
     #[error("internal error in a blob reader: {0}")]
     Task(String),
+}
+
+impl From<crate::registry::Error> for Error {
+    fn from(e: crate::registry::Error) -> Self {
+        if e.interrupted {
+            Error::Interrupted {
+                host: e.host,
+                reason: e.reason,
+            }
+        } else {
+            Error::Registry {
+                host: e.host,
+                reason: e.reason,
+            }
+        }
+    }
 }
 
 /// The sum of the blobs' declared sizes; manifests are input, so it must not overflow.
@@ -115,24 +136,7 @@ pub trait Destination {
     }
 }
 
-/// Requests made, by API action: what the push cost against the registry's quotas.
-#[derive(Clone, Debug, Default)]
-pub struct Calls(std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>);
-
-impl Calls {
-    pub fn count(&self, action: &str) {
-        if let Ok(mut calls) = self.0.lock() {
-            *calls.entry(action.to_owned()).or_default() += 1;
-        }
-    }
-
-    pub fn snapshot(&self) -> Vec<(String, u64)> {
-        self.0
-            .lock()
-            .map(|calls| calls.iter().map(|(k, v)| (k.clone(), *v)).collect())
-            .unwrap_or_default()
-    }
-}
+use crate::calls::Calls;
 
 /// Counts every attempt the AWS SDK sends (retries too), by operation name.
 impl aws_sdk_ecr::config::Intercept for Calls {
@@ -190,9 +194,36 @@ async fn upload<D: Destination>(
     sent: &Sent,
 ) -> Result<(), Error> {
     let started = Instant::now();
-    destination
-        .upload(image.read_blob(descriptor)?, sent)
-        .await?;
+    let mut attempt = 1;
+    loop {
+        let this = sent.attempt();
+        match destination
+            .upload(image.read_blob(descriptor)?, &this)
+            .await
+        {
+            Ok(()) => break,
+            // A streamed upload cut off cannot be resumed: the blob starts over, under
+            // the HTTP retry rule's attempts and backoff.
+            Err(Error::Interrupted { host, reason }) if attempt < retry::MAX_ATTEMPTS => {
+                this.take_back();
+                let wait = retry::backoff(attempt);
+                tracing::debug!(
+                    "{}: {host}: {reason}; the blob again in {:.1} s",
+                    descriptor.digest.short(),
+                    wait.as_secs_f64()
+                );
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(Error::Interrupted { host, reason }) => {
+                return Err(Error::Registry {
+                    host,
+                    reason: format!("{reason} ({attempt} attempts at the blob)"),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
     let seconds = started.elapsed().as_secs_f64();
     // A rate over a few KiB measures round trips, not throughput.
     let rate = if descriptor.size >= 1 << 20 {
