@@ -9,14 +9,23 @@
 //! `sub` forms), so every operator and key counts as STS would count it, and a trust
 //! that pins its repository through another claim is not reported as open.
 
+mod actions;
+mod permissions;
+mod placeholders;
+mod principals;
+mod statement;
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde_json::{Map, Value, json};
 
 use super::{GITHUB_OIDC_HOST, evaluate, github_claim, statements, strings, wildcard_match};
-use crate::ecr_host::is_account_id;
 use crate::sub_claim::SubClaim;
+use placeholders::Placeholders;
+use statement::Statement;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Severity {
@@ -56,125 +65,9 @@ pub enum NotAPolicy {
     NoStatement,
 }
 
-/// ECR and ECR Public actions that change a registry (the service authorization
-/// reference's Write, Tagging and Permissions management levels), but for the scans and
-/// lifecycle previews, which change no image, and BatchImportUpstreamImage, with which a
-/// pull fills a pull-through cache from its configured upstream (AWS's own PullOnly
-/// policy grants it on `*`): it brings in no content of the caller's.
-const WRITE: [&str; 44] = [
-    "ecr:InitiateLayerUpload",
-    "ecr:UploadLayerPart",
-    "ecr:CompleteLayerUpload",
-    "ecr:PutImage",
-    "ecr:BatchDeleteImage",
-    "ecr:CreateRepository",
-    "ecr:DeleteRepository",
-    "ecr:SetRepositoryPolicy",
-    "ecr:DeleteRepositoryPolicy",
-    "ecr:PutImageTagMutability",
-    "ecr:PutImageScanningConfiguration",
-    "ecr:PutLifecyclePolicy",
-    "ecr:DeleteLifecyclePolicy",
-    "ecr:TagResource",
-    "ecr:UntagResource",
-    "ecr:ReplicateImage",
-    "ecr:PutRegistryPolicy",
-    "ecr:DeleteRegistryPolicy",
-    "ecr:PutReplicationConfiguration",
-    "ecr:PutRegistryScanningConfiguration",
-    "ecr:CreatePullThroughCacheRule",
-    "ecr:UpdatePullThroughCacheRule",
-    "ecr:DeletePullThroughCacheRule",
-    "ecr:CreateRepositoryCreationTemplate",
-    "ecr:UpdateRepositoryCreationTemplate",
-    "ecr:DeleteRepositoryCreationTemplate",
-    "ecr:PutAccountSetting",
-    "ecr:PutSigningConfiguration",
-    "ecr:DeleteSigningConfiguration",
-    "ecr:UpdateImageStorageClass",
-    "ecr-public:InitiateLayerUpload",
-    "ecr-public:UploadLayerPart",
-    "ecr-public:CompleteLayerUpload",
-    "ecr-public:PutImage",
-    "ecr-public:BatchDeleteImage",
-    "ecr-public:CreateRepository",
-    "ecr-public:DeleteRepository",
-    "ecr-public:SetRepositoryPolicy",
-    "ecr-public:DeleteRepositoryPolicy",
-    "ecr-public:PutRepositoryCatalogData",
-    "ecr-public:PutRegistryCatalogData",
-    "ecr-public:TagResource",
-    "ecr-public:UntagResource",
-    "sts:AssumeRole",
-];
-
-/// ECR and ECR Public actions that read a repository.
-const READ: [&str; 16] = [
-    "ecr:BatchCheckLayerAvailability",
-    "ecr:BatchGetImage",
-    "ecr:GetDownloadUrlForLayer",
-    "ecr:DescribeImages",
-    "ecr:DescribeRepositories",
-    "ecr:ListImages",
-    "ecr:DescribeImageScanFindings",
-    "ecr:GetRepositoryPolicy",
-    "ecr:GetLifecyclePolicy",
-    "ecr:ListTagsForResource",
-    "ecr:ListImageReferrers",
-    "ecr:DescribeImageReplicationStatus",
-    "ecr-public:BatchCheckLayerAvailability",
-    "ecr-public:DescribeImages",
-    "ecr-public:DescribeImageTags",
-    "ecr-public:DescribeRepositories",
-];
-
-/// What a registry policy grants a source account for replication: there the account
-/// itself is the principal ECR requires, and the resource covers repositories to come.
-const REPLICATION: [&str; 2] = ["ecr:ReplicateImage", "ecr:CreateRepository"];
-
-/// Condition keys that name who a request comes from, or through which of the owner's
-/// endpoints: with a positive operator on one of them, `Principal: "*"` is no longer
-/// anyone. Not `aws:SourceIp`: an address says where a call comes from, not whose
-/// credentials sign it.
-const NARROWING_KEYS: [&str; 12] = [
-    "aws:principalarn",
-    "aws:principalaccount",
-    "aws:principalorgid",
-    "aws:principalorgpaths",
-    "aws:sourcearn",
-    "aws:sourceaccount",
-    "aws:sourceorgid",
-    "aws:sourceorgpaths",
-    "aws:sourcevpc",
-    "aws:sourcevpce",
-    "aws:sourceowner",
-    "aws:userid",
-];
-
-/// Keys that tie a service principal to the resource it acts for (the confused deputy).
-const SOURCE_KEYS: [&str; 4] = [
-    "aws:sourcearn",
-    "aws:sourceaccount",
-    "aws:sourceorgid",
-    "aws:sourceorgpaths",
-];
-
-/// Account ids of the kind the AWS and GitHub documentation and tutorials make up
-/// (`123456789012`, `111122223333`, `012345678910`, `123456123456`, `111111111111`): the
-/// chance that one is the reader's own is nil.
-fn is_example_account(id: &str) -> bool {
-    if !is_account_id(id) {
-        return false;
-    }
-    let b = id.as_bytes();
-    let uniform = |part: &[u8]| part.iter().all(|c| *c == part[0]);
-    uniform(b)
-        || b.chunks(4).all(uniform)
-        || ["123456789", "012345678", "987654321"]
-            .iter()
-            .any(|run| id.contains(run))
-        || b[..6] == b[6..]
-}
+/// Where a rule on one statement puts what it finds: the rule's name, the severity and
+/// the message; the caller knows where the statement stands.
+type AddFinding<'a> = dyn FnMut(&'static str, Severity, String) + 'a;
 
 /// Lints one document.
 pub fn lint(text: &str) -> Result<Vec<Finding>, NotAPolicy> {
@@ -191,7 +84,7 @@ pub fn lint(text: &str) -> Result<Vec<Finding>, NotAPolicy> {
         return Err(NotAPolicy::NoStatement);
     }
     let mut findings = Vec::new();
-    let mut placeholders: BTreeMap<String, (Severity, Vec<String>)> = BTreeMap::new();
+    let mut placeholders = Placeholders::default();
     let mut sids: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     // A Deny for web identity keeps its jobs out of every Allow of the document.
     let denies: Vec<&Value> = list
@@ -215,7 +108,7 @@ pub fn lint(text: &str) -> Result<Vec<Finding>, NotAPolicy> {
             None => format!("statement {index}"),
         };
         let statement = Statement::read(raw);
-        statement.placeholders(index, &mut placeholders);
+        placeholders.note(index, &statement);
         if !statement.allow {
             continue;
         }
@@ -227,8 +120,8 @@ pub fn lint(text: &str) -> Result<Vec<Finding>, NotAPolicy> {
                 message,
             })
         };
-        statement.actions(&mut add);
-        statement.principals(&mut add);
+        permissions::rules(&statement, &mut add);
+        principals::rules(&statement, &mut add);
         if statement.is_github_trust() {
             github_trust(&statement, &denies, &mut add);
         }
@@ -254,501 +147,9 @@ pub fn lint(text: &str) -> Result<Vec<Finding>, NotAPolicy> {
             ),
         });
     }
-    for (text, (severity, places)) in placeholders {
-        findings.push(Finding {
-            rule: "placeholder",
-            severity,
-            location: "document".into(),
-            message: format!(
-                "`{text}` is a placeholder, not a value (in {}); put in the real one",
-                list_of(places.into_iter())
-            ),
-        });
-    }
+    findings.extend(placeholders.findings());
     findings.sort_by_key(|f| f.severity);
     Ok(findings)
-}
-
-/// One statement, read once into what the rules ask of it.
-struct Statement<'a> {
-    raw: &'a Value,
-    allow: bool,
-    actions: Vec<String>,
-    not_action: bool,
-    resources: Vec<String>,
-    not_resource: bool,
-    has_principal: bool,
-    /// `Principal: "*"` or `AWS: "*"`.
-    anyone: bool,
-    aws: Vec<String>,
-    federated: Vec<String>,
-    services: Vec<String>,
-    /// It names ECR or ECR Public actions (or every action).
-    registry_actions: bool,
-    /// (operator, key, values) of every condition.
-    conditions: Vec<(String, String, Vec<String>)>,
-}
-
-impl<'a> Statement<'a> {
-    fn read(raw: &'a Value) -> Self {
-        let principal = raw.get("Principal");
-        let field = |kind: &str| principal.map(|p| strings(p.get(kind))).unwrap_or_default();
-        let aws = field("AWS");
-        let mut conditions = Vec::new();
-        for (operator, keys) in raw
-            .get("Condition")
-            .and_then(Value::as_object)
-            .into_iter()
-            .flatten()
-        {
-            for (key, values) in keys.as_object().into_iter().flatten() {
-                conditions.push((operator.clone(), key.clone(), strings(Some(values))));
-            }
-        }
-        let actions = strings(raw.get("Action"));
-        Self {
-            raw,
-            registry_actions: actions
-                .iter()
-                .any(|a| a == "*" || a.to_ascii_lowercase().starts_with("ecr")),
-            allow: !raw
-                .get("Effect")
-                .and_then(Value::as_str)
-                .is_some_and(|e| e.eq_ignore_ascii_case("Deny")),
-            actions,
-            not_action: raw.get("NotAction").is_some(),
-            resources: strings(raw.get("Resource")),
-            not_resource: raw.get("NotResource").is_some(),
-            has_principal: principal.is_some(),
-            anyone: principal.and_then(Value::as_str) == Some("*") || aws.iter().any(|a| a == "*"),
-            aws,
-            federated: field("Federated"),
-            services: field("Service"),
-            conditions,
-        }
-    }
-
-    /// Whether the Action list covers `action` (IAM folds the case of action names).
-    fn grants(&self, action: &str) -> bool {
-        self.actions.iter().any(|a| wildcard_match(a, action, true))
-    }
-
-    /// Whether `action` is listed by its own name, not through a wildcard.
-    fn names(&self, action: &str) -> bool {
-        self.actions.iter().any(|a| a.eq_ignore_ascii_case(action))
-    }
-
-    fn granted<'l>(&self, list: &[&'l str]) -> Vec<&'l str> {
-        list.iter().copied().filter(|a| self.grants(a)).collect()
-    }
-
-    /// What the principal can do, for a message: assume the role, else these writes.
-    fn can(&self, writes: &[&str]) -> String {
-        if self.grants("sts:AssumeRole") {
-            "assume this role".to_owned()
-        } else {
-            summary(writes)
-        }
-    }
-
-    /// Writes other than what replication needs of a source account.
-    fn writes_beyond_replication(&self) -> Vec<&'static str> {
-        self.granted(&WRITE)
-            .into_iter()
-            .filter(|a| !REPLICATION.contains(a))
-            .collect()
-    }
-
-    /// A condition with a positive operator on one of `keys` and a value that is not
-    /// `*`: one that narrows who gets in.
-    fn narrowed_by(&self, keys: &[&str]) -> bool {
-        self.conditions.iter().any(|(operator, key, values)| {
-            let positive = !operator.contains("Not") && !operator.ends_with("IfExists");
-            positive
-                && keys.contains(&key.to_ascii_lowercase().as_str())
-                && values.iter().any(|v| v != "*")
-        })
-    }
-
-    /// A resource pattern that covers every repository of a registry (or of all).
-    fn any_repository(&self) -> Option<&str> {
-        self.resources
-            .iter()
-            .find(|r| {
-                if *r == "*" {
-                    return true;
-                }
-                let parts: Vec<&str> = r.splitn(6, ':').collect();
-                parts.len() == 6
-                    && parts[0] == "arn"
-                    && (wildcard_match(parts[2], "ecr", true)
-                        || wildcard_match(parts[2], "ecr-public", true))
-                    && wildcard_match(parts[5], "repository/ecr-push-probe/any", false)
-            })
-            .map(String::as_str)
-    }
-
-    /// A statement meant to let GitHub's tokens in, with sts:AssumeRole by mistake too
-    /// (`web-identity-action` says that; what it would let in once fixed still counts).
-    fn is_github_trust(&self) -> bool {
-        let github_key = |(_, key, _): &(String, String, Vec<String>)| github_claim(key).is_some();
-        (self.grants("sts:AssumeRoleWithWebIdentity")
-            || (!self.federated.is_empty() && self.grants("sts:AssumeRole")))
-            && (self.federated.iter().any(|f| evaluate::names_github(f))
-                || ((self.anyone || !self.federated.is_empty())
-                    && self.conditions.iter().any(github_key)))
-    }
-
-    /// The rules on Action and Resource.
-    fn actions(&self, add: &mut impl FnMut(&'static str, Severity, String)) {
-        // NotResource beside a list of another service's actions is a deliberate carve-out
-        // (AWS's own managed policies use it); beside registry actions it opens every
-        // repository not listed, those created later included.
-        if self.not_action || (self.not_resource && self.registry_actions) {
-            add(
-                "not-action",
-                Severity::Medium,
-                "Allow with NotAction or NotResource grants everything not listed, actions and repositories added later included; list what is allowed".into(),
-            );
-        }
-        let identity = !self.has_principal;
-        if self.actions.iter().any(|a| a == "*") {
-            let (severity, message) = if identity && self.resources.iter().any(|r| r == "*") {
-                (
-                    Severity::Critical,
-                    "Action \"*\" on Resource \"*\": every action of every AWS service on everything, an administrator; list the actions needed",
-                )
-            } else {
-                (
-                    Severity::High,
-                    "Action \"*\": every action of every AWS service, not only ECR's; list the actions needed",
-                )
-            };
-            add("all-actions", severity, message.into());
-        } else if let Some(a) = self
-            .actions
-            .iter()
-            .find(|a| a.eq_ignore_ascii_case("ecr:*") || a.eq_ignore_ascii_case("ecr-public:*"))
-        {
-            add(
-                "all-actions",
-                Severity::High,
-                format!(
-                    "`{a}`: every action of the registry, deleting images and repositories and changing repository policies among them; list the actions needed"
-                ),
-            );
-        }
-        if self.has_principal
-            && self.resources.is_empty()
-            && self.names("ecr:GetAuthorizationToken")
-        {
-            add(
-                "auth-token-in-repository-policy",
-                Severity::Medium,
-                "ecr:GetAuthorizationToken in a repository policy: ECR refuses such a policy (\"Invalid repository policy provided\"), and it would have no effect there; grant it in the caller's identity policy, on \"*\", and remove it here".into(),
-            );
-        }
-        if let Some(resource) = self.any_repository() {
-            let writes: Vec<&str> = self
-                .granted(&WRITE)
-                .into_iter()
-                .filter(|a| *a != "sts:AssumeRole")
-                .collect();
-            let replication_only =
-                self.has_principal && writes.iter().all(|a| REPLICATION.contains(a));
-            if !writes.is_empty() && !replication_only {
-                add(
-                    "write-any-repository",
-                    Severity::High,
-                    format!(
-                        "{} on `{resource}`: every repository of the registry, and of any account whose repository policy lets this principal in; scope to arn:aws:ecr:REGION:ACCOUNT:repository/NAME",
-                        summary(&writes)
-                    ),
-                );
-            } else if writes.is_empty() {
-                let reads = self.granted(&READ);
-                if !reads.is_empty() {
-                    add(
-                        "read-any-repository",
-                        Severity::Low,
-                        format!(
-                            "{} on `{resource}`: every repository can be read; scope to the repositories needed",
-                            summary(&reads)
-                        ),
-                    );
-                }
-            }
-        }
-        let deletes: Vec<&str> = ["ecr:BatchDeleteImage", "ecr:DeleteRepository"]
-            .into_iter()
-            .filter(|a| self.names(a))
-            .collect();
-        if self.grants("ecr:PutImage") && !deletes.is_empty() {
-            add(
-                "push-can-delete",
-                Severity::Medium,
-                format!(
-                    "a statement that pushes can also {}: a compromised pipeline could erase releases; grant deletes to a separate cleanup role",
-                    if deletes.len() == 2 {
-                        "delete images and the repository"
-                    } else if deletes[0] == "ecr:BatchDeleteImage" {
-                        "delete images"
-                    } else {
-                        "delete the repository"
-                    }
-                ),
-            );
-        }
-    }
-
-    /// The rules on who is let in.
-    fn principals(&self, add: &mut impl FnMut(&'static str, Severity, String)) {
-        let writes = self.granted(&WRITE);
-        if self.anyone && !self.narrowed_by(&NARROWING_KEYS) && !self.is_github_trust() {
-            let reads = self.granted(&READ);
-            if !writes.is_empty() || self.grants("sts:AssumeRoleWithWebIdentity") {
-                add(
-                    "principal-anyone",
-                    Severity::Critical,
-                    format!(
-                        "Principal \"*\" with no condition on who: any AWS account, anyone's, can {}; name the role ARN, or narrow it with aws:PrincipalOrgID or aws:PrincipalArn",
-                        self.can(&writes)
-                    ),
-                );
-            } else if !reads.is_empty() || self.actions.iter().any(|a| a.starts_with("ecr")) {
-                add(
-                    "principal-anyone",
-                    Severity::High,
-                    "Principal \"*\" with no condition on who: anyone with an AWS account can pull these images; name the accounts or roles, or narrow it with aws:PrincipalOrgID".into(),
-                );
-            }
-        }
-        // ECR's own service principals (pull-through cache, replication) act for every
-        // account's registry: a role they may assume needs the same condition.
-        let ecr_service_assumes = self.grants("sts:AssumeRole")
-            && self
-                .services
-                .iter()
-                .any(|s| s.to_ascii_lowercase().ends_with(".ecr.amazonaws.com"));
-        if ecr_service_assumes && !self.narrowed_by(&SOURCE_KEYS) {
-            add(
-                "service-no-source",
-                Severity::Medium,
-                format!(
-                    "{} may assume this role with no aws:SourceAccount or aws:SourceArn condition: the service acting for any account's registry gets the role's permissions; add the condition naming your account",
-                    self.services.join(", ")
-                ),
-            );
-        } else if !self.services.is_empty()
-            && self.registry_actions
-            && !self.narrowed_by(&SOURCE_KEYS)
-        {
-            let service = self.services.join(", ");
-            if writes.is_empty() {
-                add(
-                    "service-no-source",
-                    Severity::Medium,
-                    format!(
-                        "{service} with no aws:SourceArn or aws:SourceAccount condition: the service acting for any account's resources can read these images; add the condition naming yours"
-                    ),
-                );
-            } else {
-                add(
-                    "service-no-source",
-                    Severity::High,
-                    format!(
-                        "{service} with no aws:SourceArn or aws:SourceAccount condition: the service acting for any account's resources can {}; add the condition naming yours",
-                        summary(&writes)
-                    ),
-                );
-            }
-        }
-        let account_writes = self.writes_beyond_replication();
-        let is_account = |p: &String| p.ends_with(":root") || is_account_id(p);
-        if !account_writes.is_empty() {
-            for p in self.aws.iter().filter(|p| is_account(p)) {
-                add(
-                    "principal-account",
-                    Severity::Low,
-                    format!(
-                        "`{p}` is a whole account: every principal there whose own policy allows it can {}; name the role that needs it",
-                        self.can(&account_writes)
-                    ),
-                );
-            }
-        }
-        let users: Vec<String> = self
-            .aws
-            .iter()
-            .filter(|p| p.contains(":user/"))
-            .map(|p| format!("`{p}`"))
-            .collect();
-        if !users.is_empty() {
-            add(
-                "iam-user",
-                Severity::Low,
-                format!(
-                    "{} {}, which means long-lived access keys; a role assumed with GitHub OIDC needs none",
-                    users.join(", "),
-                    if users.len() == 1 {
-                        "is an IAM user"
-                    } else {
-                        "are IAM users"
-                    }
-                ),
-            );
-        }
-    }
-
-    /// Records each placeholder left in the statement, with where it stands.
-    fn placeholders(&self, index: usize, found: &mut BTreeMap<String, (Severity, Vec<String>)>) {
-        let mut note = |text: &str, severity: Severity, place: String| {
-            let entry = found
-                .entry(text.to_owned())
-                .or_insert((severity, Vec::new()));
-            entry.0 = entry.0.min(severity);
-            if !entry.1.contains(&place) {
-                entry.1.push(place);
-            }
-        };
-        let fields = [
-            ("Principal", self.aws.iter().collect::<Vec<_>>()),
-            ("Federated principal", self.federated.iter().collect()),
-            ("Resource", self.resources.iter().collect()),
-            (
-                "Condition",
-                self.conditions.iter().flat_map(|(_, _, v)| v).collect(),
-            ),
-        ];
-        for (_, key, values) in &self.conditions {
-            for value in values {
-                for text in keyed_placeholders(key, value) {
-                    note(
-                        &text,
-                        Severity::Medium,
-                        format!("statement {index} Condition"),
-                    );
-                }
-            }
-        }
-        for value in self.aws.iter().chain(&self.federated) {
-            if let Some(text) = principal_placeholder(value) {
-                note(
-                    &text,
-                    Severity::Medium,
-                    format!("statement {index} Principal"),
-                );
-            }
-        }
-        for (field, values) in fields {
-            for value in values {
-                let place = format!("statement {index} {field}");
-                for text in placeholder_texts(value) {
-                    let severity = if field == "Principal" && is_example_account(&text) {
-                        Severity::High
-                    } else {
-                        Severity::Medium
-                    };
-                    note(&text, severity, place.clone());
-                }
-            }
-        }
-    }
-}
-
-/// The placeholders in one value: `${…}` that is not an IAM policy variable, `<…>`,
-/// an ARN's account field that is no account id, AWS's documentation accounts.
-fn placeholder_texts(value: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        let Some(len) = rest[start..].find('}') else {
-            break;
-        };
-        let inner = &rest[start + 2..start + len];
-        // `${aws:username}`, `${aws:PrincipalTag/team}`, `${*}`: IAM's own variables.
-        let variable =
-            (inner.contains(':') && !inner.contains("::")) || ["*", "?", "$"].contains(&inner);
-        if !variable {
-            found.push(rest[start..=start + len].to_owned());
-        }
-        rest = &rest[start + len + 1..];
-    }
-    let mut rest = value;
-    while let Some(start) = rest.find('<') {
-        let Some(len) = rest[start..].find('>') else {
-            break;
-        };
-        if len > 1 {
-            found.push(rest[start..=start + len].to_owned());
-        }
-        rest = &rest[start + len + 1..];
-    }
-    if value.starts_with("arn:")
-        && let Some(account) = value.split(':').nth(4)
-        && !account.is_empty()
-        && account != "aws"
-        && !account.contains(['*', '?', '$', '<'])
-        && !is_account_id(account)
-    {
-        found.push(account.to_owned());
-    }
-    for run in value.split(|c: char| !c.is_ascii_digit()) {
-        if is_example_account(run) {
-            found.push(run.to_owned());
-        }
-    }
-    // `YOUR_GITHUB_USERNAME`, `your-org`: what tutorials ask the reader to replace.
-    for word in value.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')) {
-        let lower = word.to_ascii_lowercase();
-        if (lower.starts_with("your_") || lower.starts_with("your-")) && word.len() > 5 {
-            found.push(word.to_owned());
-        }
-    }
-    found
-}
-
-/// A principal ARN's account field that is no account id: IAM takes no wildcard there
-/// (`arn:aws:iam::*****:…` is a redacted id, not a pattern).
-fn principal_placeholder(value: &str) -> Option<String> {
-    let account = value.strip_prefix("arn:")?.split(':').nth(3)?;
-    account.contains('*').then(|| account.to_owned())
-}
-
-/// Placeholders only the key tells: a `sub` whose ids are words (`@OWNER_ID`), an
-/// organization id that is not `o-` and 10 to 32 letters or digits.
-fn keyed_placeholders(key: &str, value: &str) -> Vec<String> {
-    let key = key.to_ascii_lowercase();
-    let mut found = Vec::new();
-    if github_claim(&key).as_deref() == Some("sub")
-        && let Some(sub) = SubClaim::parse(value)
-    {
-        for id in [sub.owner_id, sub.repo_id].into_iter().flatten() {
-            if !id.contains(['*', '?', '$', '<']) && !id.bytes().all(|b| b.is_ascii_digit()) {
-                found.push(format!("@{id}"));
-            }
-        }
-    }
-    let org = match key.as_str() {
-        "aws:principalorgid" | "aws:resourceorgid" | "aws:sourceorgid" => Some(value),
-        "aws:principalorgpaths" | "aws:resourceorgpaths" | "aws:sourceorgpaths" => {
-            value.split('/').next()
-        }
-        _ => None,
-    };
-    if let Some(org) = org.filter(|o| !o.contains(['*', '?', '$', '<']))
-        && !org.strip_prefix("o-").is_some_and(|rest| {
-            (10..=32).contains(&rest.len())
-                && rest
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-                // `o-xxxxxxxxxx`: the shape of an id, x-ed out.
-                && !rest.bytes().all(|b| b == b'x')
-        })
-    {
-        found.push(org.to_owned());
-    }
-    found
 }
 
 /// A GitHub job, made up to ask a trust whether it would get in.
@@ -903,11 +304,7 @@ struct Pinned<'a> {
 
 /// The rules for a statement that lets GitHub Actions tokens in. `denies` are the
 /// document's Deny statements for the same action: a job one of them stops is not in.
-fn github_trust(
-    statement: &Statement<'_>,
-    denies: &[&Value],
-    add: &mut impl FnMut(&'static str, Severity, String),
-) {
+fn github_trust(statement: &Statement<'_>, denies: &[&Value], add: &mut AddFinding<'_>) {
     let key = |name: &str| format!("{GITHUB_OIDC_HOST}:{name}");
     // What the trust accepts: positive operators only (a negated one names what it
     // keeps out, not what it means).
@@ -1225,15 +622,6 @@ fn name_before<'t>(text: &'t str, stops: &[char]) -> Option<&'t str> {
     (!name.is_empty()).then_some(name)
 }
 
-/// Up to four actions by name, then how many more.
-fn summary(actions: &[&str]) -> String {
-    match actions.len() {
-        0 => "nothing".into(),
-        n if n <= 4 => actions.join(", "),
-        n => format!("{} and {} more", actions[..3].join(", "), n - 3),
-    }
-}
-
 /// `a`, `a and b`, `a, b and c`.
 fn list_of(items: impl Iterator<Item = String>) -> String {
     let items: Vec<String> = items.collect();
@@ -1262,6 +650,3 @@ fn has_comment(text: &str) -> bool {
         false
     })
 }
-
-#[cfg(test)]
-mod tests;
