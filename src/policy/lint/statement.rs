@@ -109,6 +109,23 @@ impl<'a> Statement<'a> {
             .map(String::as_str)
     }
 
+    /// What the statement accepts of GitHub's claims: (claim, values) of each positive
+    /// operator on one (a negated one names what it keeps out, not what it means).
+    pub(super) fn github_accepts(&self) -> impl Iterator<Item = (String, &[String])> {
+        self.conditions
+            .iter()
+            .filter(|(operator, _, _)| !operator.contains("Not"))
+            .filter_map(|(_, key, values)| Some((github_claim(key)?, values.as_slice())))
+    }
+
+    /// The values the statement accepts for one of GitHub's claims.
+    pub(super) fn github_values(&self, claim: &str) -> Vec<&str> {
+        self.github_accepts()
+            .filter(|(name, _)| name == claim)
+            .flat_map(|(_, values)| values.iter().map(String::as_str))
+            .collect()
+    }
+
     /// A statement meant to let GitHub's tokens in, with sts:AssumeRole by mistake too
     /// (`web-identity-action` says that; what it would let in once fixed still counts).
     pub(super) fn is_github_trust(&self) -> bool {

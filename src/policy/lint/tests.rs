@@ -183,8 +183,7 @@ fn every_pattern_and_every_claim_an_attacker_sets_is_probed() {
         has(&boolean, "github-any-repository"),
         Some(Severity::Critical)
     );
-    let negated_aud =
-        trust(json!({"StringNotEquals": {AUD: "other"}, "StringLike": {SUB: "*"}}));
+    let negated_aud = trust(json!({"StringNotEquals": {AUD: "other"}, "StringLike": {SUB: "*"}}));
     assert_eq!(
         has(&negated_aud, "github-any-repository"),
         Some(Severity::Critical)
@@ -379,8 +378,7 @@ fn the_sid_says_nothing_of_what_a_statement_allows() {
 #[test]
 fn principals_are_judged_with_their_conditions() {
     let repository = |principal: Value, actions: Value, condition: Value| {
-        let mut statement =
-            json!({"Effect": "Allow", "Principal": principal, "Action": actions});
+        let mut statement = json!({"Effect": "Allow", "Principal": principal, "Action": actions});
         if !condition.is_null() {
             statement["Condition"] = condition;
         }
@@ -475,8 +473,7 @@ fn placeholders_and_sids_are_one_finding_each() {
         {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/${aws:username}/*"},
         {"Effect": "Allow", "Action": "ecr:BatchGetImage", "Resource": "arn:aws:ecr:us-east-1:ACCOUNT_ID:repository/c"}]});
     let found = lint(&document.to_string()).unwrap();
-    let placeholders: Vec<&Finding> =
-        found.iter().filter(|f| f.rule == "placeholder").collect();
+    let placeholders: Vec<&Finding> = found.iter().filter(|f| f.rule == "placeholder").collect();
     assert_eq!(placeholders.len(), 3, "{found:?}");
     let account = placeholders
         .iter()
