@@ -8,6 +8,13 @@
 //! repository, another owner, a look-alike name, other ids, a pull request, in both
 //! `sub` forms), so every operator and key counts as STS would count it, and a trust
 //! that pins its repository through another claim is not reported as open.
+//!
+//! This file reads the document and runs the rules in the order their findings are
+//! listed; the rules are grouped by what they read: permissions.rs (Action and
+//! Resource), principals.rs (who is let in), trust.rs (GitHub OIDC trusts, with the
+//! made-up jobs of probe.rs) and placeholders.rs (values left as a tutorial wrote
+//! them). statement.rs reads a statement once for all of them; actions.rs lists the
+//! actions they grade by.
 
 mod actions;
 mod permissions;
@@ -72,34 +79,15 @@ type AddFinding<'a> = dyn FnMut(&'static str, Severity, String) + 'a;
 
 /// Lints one document.
 pub fn lint(text: &str) -> Result<Vec<Finding>, NotAPolicy> {
-    let document: Value = serde_json::from_str(text).map_err(|e| {
-        let hint = if has_comment(text) {
-            "; JSON has no comments: remove them"
-        } else {
-            ""
-        };
-        NotAPolicy::Json(e, hint)
-    })?;
+    let document = read(text)?;
     let list = statements(&document);
     if list.is_empty() {
         return Err(NotAPolicy::NoStatement);
     }
+    let denies = web_identity_denies(&list);
     let mut findings = Vec::new();
     let mut placeholders = Placeholders::default();
     let mut sids: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    // A Deny for web identity keeps its jobs out of every Allow of the document.
-    let denies: Vec<&Value> = list
-        .iter()
-        .copied()
-        .filter(|s| {
-            s.get("Effect")
-                .and_then(Value::as_str)
-                .is_some_and(|e| e.eq_ignore_ascii_case("Deny"))
-                && strings(s.get("Action"))
-                    .iter()
-                    .any(|a| wildcard_match(a, "sts:AssumeRoleWithWebIdentity", true))
-        })
-        .collect();
     for (index, raw) in list.into_iter().enumerate() {
         let location = match raw.get("Sid").and_then(Value::as_str) {
             Some(sid) => {
@@ -113,23 +101,64 @@ pub fn lint(text: &str) -> Result<Vec<Finding>, NotAPolicy> {
         if !statement.allow {
             continue;
         }
-        let mut add = |rule, severity, message: String| {
+        statement_rules(&statement, &denies, &mut |rule, severity, message| {
             findings.push(Finding {
                 rule,
                 severity,
                 location: location.clone(),
                 message,
             })
-        };
-        permissions::rules(&statement, &mut add);
-        principals::rules(&statement, &mut add);
-        if statement.is_github_trust() {
-            trust::github(&statement, &denies, &mut add);
-        }
-        trust::web_identity_action(&statement, &mut add);
+        });
     }
-    for (sid, at) in sids.into_iter().filter(|(_, at)| at.len() > 1) {
-        findings.push(Finding {
+    findings.extend(duplicate_sids(sids));
+    findings.extend(placeholders.findings());
+    findings.sort_by_key(|f| f.severity);
+    Ok(findings)
+}
+
+/// The document, or why it is not JSON.
+fn read(text: &str) -> Result<Value, NotAPolicy> {
+    serde_json::from_str(text).map_err(|e| {
+        let hint = if has_comment(text) {
+            "; JSON has no comments: remove them"
+        } else {
+            ""
+        };
+        NotAPolicy::Json(e, hint)
+    })
+}
+
+/// The document's Deny statements for web identity: each keeps its jobs out of every
+/// Allow of the document.
+fn web_identity_denies<'a>(list: &[&'a Value]) -> Vec<&'a Value> {
+    list.iter()
+        .copied()
+        .filter(|s| {
+            s.get("Effect")
+                .and_then(Value::as_str)
+                .is_some_and(|e| e.eq_ignore_ascii_case("Deny"))
+                && strings(s.get("Action"))
+                    .iter()
+                    .any(|a| wildcard_match(a, "sts:AssumeRoleWithWebIdentity", true))
+        })
+        .collect()
+}
+
+/// The rules on one Allow statement, in the order their findings are listed.
+fn statement_rules(statement: &Statement<'_>, denies: &[&Value], add: &mut AddFinding<'_>) {
+    permissions::rules(statement, add);
+    principals::rules(statement, add);
+    if statement.is_github_trust() {
+        trust::github(statement, denies, add);
+    }
+    trust::web_identity_action(statement, add);
+}
+
+/// `duplicate-sid`: one finding for each Sid that stands in more than one statement.
+fn duplicate_sids(sids: BTreeMap<&str, Vec<usize>>) -> impl Iterator<Item = Finding> {
+    sids.into_iter()
+        .filter(|(_, at)| at.len() > 1)
+        .map(|(sid, at)| Finding {
             rule: "duplicate-sid",
             severity: Severity::Medium,
             location: "document".into(),
@@ -137,11 +166,7 @@ pub fn lint(text: &str) -> Result<Vec<Finding>, NotAPolicy> {
                 "Sid `{sid}` stands in statements {}: IAM refuses a policy whose Sids are not unique; rename all but one",
                 list_of(at.iter().map(usize::to_string))
             ),
-        });
-    }
-    findings.extend(placeholders.findings());
-    findings.sort_by_key(|f| f.severity);
-    Ok(findings)
+        })
 }
 
 /// `a`, `a and b`, `a, b and c`.
