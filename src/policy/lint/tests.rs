@@ -115,19 +115,10 @@ fn sub_patterns_are_graded_by_who_they_let_in() {
     assert_eq!(rules(&exact), []);
 }
 
-/// What a review found the first prober missed: every pattern of a list probed on
-/// its own, claims an attacker sets taken from the trust, operators the evaluator
-/// does not decide taken as holding, negated values not read as meant, wildcards
-/// before a name, and a Deny that closes what an Allow opens.
+/// Each pattern of a list is probed on its own, and a wildcard before or inside a
+/// name counts as much as one after it.
 #[test]
-fn every_pattern_and_every_claim_an_attacker_sets_is_probed() {
-    let at_least_high = |document: &Value| {
-        rules(document)
-            .iter()
-            .map(|(_, s)| *s)
-            .min()
-            .is_some_and(|s| s <= Severity::High)
-    };
+fn every_pattern_of_a_list_is_probed() {
     let list = |second: &str| {
         trust(json!({"StringEquals": {AUD: "sts.amazonaws.com"},
             "StringLike": {SUB: ["repo:org/app:ref:refs/heads/main", second]}}))
@@ -148,6 +139,31 @@ fn every_pattern_and_every_claim_an_attacker_sets_is_probed() {
         has(&list("repo:org/lib*"), "github-lookalike"),
         Some(Severity::High)
     );
+    let at_least_high = |document: &Value| {
+        rules(document)
+            .iter()
+            .map(|(_, s)| *s)
+            .min()
+            .is_some_and(|s| s <= Severity::High)
+    };
+    for pattern in [
+        "repo:o?g/app:ref:refs/heads/main",
+        "repo:*org/app:ref:refs/heads/main",
+        "repo:???/app:*",
+    ] {
+        assert!(
+            at_least_high(&sub_like(pattern)),
+            "{pattern}: {:?}",
+            rules(&sub_like(pattern))
+        );
+    }
+}
+
+/// The claims an attacker's own job sets (visibility, workflow, runner, ref
+/// protection) are taken as the trust accepts them, operators the evaluator does not
+/// decide as holding, and a negated value is not read as what the trust means.
+#[test]
+fn every_claim_an_attacker_sets_is_set_as_the_trust_accepts() {
     let with = |extra: Value| {
         let mut condition = json!({"StringEquals": {AUD: "sts.amazonaws.com"}});
         for (operator, keys) in extra.as_object().unwrap() {
@@ -192,17 +208,10 @@ fn every_pattern_and_every_claim_an_attacker_sets_is_probed() {
         has(&negated_aud, "github-aud-missing"),
         Some(Severity::Medium)
     );
-    for pattern in [
-        "repo:o?g/app:ref:refs/heads/main",
-        "repo:*org/app:ref:refs/heads/main",
-        "repo:???/app:*",
-    ] {
-        assert!(
-            at_least_high(&sub_like(pattern)),
-            "{pattern}: {:?}",
-            rules(&sub_like(pattern))
-        );
-    }
+}
+
+#[test]
+fn a_deny_closes_what_an_allow_opens() {
     // A Deny that keeps every other repository out closes the org-wide Allow.
     let mut denied = sub_like("repo:org/*");
     denied["Statement"].as_array_mut().unwrap().push(json!({
@@ -216,7 +225,11 @@ fn every_pattern_and_every_claim_an_attacker_sets_is_probed() {
         "{:?}",
         rules(&denied)
     );
-    // A fix names the pattern's own context, not the filled-in one.
+}
+
+#[test]
+fn a_fix_names_the_patterns_own_context() {
+    // Not the context the probe filled in.
     let tags = lint(&sub_like("repo:org/*:ref:refs/tags/v*").to_string()).unwrap();
     assert!(
         tags.iter()
