@@ -2,6 +2,13 @@
 //! region, repositories and GitHub subject. Every statement names its actions and its
 //! resources exactly; the one `*` is `ecr:GetAuthorizationToken`'s, which has no other
 //! resource, and it appears only when asked for (`--docker-login`, the puller).
+//!
+//! This file holds the request, the CI role's trust and push documents and the two
+//! personas (puller, scanner); cross_account.rs the pieces a second account needs.
+
+mod cross_account;
+#[cfg(test)]
+mod tests;
 
 use serde_json::{Value, json};
 
@@ -255,7 +262,54 @@ impl Request {
 
 /// Generates every document the request calls for, in the order they are set up.
 pub fn generate(request: &Request) -> Vec<Document> {
-    let mut documents = vec![Document {
+    let mut documents = vec![ci_trust(request)];
+    let pusher = match (&request.registry_account, &request.publisher_role) {
+        (Some(registry), Some(publisher)) => {
+            documents.extend(cross_account::publisher(request, registry, publisher));
+            Pusher {
+                account: registry.clone(),
+                role: publisher.clone(),
+            }
+        }
+        (Some(registry), None) => {
+            documents.push(cross_account::repository_policy(request, registry));
+            Pusher::ci_role(request)
+        }
+        (None, _) => Pusher::ci_role(request),
+    };
+    if let Some(source) = request
+        .source
+        .as_ref()
+        .filter(|s| s.account != pusher.account)
+    {
+        documents.push(cross_account::source_repository_policy(
+            request, source, &pusher,
+        ));
+    }
+    documents.push(push(request, pusher));
+    let arns = one_or_many(request.repository_arns());
+    documents.push(readonly_pull(request, &arns));
+    documents.push(scanner(request, &arns));
+    documents
+}
+
+/// The role that pushes, and its account: the CI role, or with chaining the publisher.
+struct Pusher {
+    account: String,
+    role: String,
+}
+
+impl Pusher {
+    fn ci_role(request: &Request) -> Self {
+        Self {
+            account: request.account.clone(),
+            role: request.role_name.clone(),
+        }
+    }
+}
+
+fn ci_trust(request: &Request) -> Document {
+    Document {
         name: "aws-github-oidc-trust.json",
         account: request.account.clone(),
         attach: Attach::Trust {
@@ -263,112 +317,25 @@ pub fn generate(request: &Request) -> Vec<Document> {
         },
         purpose: "lets only the chosen jobs of the GitHub repository assume the CI role with their OIDC token",
         body: request.trust(),
-    }];
-    let push_role = match (&request.registry_account, &request.publisher_role) {
-        (Some(registry), Some(publisher)) => {
-            let mut trust_actions = vec!["sts:AssumeRole"];
-            let mut assume = json!({
-                "Sid": "AssumeFromCiRole",
-                "Effect": "Allow",
-                "Principal": { "AWS": request.role_arn() },
-                "Action": "sts:AssumeRole",
-            });
-            if let Some(external_id) = &request.external_id {
-                assume["Condition"] = json!({ "StringEquals": { "sts:ExternalId": external_id } });
-            }
-            let mut statements = vec![assume];
-            if request.session_tags {
-                trust_actions.push("sts:TagSession");
-                // Its own statement, as in AWS's session-tag examples: the external id
-                // is a condition of the assume, and need not be in TagSession's context.
-                statements.push(json!({
-                    "Sid": "TagSessionFromCiRole",
-                    "Effect": "Allow",
-                    "Principal": { "AWS": request.role_arn() },
-                    "Action": "sts:TagSession",
-                }));
-            }
-            documents.push(Document {
-                name: "aws-ecr-publisher-trust.json",
-                account: registry.clone(),
-                attach: Attach::Trust {
-                    role: publisher.clone(),
-                },
-                purpose: "lets exactly the CI role assume the publisher role in the registry account",
-                body: policy(Value::Array(statements)),
-            });
-            documents.push(Document {
-                name: "aws-ecr-ci-assume-publisher.json",
-                account: request.account.clone(),
-                attach: Attach::RolePolicy {
-                    role: request.role_name.clone(),
-                    policy: "assume-ecr-publisher".into(),
-                },
-                purpose: "lets the CI role assume the publisher role, and nothing else",
-                body: policy(json!([{
-                    "Sid": "AssumePublisherRole",
-                    "Effect": "Allow",
-                    "Action": one_or_many(trust_actions),
-                    "Resource": request.publisher_arn(publisher),
-                }])),
-            });
-            (registry.clone(), publisher.clone())
-        }
-        (Some(registry), None) => {
-            documents.push(Document {
-                name: "aws-ecr-cross-account-repository-policy.json",
-                account: registry.clone(),
-                attach: Attach::RepositoryPolicy {
-                    region: request.region.clone(),
-                    repositories: request.repositories.clone(),
-                },
-                purpose: "lets exactly the CI role push to the repository from its own account",
-                body: policy(json!([{
-                    "Sid": "PushFromCiRole",
-                    "Effect": "Allow",
-                    "Principal": { "AWS": request.role_arn() },
-                    "Action": request.push_actions(),
-                }])),
-            });
-            (request.account.clone(), request.role_name.clone())
-        }
-        (None, _) => (request.account.clone(), request.role_name.clone()),
-    };
-    if let Some(source) = request.source.as_ref().filter(|s| s.account != push_role.0) {
-        let pusher = format!(
-            "arn:{}:iam::{}:role/{}",
-            request.partition(),
-            push_role.0,
-            push_role.1
-        );
-        documents.push(Document {
-            name: "aws-ecr-source-repository-policy.json",
-            account: source.account.clone(),
-            attach: Attach::RepositoryPolicy {
-                region: source.region.clone(),
-                repositories: vec![source.repository.clone()],
-            },
-            purpose: "lets exactly the pushing role read the repository images are promoted from",
-            body: policy(json!([{
-                "Sid": "PromoteToRegistryAccount",
-                "Effect": "Allow",
-                "Principal": { "AWS": pusher },
-                "Action": PULL_ACTIONS,
-            }])),
-        });
     }
-    documents.push(Document {
+}
+
+fn push(request: &Request, pusher: Pusher) -> Document {
+    Document {
         name: "aws-ecr-ci-push.json",
-        account: push_role.0,
+        account: pusher.account,
         attach: Attach::RolePolicy {
-            role: push_role.1,
+            role: pusher.role,
             policy: "ecr-push".into(),
         },
         purpose: "the push, on the named repositories only",
         body: request.push(),
-    });
-    let arns = one_or_many(request.repository_arns());
-    documents.push(Document {
+    }
+}
+
+/// The persona for runtimes that pull.
+fn readonly_pull(request: &Request, arns: &Value) -> Document {
+    Document {
         name: "aws-ecr-readonly-pull.json",
         account: request.registry_account().to_owned(),
         attach: Attach::ManagedPolicy {
@@ -388,8 +355,12 @@ pub fn generate(request: &Request) -> Vec<Document> {
             },
             authorization_token_statement("RegistryLogin"),
         ])),
-    });
-    documents.push(Document {
+    }
+}
+
+/// The persona for tools that inspect images and their scans.
+fn scanner(request: &Request, arns: &Value) -> Document {
+    Document {
         name: "aws-ecr-scanner.json",
         account: request.registry_account().to_owned(),
         attach: Attach::ManagedPolicy {
@@ -408,8 +379,7 @@ pub fn generate(request: &Request) -> Vec<Document> {
             ],
             "Resource": arns,
         }])),
-    });
-    documents
+    }
 }
 
 /// `ecr:GetAuthorizationToken` exists only on `*`: the registry login.
@@ -434,6 +404,3 @@ fn one_or_many<T: Into<Value>>(mut items: Vec<T>) -> Value {
         Value::Array(items.into_iter().map(Into::into).collect())
     }
 }
-
-#[cfg(test)]
-mod tests;
