@@ -1,10 +1,10 @@
 //! Made-up GitHub jobs, and what a trust says to them. `lint` judges a GitHub OIDC
-//! trust by asking the evaluator of `policy check` whether such jobs get in: each
+//! trust by asking the evaluator of `policy check` whether such jobs get in. Each
 //! `sub` pattern is read for what it means (Intent: the owner and repository as
-//! written, their ids, a context it accepts), and a job is made of another
-//! repository, another owner, a look-alike name or other ids, with every claim the
-//! trust names but the ones that say which repository a job is of set the way an
-//! attacker's own job would set them.
+//! written, their ids, a context it accepts); a job is then made of another
+//! repository, another owner, a look-alike name or other ids. The claims that say
+//! which repository a job is of are the made-up job's own; every other claim the
+//! trust names is set to what the trust accepts, as an attacker's own job would be.
 
 use serde_json::{Map, Value, json};
 
@@ -17,13 +17,13 @@ use crate::sub_claim::SubClaim;
 pub(super) struct Probe<'a> {
     trust: &'a Value,
     denies: &'a [&'a Value],
-    /// The claims a job's author chooses, set to what the trust accepts.
+    /// The claims a job's author chooses (all but IDENTITY_CLAIMS), each set to the
+    /// first value the trust accepts for it, as an attacker's own job would set them.
     chosen: Map<String, Value>,
 }
 
 impl<'a> Probe<'a> {
     pub(super) fn new(statement: &Statement<'a>, denies: &'a [&'a Value]) -> Self {
-        // The attacker's own job sets every other claim the trust names to what it accepts.
         let mut chosen = Map::new();
         for (claim, values) in statement.github_accepts() {
             if !IDENTITY_CLAIMS.contains(&claim.as_str())
