@@ -19,7 +19,7 @@ use aws_sdk_ecr::types::LayerAvailability;
 
 use super::Ecr;
 use super::part_body::{Body, Fields};
-use crate::image::{self, BlobReader, Digest};
+use crate::image::{self, BlobReader, Descriptor, Digest};
 use crate::progress::Sent;
 use crate::push::Error;
 
@@ -37,6 +37,13 @@ const DEFAULT_PART_BYTES: i64 = 10 * 1024 * 1024;
 /// 10 MiB part gets 160 s more. Past it the part is sent again.
 const SLOWEST_BYTES_PER_SECOND: f64 = 64.0 * 1024.0;
 
+/// An upload InitiateLayerUpload started.
+struct Upload {
+    upload_id: String,
+    /// The size of every part but the last.
+    part_bytes: usize,
+}
+
 impl Ecr {
     /// Of `digests`, the ones the repository does not hold yet.
     pub(super) async fn missing_layers(
@@ -48,6 +55,15 @@ impl Ecr {
             missing.extend(self.check_layers(chunk).await?);
         }
         Ok(missing)
+    }
+
+    /// Uploads one blob, part by part, and completes it once ECR has every byte.
+    pub(super) async fn upload_layer(&self, blob: BlobReader, sent: &Sent) -> Result<(), Error> {
+        let digest = blob.descriptor().digest.clone();
+        uploadable(blob.descriptor())?;
+        let upload = self.initiate(blob.descriptor().size).await?;
+        self.send_parts(blob, &upload, sent).await?;
+        self.complete(digest, &upload).await
     }
 
     async fn check_layers(&self, chunk: &[&Digest]) -> Result<HashSet<Digest>, Error> {
@@ -123,6 +139,65 @@ impl Ecr {
         }
     }
 
+    /// InitiateLayerUpload for a blob of `size` bytes.
+    async fn initiate(&self, size: u64) -> Result<Upload, Error> {
+        const CALL: &str = "InitiateLayerUpload";
+        let admitted = self.paces.initiate.admit().await;
+        let initiated = self
+            .clients
+            .uploads
+            .initiate_layer_upload()
+            .registry_id(&self.target.registry_id)
+            .repository_name(&self.target.repository)
+            .customize()
+            .config_override(
+                self.paces
+                    .initiate
+                    .watch::<InitiateLayerUploadError>(&admitted),
+            )
+            .send()
+            .await
+            .map_err(|err| self.target.api_error(CALL, &err, err.code()))?;
+        admitted.succeeded();
+        Ok(Upload {
+            upload_id: initiated.upload_id().unwrap_or_default().to_owned(),
+            part_bytes: part_bytes(initiated.part_size(), size),
+        })
+    }
+
+    /// UploadLayerPart for each part of `blob`, in order, the next part read while the
+    /// previous one is in flight. Each part is added to `sent` once ECR has it.
+    async fn send_parts(
+        &self,
+        blob: BlobReader,
+        upload: &Upload,
+        sent: &Sent,
+    ) -> Result<(), Error> {
+        let digest = blob.descriptor().digest.clone();
+        let fields = Arc::new(Fields {
+            registry_id: self.target.registry_id.clone(),
+            repository_name: self.target.repository.clone(),
+            upload_id: upload.upload_id.clone(),
+        });
+        let mut part_first_byte: i64 = 0;
+        let mut pending = Some(self.read_next(blob, upload.part_bytes, &fields, part_first_byte));
+        while let Some(reading) = pending.take() {
+            let (reader, body) = reading.await.map_err(|e| Error::Task(e.to_string()))?;
+            let body = body?;
+            let part_last_byte = part_first_byte + body.part_bytes as i64 - 1;
+            if reader.remaining() > 0 {
+                pending =
+                    Some(self.read_next(reader, upload.part_bytes, &fields, part_last_byte + 1));
+            }
+            let part_len = body.part_bytes;
+            self.send_part(&digest, upload, body, part_first_byte, part_last_byte)
+                .await?;
+            sent.add(part_len);
+            part_first_byte = part_last_byte + 1;
+        }
+        Ok(())
+    }
+
     /// Reads the next part into its request body off the reactor; the reader travels
     /// with the task, so the next part is read while the previous one is in flight.
     fn read_next(
@@ -140,6 +215,63 @@ impl Ecr {
         })
     }
 
+    /// One UploadLayerPart of `body`, the bytes `part_first_byte` to `part_last_byte`
+    /// of the blob.
+    async fn send_part(
+        &self,
+        digest: &Digest,
+        upload: &Upload,
+        body: Body,
+        part_first_byte: i64,
+        part_last_byte: i64,
+    ) -> Result<(), Error> {
+        tracing::debug!(
+            "UploadLayerPart {} bytes {part_first_byte}-{part_last_byte}",
+            digest.short()
+        );
+        let admitted = self.paces.part.admit().await;
+        let config = self.part_timeout(
+            body.part_bytes,
+            self.paces.part.watch::<UploadLayerPartError>(&admitted),
+        );
+        let answer = self
+            .clients
+            .parts
+            .upload_layer_part()
+            .registry_id(&self.target.registry_id)
+            .repository_name(&self.target.repository)
+            .upload_id(&upload.upload_id)
+            .part_first_byte(part_first_byte)
+            .part_last_byte(part_last_byte)
+            .customize()
+            .config_override(config)
+            // The SDK serialises the fields above; `body` has them and the part.
+            .mutate_request(move |request| body.replace(request))
+            .send()
+            .await;
+        match answer {
+            Ok(_) => admitted.succeeded(),
+            // The SDK retried a part whose answer was lost though ECR had stored it:
+            // ECR says how far it got, and that is exactly this part's end.
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(UploadLayerPartError::InvalidLayerPartException(e))
+                        if e.last_valid_byte_received() == Some(part_last_byte)
+                ) =>
+            {
+                tracing::debug!(
+                    "UploadLayerPart {} bytes {part_first_byte}-{part_last_byte} had reached ECR before its answer was lost",
+                    digest.short()
+                );
+            }
+            Err(err) => {
+                return Err(self.target.api_error("UploadLayerPart", &err, err.code()));
+            }
+        }
+        Ok(())
+    }
+
     /// `config` with the attempt timeout for a part of `bytes`.
     fn part_timeout(
         &self,
@@ -155,104 +287,8 @@ impl Ecr {
         )
     }
 
-    /// Uploads one blob, part by part, and completes it once ECR has every byte.
-    pub(super) async fn upload_layer(&self, blob: BlobReader, sent: &Sent) -> Result<(), Error> {
-        let digest = blob.descriptor().digest.clone();
-        let size = blob.descriptor().size;
-        if size == 0 {
-            return Err(Error::EmptyBlob(digest));
-        }
-        if size > MAX_PARTS * MAX_PART_BYTES as u64 {
-            return Err(Error::BlobTooLarge {
-                digest,
-                size,
-                limit: MAX_PARTS * MAX_PART_BYTES as u64,
-            });
-        }
-        let admitted = self.paces.initiate.admit().await;
-        let initiated = self
-            .clients
-            .uploads
-            .initiate_layer_upload()
-            .registry_id(&self.target.registry_id)
-            .repository_name(&self.target.repository)
-            .customize()
-            .config_override(
-                self.paces
-                    .initiate
-                    .watch::<InitiateLayerUploadError>(&admitted),
-            )
-            .send()
-            .await
-            .map_err(|err| {
-                self.target
-                    .api_error("InitiateLayerUpload", &err, err.code())
-            })?;
-        admitted.succeeded();
-        let upload_id = initiated.upload_id().unwrap_or_default().to_owned();
-        let part_bytes = part_bytes(initiated.part_size(), size);
-
-        let fields = std::sync::Arc::new(Fields {
-            registry_id: self.target.registry_id.clone(),
-            repository_name: self.target.repository.clone(),
-            upload_id: upload_id.clone(),
-        });
-        let mut part_first_byte: i64 = 0;
-        let mut pending = Some(self.read_next(blob, part_bytes, &fields, part_first_byte));
-        while let Some(reading) = pending.take() {
-            let (reader, body) = reading.await.map_err(|e| Error::Task(e.to_string()))?;
-            let body = body?;
-            let part_last_byte = part_first_byte + body.part_bytes as i64 - 1;
-            if reader.remaining() > 0 {
-                pending = Some(self.read_next(reader, part_bytes, &fields, part_last_byte + 1));
-            }
-            let part_len = body.part_bytes;
-            tracing::debug!(
-                "UploadLayerPart {} bytes {part_first_byte}-{part_last_byte}",
-                digest.short()
-            );
-            let admitted = self.paces.part.admit().await;
-            let config = self.part_timeout(
-                part_len,
-                self.paces.part.watch::<UploadLayerPartError>(&admitted),
-            );
-            let answer = self
-                .clients
-                .parts
-                .upload_layer_part()
-                .registry_id(&self.target.registry_id)
-                .repository_name(&self.target.repository)
-                .upload_id(&upload_id)
-                .part_first_byte(part_first_byte)
-                .part_last_byte(part_last_byte)
-                .customize()
-                .config_override(config)
-                // The SDK serialises the fields above; `body` has them and the part.
-                .mutate_request(move |request| body.replace(request))
-                .send()
-                .await;
-            match answer {
-                Ok(_) => admitted.succeeded(),
-                // The SDK retried a part whose answer was lost though ECR had stored it:
-                // ECR says how far it got, and that is exactly this part's end.
-                Err(err)
-                    if matches!(
-                        err.as_service_error(),
-                        Some(UploadLayerPartError::InvalidLayerPartException(e))
-                            if e.last_valid_byte_received() == Some(part_last_byte)
-                    ) =>
-                {
-                    tracing::debug!(
-                        "UploadLayerPart {} bytes {part_first_byte}-{part_last_byte} had reached ECR before its answer was lost",
-                        digest.short()
-                    );
-                }
-                Err(err) => return Err(self.target.api_error("UploadLayerPart", &err, err.code())),
-            }
-            sent.add(part_len);
-            part_first_byte = part_last_byte + 1;
-        }
-
+    /// CompleteLayerUpload, which holds when ECR hashed the parts to `digest`.
+    async fn complete(&self, digest: Digest, upload: &Upload) -> Result<(), Error> {
         let admitted = self.paces.complete.admit().await;
         let completed = self
             .clients
@@ -260,7 +296,7 @@ impl Ecr {
             .complete_layer_upload()
             .registry_id(&self.target.registry_id)
             .repository_name(&self.target.repository)
-            .upload_id(&upload_id)
+            .upload_id(&upload.upload_id)
             .layer_digests(digest.as_str())
             .customize()
             .config_override(
@@ -307,6 +343,21 @@ impl Ecr {
                 .api_error("CompleteLayerUpload", &err, err.code())),
         }
     }
+}
+
+/// A blob ECR's layer-upload API can store: not empty, and within its parts.
+fn uploadable(blob: &Descriptor) -> Result<(), Error> {
+    if blob.size == 0 {
+        return Err(Error::EmptyBlob(blob.digest.clone()));
+    }
+    if blob.size > MAX_PARTS * MAX_PART_BYTES as u64 {
+        return Err(Error::BlobTooLarge {
+            digest: blob.digest.clone(),
+            size: blob.size,
+            limit: MAX_PARTS * MAX_PART_BYTES as u64,
+        });
+    }
+    Ok(())
 }
 
 /// The part size for a blob of `size` bytes: ECR's `partSize`, raised when the blob
