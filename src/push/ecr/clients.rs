@@ -66,6 +66,21 @@ impl Clients {
     }
 }
 
+/// The one client a source's registry login needs (GetAuthorizationToken), configured
+/// as a destination's own login client is.
+pub fn login_client(
+    config: &aws_config::SdkConfig,
+    host: &EcrHost,
+    endpoint_overridden: bool,
+    endpoint: &Endpoint,
+) -> aws_sdk_ecr::Client {
+    aws_sdk_ecr::Client::from_conf(
+        config_for(config, host, endpoint_overridden, OTHER_CALLS)
+            .interceptor(endpoint.clone())
+            .build(),
+    )
+}
+
 /// ECR's client config for the group of actions that share the quota `quota`: the
 /// host's endpoint variant, the retries, and the group's own retry partition. The SDK's
 /// adaptive retry mode was tried and dropped: after two throttles its client-side

@@ -1,6 +1,6 @@
 //! ECR's registry login, GetAuthorizationToken: the destination's own (for
 //! `docker-login` and `transport: registry`), and a `docker://` source's on another ECR
-//! registry.
+//! registry, which needs a client and nothing else of a destination.
 //!
 //! The token opens every registry the identity may read (its `registryIds` is
 //! deprecated), so only the region matters. Each secret is masked before it is kept.
@@ -8,72 +8,43 @@
 use aws_sdk_ecr::error::ProvideErrorMetadata;
 use base64::Engine as _;
 
-use super::Ecr;
+use super::clients::login_client;
+use super::{Ecr, Target};
 use crate::ecr_host::EcrHost;
 use crate::push::Error;
+
+const CALL: &str = "GetAuthorizationToken";
+
+/// The login for reading a `docker://` source on the ECR registry `host` with the
+/// session's `config`, as `principal` (named when it is refused). `mask` is called on
+/// each secret before it is kept.
+pub async fn source_login(
+    config: &aws_config::SdkConfig,
+    host: &EcrHost,
+    endpoint_overridden: bool,
+    principal: &str,
+    mask: impl Fn(&str),
+) -> Result<crate::docker_config::Login, Error> {
+    let config = config
+        .to_builder()
+        .region(aws_config::Region::new(host.region.clone()))
+        .build();
+    // A login acts on no repository.
+    let target = Target::new(host, String::new(), principal.to_owned());
+    let client = login_client(&config, host, endpoint_overridden, &target.endpoint);
+    let token = authorization_token(&client, &target, mask).await?;
+    Ok(crate::docker_config::Login {
+        username: "AWS".to_owned(),
+        password: token.password,
+    })
+}
 
 impl Ecr {
     /// A Docker login for the registry: base64 of `AWS:PASSWORD`, as Docker's
     /// config.json stores it. `mask` is called on each secret before it is kept anywhere.
     pub async fn login(&self, mask: impl Fn(&str)) -> Result<String, Error> {
-        let output = self
-            .clients
-            .other
-            .get_authorization_token()
-            .send()
-            .await
-            .map_err(|err| {
-                self.target
-                    .api_error("GetAuthorizationToken", &err, err.code())
-            })?;
-        let auth = output
-            .authorization_data()
-            .first()
-            .and_then(|d| d.authorization_token())
-            .unwrap_or_default()
-            .to_owned();
-        mask(&auth);
-        let Some(password) = Self::password(&auth) else {
-            return Err(Error::Api {
-                call: "GetAuthorizationToken",
-                target: format!("registry {}", self.target.registry_id),
-                reason: "the token is not base64 of USER:PASSWORD".into(),
-                hint: String::new(),
-            });
-        };
-        mask(&password);
-        Ok(auth)
-    }
-
-    /// The login for reading a `docker://` source on another ECR registry (of `account`,
-    /// in `region`) with the session's credentials. The token GetAuthorizationToken gives
-    /// opens every registry the identity may read (its `registryIds` is deprecated), so
-    /// only the region matters. `mask` is called on each secret before it is kept.
-    pub async fn source_login(
-        session: &crate::auth::Session,
-        host: EcrHost,
-        endpoint_overridden: bool,
-        mask: impl Fn(&str),
-    ) -> Result<crate::docker_config::Login, Error> {
-        let config = session
-            .config
-            .to_builder()
-            .region(aws_config::Region::new(host.region.clone()))
-            .build();
-        let source = Self::new(
-            &config,
-            host,
-            endpoint_overridden,
-            String::new(),
-            false,
-            session.principal.clone(),
-            1,
-        );
-        let auth = source.login(mask).await?;
-        Ok(crate::docker_config::Login {
-            username: "AWS".to_owned(),
-            password: Self::password(&auth).unwrap_or_default(),
-        })
+        let token = authorization_token(&self.clients.other, &self.target, mask).await?;
+        Ok(token.auth)
     }
 
     /// The password in a login from [`Ecr::login`].
@@ -84,4 +55,41 @@ impl Ecr {
         let decoded = String::from_utf8(decoded).ok()?;
         decoded.split_once(':').map(|(_, p)| p.to_owned())
     }
+}
+
+/// A token from GetAuthorizationToken, both masked.
+struct Token {
+    /// Base64 of `AWS:PASSWORD`.
+    auth: String,
+    password: String,
+}
+
+async fn authorization_token(
+    client: &aws_sdk_ecr::Client,
+    target: &Target,
+    mask: impl Fn(&str),
+) -> Result<Token, Error> {
+    let output = client
+        .get_authorization_token()
+        .send()
+        .await
+        .map_err(|err| target.api_error(CALL, &err, err.code()))?;
+    let unusable = |reason: &str| Error::Api {
+        call: CALL,
+        target: format!("registry {}", target.registry_id),
+        reason: reason.into(),
+        hint: String::new(),
+    };
+    let auth = output
+        .authorization_data()
+        .first()
+        .and_then(|d| d.authorization_token())
+        .unwrap_or_default()
+        .to_owned();
+    mask(&auth);
+    let Some(password) = Ecr::password(&auth) else {
+        return Err(unusable("the token is not base64 of USER:PASSWORD"));
+    };
+    mask(&password);
+    Ok(Token { auth, password })
 }

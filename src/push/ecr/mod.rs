@@ -21,6 +21,7 @@ use aws_sdk_ecr::config::http::HttpResponse;
 use aws_sdk_ecr::error::ProvideErrorMetadata;
 
 pub use clients::endpoint_overridden;
+pub use login::source_login;
 
 use clients::{Clients, Paces};
 use part_body::Bodies;
