@@ -159,8 +159,12 @@ impl Ecr {
             .await
             .map_err(|err| self.target.api_error(CALL, &err, err.code()))?;
         admitted.succeeded();
+        let upload_id = initiated
+            .upload_id()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| self.target.lacking(CALL, "uploadId"))?;
         Ok(Upload {
-            upload_id: initiated.upload_id().unwrap_or_default().to_owned(),
+            upload_id: upload_id.to_owned(),
             part_bytes: part_bytes(initiated.part_size(), size),
         })
     }
@@ -373,8 +377,34 @@ fn part_bytes(part_size: Option<i64>, size: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ecr_host::EcrHost;
 
     const MIB: u64 = 1024 * 1024;
+
+    #[tokio::test]
+    async fn an_upload_without_an_upload_id_fails_naming_the_call() {
+        let ecr = Ecr::new(
+            &crate::push::ecr::answering("{}"),
+            EcrHost::standard("111111111111", "us-east-1"),
+            false,
+            "team/app".into(),
+            false,
+            "arn:aws:sts::111111111111:assumed-role/ci/run".into(),
+            1,
+        );
+        let blob = b"a layer".to_vec();
+        let descriptor = Descriptor {
+            media_type: "application/octet-stream".into(),
+            digest: Digest::of(&blob),
+            size: blob.len() as u64,
+        };
+        let blob = BlobReader::new(Box::new(std::io::Cursor::new(blob)), descriptor);
+        let err = ecr.upload_layer(blob, &Sent::default()).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ECR InitiateLayerUpload failed for repository team/app in registry 111111111111 (us-east-1): the answer has no uploadId"
+        );
+    }
 
     #[test]
     fn part_size_follows_ecr_within_its_bounds() {

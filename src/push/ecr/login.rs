@@ -84,7 +84,7 @@ async fn authorization_token(
         .authorization_data()
         .first()
         .and_then(|d| d.authorization_token())
-        .unwrap_or_default()
+        .ok_or_else(|| unusable("the answer has no authorizationToken"))?
         .to_owned();
     mask(&auth);
     let Some(password) = Ecr::password(&auth) else {
@@ -92,4 +92,50 @@ async fn authorization_token(
     };
     mask(&password);
     Ok(Token { auth, password })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::push::ecr::answering;
+
+    const PRINCIPAL: &str = "arn:aws:sts::111111111111:assumed-role/ci/run";
+
+    #[tokio::test]
+    async fn a_source_login_is_the_password_of_the_token_and_masks_both() {
+        let host = EcrHost::standard("222222222222", "eu-west-1");
+        // base64 of `AWS:secret`.
+        let config =
+            answering(r#"{"authorizationData":[{"authorizationToken":"QVdTOnNlY3JldA=="}]}"#);
+        let masked = std::sync::Mutex::new(Vec::new());
+        let login = source_login(&config, &host, false, PRINCIPAL, |s| {
+            masked.lock().unwrap().push(s.to_owned())
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            (login.username.as_str(), login.password.as_str()),
+            ("AWS", "secret")
+        );
+        assert_eq!(*masked.lock().unwrap(), ["QVdTOnNlY3JldA==", "secret"]);
+    }
+
+    #[tokio::test]
+    async fn a_login_without_a_token_fails_naming_the_call() {
+        let host = EcrHost::standard("222222222222", "eu-west-1");
+        let err = source_login(
+            &answering(r#"{"authorizationData":[]}"#),
+            &host,
+            false,
+            PRINCIPAL,
+            |_| {},
+        )
+        .await
+        .err()
+        .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "ECR GetAuthorizationToken failed for registry 222222222222: the answer has no authorizationToken"
+        );
+    }
 }
