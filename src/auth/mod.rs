@@ -7,6 +7,16 @@
 //! Every secret is masked the moment it exists. The web-identity call is made on a
 //! client with no credentials at all, so the default chain (and its instance-metadata
 //! probe) is never touched on the keyless path.
+//!
+//! One file per hop, by what it talks to: `oidc` (the Actions runtime's token service),
+//! `web_identity` (STS AssumeRoleWithWebIdentity) and `cross_account` (STS AssumeRole
+//! into a second role). This file runs them in order, asks the default chain and STS
+//! GetCallerIdentity when there is no role, and runs the chain again when its
+//! credentials are about to expire.
+
+mod cross_account;
+mod oidc;
+mod web_identity;
 
 use std::time::{Duration, SystemTime};
 
@@ -15,23 +25,20 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::{self, ProvideCredentials};
 use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
 use aws_sdk_sts::error::ProvideErrorMetadata;
-use aws_sdk_sts::types::Tag;
 use base64::Engine as _;
 
 use crate::actions::Runtime;
 use crate::names::account_of_arn;
 use crate::sdk::describe;
-use crate::sub_claim::{self, SubClaim};
+use cross_account::assume_cross_account;
+use oidc::request_id_token;
+use web_identity::assume_web_identity;
 
-/// IAM caps a session reached by role chaining at one hour, whatever was asked.
-const CHAINED_MAX_SECONDS: i32 = 3600;
-/// STS session tag values: at most 256 characters of `[\p{L}\p{Z}\p{N}_.:/=+\-@]`.
-const MAX_TAG_VALUE_CHARS: usize = 256;
-const TOKEN_REQUEST_ATTEMPTS: u32 = 3;
 const STS_ATTEMPTS: u32 = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// One attempt of one call (a layer part gets more, by its size: see push/ecr.rs); past
-/// it the SDK retries, so a stalled connection cannot hang the job.
+/// One attempt of one call (a layer part gets more, by its size: see
+/// push/ecr/layers.rs); past it the SDK retries, so a stalled connection cannot hang
+/// the job.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to get credentials: the roles and the session, as the inputs named them.
@@ -210,220 +217,6 @@ fn resolved_region(config: &SdkConfig) -> Result<String, Error> {
         .ok_or(Error::NoRegion)
 }
 
-/// Asks the Actions runtime for the job's OIDC token, for `audience`.
-async fn request_id_token(
-    audience: &str,
-    timeout: Duration,
-    runtime: &Runtime,
-    env: &impl Fn(&str) -> Option<String>,
-) -> Result<String, Error> {
-    let non_empty = |name| env(name).filter(|v: &String| !v.is_empty());
-    let (Some(url), Some(bearer)) = (
-        non_empty("ACTIONS_ID_TOKEN_REQUEST_URL"),
-        non_empty("ACTIONS_ID_TOKEN_REQUEST_TOKEN"),
-    ) else {
-        return Err(if runtime.in_actions() {
-            Error::NoTokenInActions
-        } else {
-            Error::NoTokenOutsideActions
-        });
-    };
-    runtime.mask(&bearer);
-    let mut url = reqwest::Url::parse(&url).map_err(|_| Error::TokenUrl(url.clone()))?;
-    url.query_pairs_mut().append_pair("audience", audience);
-    let host = url.host_str().unwrap_or_default().to_owned();
-    let failed = |reason: String| Error::Token {
-        host: host.clone(),
-        reason,
-    };
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .build()
-        .map_err(|e| Error::Tls(e.to_string()))?;
-
-    #[derive(serde::Deserialize)]
-    struct TokenResponse {
-        value: String,
-    }
-    let mut attempt = 1;
-    loop {
-        let response = client
-            .get(url.clone())
-            .header(reqwest::header::AUTHORIZATION, format!("bearer {bearer}"))
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await;
-        let retryable = match response {
-            Ok(response) if response.status().is_success() => {
-                let body = response
-                    .bytes()
-                    .await
-                    .map_err(|e| failed(e.without_url().to_string()))?;
-                let token = serde_json::from_slice::<TokenResponse>(&body)
-                    .map_err(|_| failed("the answer is not JSON with a `value` field".into()))?
-                    .value;
-                runtime.mask(&token);
-                return Ok(token);
-            }
-            Ok(response) => {
-                let status = response.status();
-                let reason = format!("HTTP {status}");
-                if !(status.is_server_error() || status.as_u16() == 429) {
-                    return Err(failed(reason));
-                }
-                reason
-            }
-            Err(e) if e.is_timeout() => {
-                format!("no answer: timed out after {} s", timeout.as_secs_f64())
-            }
-            Err(e) => crate::sdk::innermost(&e.without_url()),
-        };
-        if attempt == TOKEN_REQUEST_ATTEMPTS {
-            return Err(failed(format!("{retryable} ({attempt} attempts)")));
-        }
-        tracing::debug!("token request failed ({retryable}), retrying");
-        tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
-        attempt += 1;
-    }
-}
-
-async fn assume_web_identity(
-    base: &SdkConfig,
-    auth: &Request,
-    role: &str,
-    token: &str,
-    runtime: &Runtime,
-    env: &impl Fn(&str) -> Option<String>,
-) -> Result<Hop, Error> {
-    let endpoint = crate::sdk::Endpoint::default();
-    let config = aws_sdk_sts::config::Builder::from(base)
-        .interceptor(endpoint.clone())
-        .build();
-    let output = aws_sdk_sts::Client::from_conf(config)
-        .assume_role_with_web_identity()
-        .role_arn(role)
-        .role_session_name(&auth.role_session_name)
-        .duration_seconds(auth.role_duration_seconds)
-        .web_identity_token(token)
-        .send()
-        .await
-        .map_err(|err| {
-            let hint = match err.code() {
-                Some("AccessDenied") => denied_token_hint(role, token, env),
-                Some("InvalidIdentityToken") => format!(
-                    "; the account of {role} needs an IAM OIDC provider for https://token.actions.githubusercontent.com with client id (audience) `{}`",
-                    auth.audience
-                ),
-                Some("ValidationError") => format!(
-                    "; role-duration-seconds ({}) must not exceed the role's maximum session duration",
-                    auth.role_duration_seconds
-                ),
-                _ => String::new(),
-            };
-            Error::WebIdentity {
-                role: role.to_owned(),
-                reason: crate::sdk::describe_at(&err, &endpoint),
-                hint,
-            }
-        })?;
-    let arn = output
-        .assumed_role_user()
-        .map(|u| u.arn().to_owned())
-        .unwrap_or_else(|| role.to_owned());
-    let credentials = output.credentials().ok_or_else(|| Error::WebIdentity {
-        role: role.to_owned(),
-        reason: "STS answered without credentials".into(),
-        hint: String::new(),
-    })?;
-    let claims = jwt_claims(token).unwrap_or_default();
-    let claim = |name: &str| claim_text(&claims, name).unwrap_or_else(|| "?".into());
-    tracing::info!(
-        "{role}: assumed with the job's token (sub `{}`, aud `{}`) as session {}, in account {}",
-        claim("sub"),
-        claim("aud"),
-        auth.role_session_name,
-        account_of_arn(&arn).unwrap_or("?")
-    );
-    Ok(Hop {
-        provider: masked_provider(credentials, runtime),
-        arn,
-    })
-}
-
-/// What a denied web-identity assume needs said: the claims the trust policy saw (they
-/// are not secrets, the token is), which `sub` form they have, and the condition that
-/// would let them in.
-fn denied_token_hint(role: &str, token: &str, env: &impl Fn(&str) -> Option<String>) -> String {
-    let claims = jwt_claims(token).unwrap_or_default();
-    let claim = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
-    let sub = claim("sub").unwrap_or_else(|| "?".into());
-    let aud = claim_text(&claims, "aud").unwrap_or_else(|| "?".into());
-    let parsed = SubClaim::parse(&sub);
-    let form = match &parsed {
-        Some(s) if s.is_immutable() => format!(
-            " (an immutable subject: owner id {} and repository id {} after `@`, as github.com writes them for repositories created, renamed or transferred since 2026-07-15 and for those opted in, so a trust written for `{}` does not match it)",
-            s.owner_id.unwrap_or_default(),
-            s.repo_id.unwrap_or_default(),
-            sub_claim::subject(s.owner, None, s.repo, Some("…"))
-        ),
-        Some(_) => " (the classic form, without the owner's and repository's ids)".to_owned(),
-        None => " (a customised subject template)".to_owned(),
-    };
-    let mut seen = format!("sub `{sub}`{form}, aud `{aud}`");
-    for name in ["repository", "ref", "environment"] {
-        if let Some(value) = claim(name) {
-            seen.push_str(&format!(", {name} `{value}`"));
-        }
-    }
-    // The ids: from the token's own claims, else from the runner's variables.
-    let id = |claim_name: &str, variable: &str| {
-        claim_text(&claims, claim_name)
-            .or_else(|| env(variable))
-            .filter(|v| sub_claim::is_id(v))
-    };
-    let ids = id("repository_owner_id", "GITHUB_REPOSITORY_OWNER_ID")
-        .zip(id("repository_id", "GITHUB_REPOSITORY_ID"));
-    let generate = parsed.as_ref().and_then(|s| {
-        // Git allows `$`, `;` and backquotes in a branch name: quoted, so that a
-        // command copied from the log runs nothing else.
-        let quoted = |name: &str| {
-            if name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._/-".contains(&b))
-            {
-                name.to_owned()
-            } else {
-                format!("'{}'", name.replace('\'', "'\\''"))
-            }
-        };
-        let subject = match s.context?.split_once(':') {
-            Some(("ref", r)) if r.starts_with("refs/heads/") => {
-                format!("--branch {}", quoted(&r["refs/heads/".len()..]))
-            }
-            Some(("ref", r)) if r.starts_with("refs/tags/") => {
-                format!("--tag {}", quoted(&r["refs/tags/".len()..]))
-            }
-            Some(("environment", e)) => format!("--environment {}", quoted(e)),
-            None if s.context == Some("pull_request") => "--pull-request".to_owned(),
-            _ => return None,
-        };
-        Some(match &ids {
-            Some((o, r)) => format!(
-                "; `ecr-push policy generate --github-repo {}/{} --github-owner-id {o} --github-repo-id {r} {subject} …` writes it for both forms",
-                s.owner, s.repo
-            ),
-            None => format!(
-                "; `ecr-push policy generate --github-repo {}/{} {subject} …` writes it",
-                s.owner, s.repo
-            ),
-        })
-    });
-    format!(
-        "; the trust policy of {role} does not let this job in. Its token has {seen}. A statement for the federated principal oidc-provider/token.actions.githubusercontent.com with StringEquals \"token.actions.githubusercontent.com:aud\": \"{aud}\", \"token.actions.githubusercontent.com:sub\": \"{sub}\" would let this job in{} (ecr-push policy check --trust FILE --token … names the condition that fails)",
-        generate.unwrap_or_default()
-    )
-}
-
 /// The default chain's credentials, and whose they are. They are asked for first, so
 /// that none found, a source that failed, an STS that does not answer and credentials
 /// STS refuses are four different lines with four different fixes.
@@ -468,102 +261,6 @@ async fn default_chain(base: &SdkConfig) -> Result<Hop, Error> {
         identity.account().unwrap_or("?")
     );
     Ok(Hop { provider, arn })
-}
-
-async fn assume_cross_account(
-    base: &SdkConfig,
-    first: &Hop,
-    auth: &Request,
-    cross: &CrossAccount,
-    runtime: &Runtime,
-    env: &impl Fn(&str) -> Option<String>,
-) -> Result<Hop, Error> {
-    let endpoint = crate::sdk::Endpoint::default();
-    let config = aws_sdk_sts::config::Builder::from(base)
-        .credentials_provider(first.provider.clone())
-        .interceptor(endpoint.clone())
-        .build();
-    let client = aws_sdk_sts::Client::from_conf(config);
-    let mut tags = if cross.session_tags {
-        session_tags(env)
-    } else {
-        Vec::new()
-    };
-    loop {
-        let mut request = client
-            .assume_role()
-            .role_arn(&cross.role)
-            .role_session_name(&auth.role_session_name)
-            .duration_seconds(auth.role_duration_seconds.min(CHAINED_MAX_SECONDS))
-            .set_external_id(cross.external_id.clone());
-        for (key, value, _) in &tags {
-            if let Ok(tag) = Tag::builder().key(*key).value(value).build() {
-                request = request.tags(tag);
-            }
-        }
-        match request.send().await {
-            Ok(output) => {
-                let credentials = output.credentials().ok_or_else(|| Error::CrossAccount {
-                    role: cross.role.clone(),
-                    reason: "STS answered without credentials".into(),
-                    hint: String::new(),
-                })?;
-                let arn = output
-                    .assumed_role_user()
-                    .map(|u| u.arn().to_owned())
-                    .unwrap_or_else(|| cross.role.clone());
-                tracing::info!(
-                    "{}: assumed with those credentials as session {}{}, in account {}",
-                    cross.role,
-                    auth.role_session_name,
-                    if tags.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            " with tags {}",
-                            tags.iter()
-                                .map(|(k, _, _)| *k)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        )
-                    },
-                    account_of_arn(&arn).unwrap_or("?")
-                );
-                return Ok(Hop {
-                    provider: masked_provider(credentials, runtime),
-                    arn,
-                });
-            }
-            Err(err)
-                if err.code() == Some("PackedPolicyTooLarge")
-                    && tags.iter().any(|(_, _, optional)| *optional) =>
-            {
-                tracing::info!("session tags too large for STS; sending the required ones only");
-                tags.retain(|(_, _, optional)| !optional);
-            }
-            Err(err) => {
-                let hint = match err.code() {
-                    Some("AccessDenied") => format!(
-                        "; the trust policy of {} must allow sts:AssumeRole{} for {}, and that role needs sts:AssumeRole on {} in its own permissions",
-                        cross.role,
-                        if tags.is_empty() {
-                            ""
-                        } else {
-                            " and sts:TagSession (session-tags is on)"
-                        },
-                        role_of(&first.arn),
-                        cross.role
-                    ),
-                    _ => String::new(),
-                };
-                return Err(Error::CrossAccount {
-                    role: cross.role.clone(),
-                    reason: crate::sdk::describe_at(&err, &endpoint),
-                    hint,
-                });
-            }
-        }
-    }
 }
 
 /// What the chain reads from the environment, kept for renewals.
@@ -655,56 +352,6 @@ fn masked_provider(
     ))
 }
 
-/// The session tags of the cross-account hop: (key, value, optional). Optional ones are
-/// dropped first when STS finds the packed tags too large.
-fn session_tags(env: &impl Fn(&str) -> Option<String>) -> Vec<(&'static str, String, bool)> {
-    [
-        ("Repository", "GITHUB_REPOSITORY", false),
-        ("Commit", "GITHUB_SHA", false),
-        ("Actor", "GITHUB_ACTOR", true),
-        ("Workflow", "GITHUB_WORKFLOW", true),
-        ("Branch", "GITHUB_REF_NAME", true),
-        ("RunId", "GITHUB_RUN_ID", true),
-    ]
-    .into_iter()
-    .filter_map(|(key, variable, optional)| {
-        let value = tag_value(&env(variable)?);
-        (!value.is_empty()).then_some((key, value, optional))
-    })
-    .collect()
-}
-
-/// Replaces what STS refuses in a tag value and cuts it to the allowed length.
-fn tag_value(raw: &str) -> String {
-    raw.chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(MAX_TAG_VALUE_CHARS)
-        .collect()
-}
-
-/// `arn:aws:sts::1:assumed-role/NAME/SESSION` → `arn:aws:iam::1:role/NAME`, for messages.
-fn role_of(arn: &str) -> String {
-    let mut fields = arn.splitn(6, ':');
-    match (fields.next(), fields.next(), fields.nth(2), fields.next()) {
-        (Some("arn"), Some(partition), Some(account), Some(resource)) => {
-            match resource
-                .strip_prefix("assumed-role/")
-                .and_then(|r| r.split('/').next())
-            {
-                Some(name) => format!("arn:{partition}:iam::{account}:role/{name}"),
-                None => arn.to_owned(),
-            }
-        }
-        _ => arn.to_owned(),
-    }
-}
-
 /// A claim as text: a string as it is, another value (an id sent as a number, a list of
 /// audiences) written as JSON.
 fn claim_text(claims: &serde_json::Map<String, serde_json::Value>, name: &str) -> Option<String> {
@@ -725,35 +372,6 @@ pub fn jwt_claims(token: &str) -> Option<serde_json::Map<String, serde_json::Val
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn session_tags_are_sanitised_and_ordered_required_first() {
-        let env = |name: &str| match name {
-            "GITHUB_REPOSITORY" => Some("org/app".to_owned()),
-            "GITHUB_SHA" => Some("abc123".to_owned()),
-            "GITHUB_WORKFLOW" => Some("Build & push (prod)".to_owned()),
-            "GITHUB_RUN_ID" => Some(String::new()),
-            _ => None,
-        };
-        assert_eq!(
-            session_tags(&env),
-            [
-                ("Repository", "org/app".to_owned(), false),
-                ("Commit", "abc123".to_owned(), false),
-                ("Workflow", "Build _ push _prod_".to_owned(), true),
-            ]
-        );
-        assert_eq!(tag_value(&"x".repeat(300)).len(), MAX_TAG_VALUE_CHARS);
-    }
-
-    #[test]
-    fn assumed_role_arn_names_its_role() {
-        assert_eq!(
-            role_of("arn:aws:sts::111111111111:assumed-role/ci/GitHubActions"),
-            "arn:aws:iam::111111111111:role/ci"
-        );
-        assert_eq!(role_of("arn:aws:iam::1:user/me"), "arn:aws:iam::1:user/me");
-    }
 
     #[test]
     fn token_claims_are_read_without_verifying() {
