@@ -384,7 +384,7 @@ mod tests {
     #[tokio::test]
     async fn an_upload_without_an_upload_id_fails_naming_the_call() {
         let ecr = Ecr::new(
-            &crate::push::ecr::answering("{}"),
+            &crate::sdk::answering("{}"),
             EcrHost::standard("111111111111", "us-east-1"),
             false,
             "team/app".into(),

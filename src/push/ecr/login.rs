@@ -97,7 +97,7 @@ async fn authorization_token(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::push::ecr::answering;
+    use crate::sdk::answering;
 
     const PRINCIPAL: &str = "arn:aws:sts::111111111111:assumed-role/ci/run";
 
