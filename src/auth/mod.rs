@@ -255,7 +255,16 @@ async fn default_chain(base: &SdkConfig) -> Result<Hop, Error> {
                 hint,
             }
         })?;
-    let arn = identity.arn().unwrap_or_default().to_owned();
+    // The ARN names the account, the default registry: an answer without one would
+    // push to a registry with no id.
+    let arn = identity
+        .arn()
+        .filter(|arn| !arn.is_empty())
+        .ok_or_else(|| Error::CallerIdentity {
+            reason: "the answer has no Arn".into(),
+            hint: String::new(),
+        })?
+        .to_owned();
     tracing::info!(
         "default credential chain: {arn}, in account {}",
         identity.account().unwrap_or("?")
@@ -372,6 +381,18 @@ pub fn jwt_claims(token: &str) -> Option<serde_json::Map<String, serde_json::Val
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_caller_identity_without_an_arn_fails_naming_the_call() {
+        let base = crate::sdk::answering(
+            "<GetCallerIdentityResponse><GetCallerIdentityResult><Account>111111111111</Account></GetCallerIdentityResult></GetCallerIdentityResponse>",
+        );
+        let err = default_chain(&base).await.err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "STS GetCallerIdentity: the answer has no Arn"
+        );
+    }
 
     #[test]
     fn token_claims_are_read_without_verifying() {
