@@ -117,10 +117,11 @@ async fn run(
         {
             let authenticated = credentials(&push, runtime, env).await?;
             login = Some(
-                destination::Ecr::source_login(
-                    &authenticated,
-                    ecr_host,
+                destination::ecr_source_login(
+                    &authenticated.config,
+                    &ecr_host,
                     destination::ecr_endpoint_overridden(env),
+                    &authenticated.principal,
                     |secret| runtime.mask(secret),
                 )
                 .await?,

@@ -116,3 +116,39 @@ fn causes(err: &dyn StdError) -> String {
     }
     parts.join(": ")
 }
+
+/// An SDK config whose every call is answered 200 with `body` (the service's JSON or
+/// XML): for the answers real AWS never gives, which moto cannot be made to give either.
+#[cfg(test)]
+pub fn answering(body: &'static str) -> aws_config::SdkConfig {
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use aws_smithy_runtime_api::client::http::{
+        HttpConnector, HttpConnectorFuture, SharedHttpConnector, http_client_fn,
+    };
+    use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+
+    #[derive(Debug)]
+    struct Answer(&'static str);
+    impl HttpConnector for Answer {
+        fn call(&self, _request: HttpRequest) -> HttpConnectorFuture {
+            HttpConnectorFuture::ready(Ok(aws_smithy_runtime_api::http::Response::new(
+                200.try_into().unwrap(),
+                aws_smithy_types::body::SdkBody::from(self.0),
+            )))
+        }
+    }
+    let connector = SharedHttpConnector::new(Answer(body));
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "AKIDEXAMPLE",
+            "secret",
+            None,
+            None,
+            "test",
+        )))
+        .http_client(http_client_fn(move |_, _| connector.clone()))
+        .build()
+}
