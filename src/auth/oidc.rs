@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use super::Error;
 use crate::actions::Runtime;
-
-const TOKEN_REQUEST_ATTEMPTS: u32 = 3;
+use crate::http::retry;
 
 /// Asks the Actions runtime for the job's OIDC token, for `audience`.
 pub(super) async fn request_id_token(
@@ -36,53 +35,49 @@ pub(super) async fn request_id_token(
         host: host.clone(),
         reason,
     };
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
+    let client = crate::http::client(Some(timeout)).map_err(|e| Error::Tls(e.to_string()))?;
+    let request = client
+        .get(url.clone())
+        .header(reqwest::header::AUTHORIZATION, format!("bearer {bearer}"))
+        .header(reqwest::header::ACCEPT, "application/json")
         .build()
-        .map_err(|e| Error::Tls(e.to_string()))?;
+        .map_err(|e| failed(crate::sdk::innermost(&e.without_url())))?;
+    // GitHub's token endpoint answers 5xx under load: the one HTTP retry rule.
+    let (answer, attempts) = retry::send(request, "token request", |request| {
+        let client = &client;
+        async move { Ok::<_, Error>(client.execute(request).await) }
+    })
+    .await?;
+    let retried = |reason: String| {
+        if attempts > 1 {
+            failed(format!("{reason} ({attempts} attempts)"))
+        } else {
+            failed(reason)
+        }
+    };
+    let response = match answer {
+        Ok(response) if response.status().is_success() => response,
+        Ok(response) => return Err(retried(format!("HTTP {}", response.status()))),
+        Err(e) if e.is_timeout() => {
+            return Err(retried(format!(
+                "no answer: timed out after {} s",
+                timeout.as_secs_f64()
+            )));
+        }
+        Err(e) => return Err(retried(crate::sdk::innermost(&e.without_url()))),
+    };
 
     #[derive(serde::Deserialize)]
     struct TokenResponse {
         value: String,
     }
-    let mut attempt = 1;
-    loop {
-        let response = client
-            .get(url.clone())
-            .header(reqwest::header::AUTHORIZATION, format!("bearer {bearer}"))
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
-            .await;
-        let retryable = match response {
-            Ok(response) if response.status().is_success() => {
-                let body = response
-                    .bytes()
-                    .await
-                    .map_err(|e| failed(e.without_url().to_string()))?;
-                let token = serde_json::from_slice::<TokenResponse>(&body)
-                    .map_err(|_| failed("the answer is not JSON with a `value` field".into()))?
-                    .value;
-                runtime.mask(&token);
-                return Ok(token);
-            }
-            Ok(response) => {
-                let status = response.status();
-                let reason = format!("HTTP {status}");
-                if !(status.is_server_error() || status.as_u16() == 429) {
-                    return Err(failed(reason));
-                }
-                reason
-            }
-            Err(e) if e.is_timeout() => {
-                format!("no answer: timed out after {} s", timeout.as_secs_f64())
-            }
-            Err(e) => crate::sdk::innermost(&e.without_url()),
-        };
-        if attempt == TOKEN_REQUEST_ATTEMPTS {
-            return Err(failed(format!("{retryable} ({attempt} attempts)")));
-        }
-        tracing::debug!("token request failed ({retryable}), retrying");
-        tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
-        attempt += 1;
-    }
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| failed(e.without_url().to_string()))?;
+    let token = serde_json::from_slice::<TokenResponse>(&body)
+        .map_err(|_| failed("the answer is not JSON with a `value` field".into()))?
+        .value;
+    runtime.mask(&token);
+    Ok(token)
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use aws_sdk_ecr::config::retry::{RetryConfig, RetryPartition};
 
+use crate::calls::Calls;
 use crate::ecr_host::EcrHost;
-use crate::push::Calls;
 use crate::push::pace::Pace;
 use crate::sdk::Endpoint;
 
