@@ -104,33 +104,7 @@ async fn run(
     let docker_login = |host: &str| {
         docker_config::lookup(host, env).inspect(|login| runtime.mask(&login.password))
     };
-    // A `docker://` source's login is found first, once (a credential helper is not run
-    // twice). On an ECR host with no Docker login of its own it is read with the step's
-    // AWS credentials (a promotion by digest from a dev account's registry), so those
-    // come first; the same session then pushes.
-    let mut session = None;
-    let mut source_login = None;
-    if let Some(host) = image::registry_host(&push.image) {
-        let mut login = docker_login(&host);
-        if login.is_none()
-            && let Some(ecr_host) = crate::ecr_host::EcrHost::parse(&host)
-        {
-            let authenticated = credentials(&push, runtime, env).await?;
-            login = Some(
-                destination::ecr_source_login(
-                    &authenticated.config,
-                    &ecr_host,
-                    destination::ecr_endpoint_overridden(env),
-                    &authenticated.principal,
-                    |secret| runtime.mask(secret),
-                )
-                .await?,
-            );
-            tracing::info!("{host}: read with a login from GetAuthorizationToken");
-            session = Some(authenticated);
-        }
-        source_login = Some((host, login));
-    }
+    let (session, source_login) = source_login(&push, runtime, env, &docker_login).await?;
     let login = |host: &str| match &source_login {
         Some((source, login)) if source == host => login.clone(),
         _ => docker_login(host),
@@ -151,6 +125,86 @@ async fn run(
         Some(tags) => tags,
         None => vec![crate::names::default_tag(image.tag.as_deref())?],
     };
+    let rewritten_for = describe(&push, &image);
+
+    let (registry, report) = match &push.destination {
+        Destination::Registry(host) => {
+            // No AWS at all: the registry's login is the Docker CLI's, masked first, as is
+            // each token its realm hands out.
+            let login = login(host).map(|login| (login.username, login.password));
+            let report = push_to_registry(&push, host, login, &image, &tags, runtime, env).await?;
+            (host.clone(), report)
+        }
+        Destination::Ecr { registry } => {
+            let session = match session {
+                Some(session) => session,
+                None => credentials(&push, runtime, env).await?,
+            };
+            push_to_ecr(&push, session, *registry, &image, &tags, runtime, env).await?
+        }
+    };
+
+    let pushed = report::Pushed {
+        registry: &registry,
+        repository: &push.repository,
+        digest: &image.manifest.digest,
+        original_digest: image.original_digest.as_ref(),
+        rewritten_for: &rewritten_for,
+        tags: &tags,
+        report: &report,
+    };
+    let outputs = pushed.outputs();
+    let outputs: Vec<(&str, &str)> = outputs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    runtime.set_outputs(&outputs)?;
+    runtime.append_summary(&pushed.summary())?;
+    tracing::info!("{}", pushed.line());
+    if !runtime.in_actions() {
+        // The one line on stdout, for `uri=$(ecr-push push …)`.
+        println!("{}", pushed.image_uri());
+    }
+    Ok(())
+}
+
+/// A `docker://` source's login, found first, once (a credential helper is not run
+/// twice): the source host and its login, if any. On an ECR host with no Docker login
+/// of its own it is read with the step's AWS credentials (a promotion by digest from a
+/// dev account's registry), so those come first, and the same session then pushes.
+async fn source_login(
+    push: &Push,
+    runtime: &Runtime,
+    env: &impl Fn(&str) -> Option<String>,
+    docker_login: &impl Fn(&str) -> Option<docker_config::Login>,
+) -> Result<
+    (
+        Option<auth::Session>,
+        Option<(String, Option<docker_config::Login>)>,
+    ),
+    Error,
+> {
+    let Some(host) = image::registry_host(&push.image) else {
+        return Ok((None, None));
+    };
+    let login = docker_login(&host);
+    let ecr_host = crate::ecr_host::EcrHost::parse(&host);
+    let (Some(ecr_host), None) = (ecr_host, &login) else {
+        return Ok((None, Some((host, login))));
+    };
+    let authenticated = credentials(push, runtime, env).await?;
+    let login = destination::ecr_source_login(
+        &authenticated.config,
+        &ecr_host,
+        destination::ecr_endpoint_overridden(env),
+        &authenticated.principal,
+        |secret| runtime.mask(secret),
+    )
+    .await?;
+    tracing::info!("{host}: read with a login from GetAuthorizationToken");
+    Ok((Some(authenticated), Some((host, Some(login)))))
+}
+
+/// Logs what is about to be pushed; what rewrote its manifest, if anything, as the
+/// report says it (`platforms linux/amd64 and compression`).
+fn describe(push: &Push, image: &Image) -> String {
     let mut rewritten_for = Vec::new();
     if !push.platforms.is_empty() {
         let platforms: Vec<String> = push.platforms.iter().map(ToString::to_string).collect();
@@ -177,61 +231,35 @@ async fn run(
         image.blobs().len(),
         crate::units::human_bytes(destination::total_size(image.blobs()))
     );
+    rewritten_for.join(" and ")
+}
 
-    let (registry, report) = match &push.destination {
-        Destination::Registry(host) => {
-            // No AWS at all: the registry's login is the Docker CLI's, masked first, as is
-            // each token its realm hands out.
-            let login = login(host).map(|login| (login.username, login.password));
-            // For a registry that refuses one streamed PATCH per blob.
-            let chunked = env("ECR_PUSH_CHUNKED").as_deref() == Some("true");
-            let masks = runtime.clone();
-            let destination = destination::Registry::new(
-                host,
-                &push.repository,
-                login,
-                chunked,
-                move |secret| masks.mask(secret),
-            )?;
-            let _group = runtime.group(&format!("Push to {host}/{}", push.repository));
-            let report = destination::push(
-                &destination,
-                &image,
-                &tags,
-                push.concurrency,
-                runtime.progress(),
-            )
-            .await?;
-            (host.clone(), report)
-        }
-        Destination::Ecr { registry } => {
-            let session = match session {
-                Some(session) => session,
-                None => credentials(&push, runtime, env).await?,
-            };
-            push_to_ecr(&push, session, *registry, &image, &tags, runtime, env).await?
-        }
-    };
-
-    let pushed = report::Pushed {
-        registry: &registry,
-        repository: &push.repository,
-        digest: &image.manifest.digest,
-        original_digest: image.original_digest.as_ref(),
-        rewritten_for: &rewritten_for.join(" and "),
-        tags: &tags,
-        report: &report,
-    };
-    let outputs = pushed.outputs();
-    let outputs: Vec<(&str, &str)> = outputs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    runtime.set_outputs(&outputs)?;
-    runtime.append_summary(&pushed.summary())?;
-    tracing::info!("{}", pushed.line());
-    if !runtime.in_actions() {
-        // The one line on stdout, for `uri=$(ecr-push push …)`.
-        println!("{}", pushed.image_uri());
-    }
-    Ok(())
+/// The push to a registry that is not ECR, with its Docker login.
+async fn push_to_registry(
+    push: &Push,
+    host: &str,
+    login: Option<(String, String)>,
+    image: &Image,
+    tags: &[String],
+    runtime: &Runtime,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<crate::report::Report, Error> {
+    // For a registry that refuses one streamed PATCH per blob.
+    let chunked = env("ECR_PUSH_CHUNKED").as_deref() == Some("true");
+    let masks = runtime.clone();
+    let destination =
+        destination::Registry::new(host, &push.repository, login, chunked, move |secret| {
+            masks.mask(secret)
+        })?;
+    let _group = runtime.group(&format!("Push to {host}/{}", push.repository));
+    Ok(destination::push(
+        &destination,
+        image,
+        tags,
+        push.concurrency,
+        runtime.progress(),
+    )
+    .await?)
 }
 
 /// Credentials, then the push to ECR through its API or, with `via_registry`, its

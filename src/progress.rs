@@ -158,3 +158,22 @@ impl Write for Line {
         io::stderr().flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Sent;
+
+    #[test]
+    fn an_attempt_taken_back_leaves_the_total_as_before_it() {
+        let sent = Sent::default();
+        sent.add(10);
+        let attempt = sent.attempt();
+        attempt.add(5);
+        assert_eq!(sent.total(), 15);
+        attempt.take_back();
+        assert_eq!(sent.total(), 10);
+        let again = sent.attempt();
+        again.add(7);
+        assert_eq!(sent.total(), 17);
+    }
+}

@@ -171,6 +171,8 @@ pub struct PushArgs {
 }
 
 impl PushArgs {
+    /// Every input checked, in the order the help lists them, into the flow's [`Push`]:
+    /// the first input that is wrong is the one named.
     pub fn validate(self) -> Result<Push, Error> {
         if self.image.trim().is_empty() {
             return Err(invalid("image", "must not be empty"));
@@ -187,12 +189,37 @@ impl PushArgs {
             .transpose()?;
         let platforms = self.platforms.as_deref().map(parse_platforms).transpose()?;
         let compression = parse_compression(&self.compression, self.compression_level.as_deref())?;
-        let region = self.aws_region.filter(|r| !r.is_empty());
+        let region = self.aws_region.clone().filter(|r| !r.is_empty());
         if let Some(region) = &region {
             check_region(region)?;
         }
+        let auth = self.credentials(region.as_deref())?;
+        let target = self.target(region, auth.cross_account.is_some())?;
+        let concurrency = self.concurrency()?;
+        let deadline = self.deadline()?;
+        Ok(Push {
+            image: self.image,
+            repository: self.repository,
+            tags,
+            platforms: platforms.unwrap_or_default(),
+            compression,
+            region: target.region,
+            auth,
+            registry_id: target.registry_id,
+            ecr_host: target.ecr_host,
+            create_repository: self.create_repository,
+            docker_login: self.docker_login,
+            concurrency,
+            destination: target.destination,
+            deadline,
+        })
+    }
+
+    /// The role chain: the first role, the token's audience, the session, and the
+    /// cross-account hop with what only it takes (an external id, session tags).
+    fn credentials(&self, region: Option<&str>) -> Result<auth::Request, Error> {
         if let Some(arn) = &self.role_to_assume {
-            check_role_arn("role-to-assume", arn, region.as_deref())?;
+            check_role_arn("role-to-assume", arn, region)?;
         }
         if self.audience.trim().is_empty() {
             return Err(invalid("audience", "must not be empty"));
@@ -214,9 +241,19 @@ impl PushArgs {
                 ),
             ));
         }
-        let cross_account = match self.cross_account_role {
+        Ok(auth::Request {
+            role_to_assume: self.role_to_assume.clone(),
+            audience: self.audience.trim().to_owned(),
+            role_session_name: self.role_session_name.clone(),
+            role_duration_seconds: self.role_duration_seconds,
+            cross_account: self.cross_account(region)?,
+        })
+    }
+
+    fn cross_account(&self, region: Option<&str>) -> Result<Option<auth::CrossAccount>, Error> {
+        match &self.cross_account_role {
             Some(role) => {
-                check_role_arn("cross-account-role", &role, region.as_deref())?;
+                check_role_arn("cross-account-role", role, region)?;
                 if let Some(id) = &self.cross_account_external_id {
                     check_chars(
                         "cross-account-external-id",
@@ -225,26 +262,27 @@ impl PushArgs {
                         "+=,.@:/-",
                     )?;
                 }
-                Some(auth::CrossAccount {
-                    role,
-                    external_id: self.cross_account_external_id,
+                Ok(Some(auth::CrossAccount {
+                    role: role.clone(),
+                    external_id: self.cross_account_external_id.clone(),
                     session_tags: self.session_tags,
-                })
+                }))
             }
-            None if self.cross_account_external_id.is_some() => {
-                return Err(invalid(
-                    "cross-account-external-id",
-                    "is set but cross-account-role is not; set both or neither",
-                ));
-            }
-            None if self.session_tags => {
-                return Err(invalid(
-                    "session-tags",
-                    "tags are sent on the cross-account hop only; set cross-account-role",
-                ));
-            }
-            None => None,
-        };
+            None if self.cross_account_external_id.is_some() => Err(invalid(
+                "cross-account-external-id",
+                "is set but cross-account-role is not; set both or neither",
+            )),
+            None if self.session_tags => Err(invalid(
+                "session-tags",
+                "tags are sent on the cross-account hop only; set cross-account-role",
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Where the image goes: `registry` (an ECR host pins the account and the region,
+    /// which must then agree with `registry-id` and `aws-region`), and how (`transport`).
+    fn target(&self, region: Option<String>, chained: bool) -> Result<Target, Error> {
         if let Some(id) = &self.registry_id {
             check_account("registry-id", id)?;
         }
@@ -264,7 +302,7 @@ impl PushArgs {
             ));
         }
         let ecr_host = registry.and_then(EcrHost::parse);
-        let mut registry_id = self.registry_id;
+        let mut registry_id = self.registry_id.clone();
         let mut region = region;
         if let Some(EcrHost {
             account,
@@ -293,18 +331,34 @@ impl PushArgs {
             registry_id = Some(account.clone());
             region = Some(host_region.clone());
         }
+        let destination = self.destination(registry, ecr_host.is_some(), chained, &registry_id)?;
+        Ok(Target {
+            destination,
+            ecr_host,
+            registry_id,
+            region,
+        })
+    }
+
+    /// ECR's API, ECR's registry endpoint, or another registry, which takes none of the
+    /// inputs that are for ECR.
+    fn destination(
+        &self,
+        registry: Option<&str>,
+        is_ecr: bool,
+        chained: bool,
+        registry_id: &Option<String>,
+    ) -> Result<Destination, Error> {
         let transport = self
             .transport
             .as_deref()
             .map(|t| t.trim().to_ascii_lowercase());
-        let destination = match (registry, &ecr_host, transport.as_deref()) {
-            (_, _, Some(other)) if !matches!(other, "" | "api" | "registry") => {
-                return Err(invalid(
-                    "transport",
-                    format!("`{other}` is not api or registry"),
-                ));
-            }
-            (Some(host), None, transport) => {
+        match (registry, is_ecr, transport.as_deref()) {
+            (_, _, Some(other)) if !matches!(other, "" | "api" | "registry") => Err(invalid(
+                "transport",
+                format!("`{other}` is not api or registry"),
+            )),
+            (Some(host), false, transport) => {
                 if transport == Some("api") {
                     return Err(invalid(
                         "transport",
@@ -316,7 +370,7 @@ impl PushArgs {
                 check_host(host)?;
                 for (input, set) in [
                     ("role-to-assume", self.role_to_assume.is_some()),
-                    ("cross-account-role", cross_account.is_some()),
+                    ("cross-account-role", chained),
                     ("registry-id", registry_id.is_some()),
                     ("create-repository", self.create_repository),
                     ("docker-login", self.docker_login),
@@ -328,7 +382,7 @@ impl PushArgs {
                         ));
                     }
                 }
-                Destination::Registry(host.to_owned())
+                Ok(Destination::Registry(host.to_owned()))
             }
             (_, _, transport) => {
                 let registry = transport == Some("registry");
@@ -338,11 +392,14 @@ impl PushArgs {
                         "needs ECR's API (CreateRepository); with transport: registry, create the repository beforehand",
                     ));
                 }
-                Destination::Ecr { registry }
+                Ok(Destination::Ecr { registry })
             }
-        };
+        }
+    }
+
+    fn concurrency(&self) -> Result<usize, Error> {
         // Read as a signed number so that `-1` is out of range rather than "unexpected".
-        let concurrency = usize::try_from(self.concurrency)
+        usize::try_from(self.concurrency)
             .ok()
             .filter(|c| CONCURRENCY.contains(c))
             .ok_or_else(|| {
@@ -355,7 +412,10 @@ impl PushArgs {
                         CONCURRENCY.end()
                     ),
                 )
-            })?;
+            })
+    }
+
+    fn deadline(&self) -> Result<std::time::Duration, Error> {
         // GitHub stops any job after 6 hours.
         if !(self.timeout_minutes > 0.0 && self.timeout_minutes <= 360.0) {
             return Err(invalid(
@@ -366,29 +426,18 @@ impl PushArgs {
                 ),
             ));
         }
-        Ok(Push {
-            image: self.image,
-            repository: self.repository,
-            tags,
-            platforms: platforms.unwrap_or_default(),
-            compression,
-            region,
-            auth: auth::Request {
-                role_to_assume: self.role_to_assume,
-                audience: self.audience.trim().to_owned(),
-                role_session_name: self.role_session_name,
-                role_duration_seconds: self.role_duration_seconds,
-                cross_account,
-            },
-            registry_id,
-            ecr_host,
-            create_repository: self.create_repository,
-            docker_login: self.docker_login,
-            concurrency,
-            destination,
-            deadline: std::time::Duration::from_secs_f64(self.timeout_minutes * 60.0),
-        })
+        Ok(std::time::Duration::from_secs_f64(
+            self.timeout_minutes * 60.0,
+        ))
     }
+}
+
+/// Where `registry`, `registry-id` and `aws-region` together send the image.
+struct Target {
+    destination: Destination,
+    ecr_host: Option<EcrHost>,
+    registry_id: Option<String>,
+    region: Option<String>,
 }
 
 /// A `repository` that is a whole image URI (`HOST/NAME[:TAG]`) or a URL: say which

@@ -345,3 +345,136 @@ pub async fn push<D: Destination>(
     report.elapsed = started.elapsed();
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    /// Holds nothing; cuts the first `cuts` uploads off after their first byte, as a
+    /// connection reset in the middle of a streamed PATCH does; records what it stored.
+    struct Cutting {
+        cuts: AtomicU32,
+        attempts: AtomicU32,
+        stored: Mutex<Vec<(Digest, u64)>>,
+    }
+
+    impl Destination for Cutting {
+        async fn missing(&self, digests: &[&Digest]) -> Result<HashSet<Digest>, Error> {
+            Ok(digests.iter().map(|d| (*d).clone()).collect())
+        }
+
+        async fn upload(&self, mut blob: BlobReader, sent: &Sent) -> Result<(), Error> {
+            self.attempts.fetch_add(1, Ordering::Relaxed);
+            let mut bytes = blob.read_part(1)?.len() as u64;
+            sent.add(1);
+            if self
+                .cuts
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(Error::Interrupted {
+                    host: "registry.test".into(),
+                    reason: "sending a blob of app: connection reset".into(),
+                });
+            }
+            // The reader proves the whole blob, from its first byte, on its last part.
+            while blob.remaining() > 0 {
+                let part = blob.read_part(64 * 1024)?;
+                sent.add(part.len());
+                bytes += part.len() as u64;
+            }
+            let digest = blob.descriptor().digest.clone();
+            self.stored.lock().unwrap().push((digest, bytes));
+            Ok(())
+        }
+
+        async fn put_manifest(&self, _: &Manifest, _: Option<&str>) -> Result<Tagged, Error> {
+            Ok(Tagged::Set)
+        }
+
+        fn calls(&self) -> Vec<(String, u64)> {
+            Vec::new()
+        }
+    }
+
+    /// An image of one layer of `layer` bytes, in memory.
+    fn image(layer: &[u8]) -> Image {
+        let config = br#"{"architecture":"amd64","os":"linux"}"#;
+        let descriptor = |media_type: &str, bytes: &[u8]| {
+            serde_json::json!({
+                "mediaType": media_type,
+                "digest": Digest::of(bytes).to_string(),
+                "size": bytes.len(),
+            })
+        };
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+            "layers": [descriptor("application/vnd.oci.image.layer.v1.tar", layer)],
+        });
+        let blobs = [config.to_vec(), layer.to_vec()]
+            .into_iter()
+            .map(|b| (Digest::of(&b), b))
+            .collect();
+        image::load_from_memory(
+            blobs,
+            manifest.to_string().as_bytes(),
+            "application/vnd.oci.image.manifest.v1+json",
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_cut_upload_sends_its_blob_again_from_the_first_byte() {
+        let layer: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let image = image(&layer);
+        let destination = Cutting {
+            cuts: AtomicU32::new(2),
+            attempts: AtomicU32::new(0),
+            stored: Mutex::new(Vec::new()),
+        };
+        let tags = ["v1".to_owned()];
+        let report = push(
+            &destination,
+            &image,
+            &tags,
+            1,
+            crate::progress::Style::Lines,
+        )
+        .await
+        .unwrap();
+        // Two blobs, one upload each, and the two cut ones again.
+        assert_eq!(destination.attempts.load(Ordering::Relaxed), 4);
+        let mut stored = destination.stored.into_inner().unwrap();
+        stored.sort_by_key(|(_, bytes)| *bytes);
+        assert_eq!(stored.len(), 2, "{stored:?}");
+        assert_eq!(stored[1], (Digest::of(&layer), layer.len() as u64));
+        assert_eq!(report.tags_set, tags);
+    }
+
+    #[tokio::test]
+    async fn an_upload_cut_every_time_fails_naming_the_attempts() {
+        let image = image(b"layer bytes");
+        let destination = Cutting {
+            cuts: AtomicU32::new(u32::MAX),
+            attempts: AtomicU32::new(0),
+            stored: Mutex::new(Vec::new()),
+        };
+        let error = push(&destination, &image, &[], 1, crate::progress::Style::Lines)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            format!(
+                "registry registry.test: sending a blob of app: connection reset ({} attempts at the blob)",
+                retry::MAX_ATTEMPTS
+            )
+        );
+        assert!(destination.stored.into_inner().unwrap().is_empty());
+    }
+}

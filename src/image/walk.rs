@@ -1,0 +1,328 @@
+//! The walk from a top manifest down: every manifest read whole and verified (strict
+//! JSON, no cycles, bounded depth), an index cut to the `platforms` asked for, and
+//! every blob gathered once. What each adapter hands [`load`] becomes an [`Image`].
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::*;
+
+/// Builds an [`Image`] from a blob store and the descriptor of its top manifest: reads
+/// and verifies every manifest below it, and gathers their blobs.
+pub(crate) fn load(
+    store: Arc<dyn Blobs>,
+    top: &Descriptor,
+    tag: Option<String>,
+    platforms: &[Platform],
+) -> Result<Image, Error> {
+    let mut manifest = read_manifest(&*store, top)?;
+    let mut original_digest = None;
+    if !platforms.is_empty() {
+        if !is_index(&manifest.media_type) {
+            return Err(Error::NotAnIndex {
+                digest: manifest.digest,
+            });
+        }
+        if let Some(bytes) = keep_platforms(&manifest, platforms)? {
+            original_digest = Some(manifest.digest);
+            manifest = Manifest {
+                digest: Digest::of(&bytes),
+                bytes,
+                media_type: manifest.media_type,
+            };
+        }
+    }
+    let mut walk = Walk {
+        store: &*store,
+        children: Vec::new(),
+        blobs: Vec::new(),
+        seen: HashSet::new(),
+    };
+    walk.manifest(&manifest, &mut vec![manifest.digest.clone()])?;
+    Ok(Image {
+        children: walk.children,
+        blobs: walk.blobs,
+        manifest,
+        original_digest,
+        tag,
+        store,
+    })
+}
+
+/// Reads one manifest whole, verified against its descriptor, with its media type from
+/// itself or, where it has none (umoci writes it so), from the descriptor.
+fn read_manifest(store: &dyn Blobs, descriptor: &Descriptor) -> Result<Manifest, Error> {
+    if descriptor.size > MAX_MANIFEST_BYTES {
+        return Err(Error::ManifestTooLarge {
+            digest: descriptor.digest.clone(),
+            size: descriptor.size,
+        });
+    }
+    let mut reader = BlobReader::new(store.open_manifest(descriptor)?, descriptor.clone());
+    let bytes = reader.read_part(descriptor.size as usize)?;
+    #[derive(serde::Deserialize)]
+    struct MediaTypeOnly {
+        #[serde(rename = "mediaType")]
+        media_type: Option<String>,
+    }
+    strict_json(&bytes).map_err(|source| Error::Json {
+        path: PathBuf::from(descriptor.digest.as_str()),
+        what: "the manifest".into(),
+        source,
+    })?;
+    let declared = serde_json::from_slice::<MediaTypeOnly>(&bytes)
+        .map_err(|source| Error::Json {
+            path: PathBuf::from(descriptor.digest.as_str()),
+            what: "the manifest".into(),
+            source,
+        })?
+        .media_type;
+    let media_type = match declared {
+        Some(in_manifest)
+            if !descriptor.media_type.is_empty() && in_manifest != descriptor.media_type =>
+        {
+            return Err(Error::MediaTypeConflict {
+                digest: descriptor.digest.clone(),
+                in_manifest,
+                in_descriptor: descriptor.media_type.clone(),
+            });
+        }
+        Some(in_manifest) => in_manifest,
+        None if !descriptor.media_type.is_empty() => descriptor.media_type.clone(),
+        None => {
+            return Err(Error::NoMediaType {
+                digest: descriptor.digest.clone(),
+            });
+        }
+    };
+    Ok(Manifest {
+        bytes,
+        media_type,
+        digest: descriptor.digest.clone(),
+    })
+}
+
+/// How deep a manifest may nest: an index of manifests with annotations is 4 levels.
+const MAX_JSON_DEPTH: usize = 32;
+
+/// Refuses JSON that parsers may read differently: an object with a key twice (one
+/// parser takes the first, another the last, and they see two different images), or
+/// nesting deeper than [`MAX_JSON_DEPTH`] (a stack exhausted elsewhere, or here).
+fn strict_json(bytes: &[u8]) -> Result<(), serde_json::Error> {
+    use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+
+    #[derive(Clone, Copy)]
+    struct Strict(usize);
+
+    impl Strict {
+        /// The seed for what this array or object holds, if it may nest one deeper.
+        fn inner<E: serde::de::Error>(&self) -> Result<Strict, E> {
+            if self.0 >= MAX_JSON_DEPTH {
+                return Err(E::custom(format!(
+                    "it nests deeper than {MAX_JSON_DEPTH} levels"
+                )));
+            }
+            Ok(Strict(self.0 + 1))
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Strict {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Strict {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("JSON")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let inner = self.inner()?;
+            while seq.next_element_seed(inner)?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let inner = self.inner()?;
+            let mut keys = HashSet::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if !keys.insert(key.clone()) {
+                    return Err(A::Error::custom(format!(
+                        "the key `{key}` appears twice in one object"
+                    )));
+                }
+                map.next_value_seed(inner)?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    Strict(0).deserialize(&mut deserializer)?;
+    deserializer.end()
+}
+
+/// The walk down from the top manifest.
+struct Walk<'a> {
+    store: &'a dyn Blobs,
+    children: Vec<Manifest>,
+    blobs: Vec<Descriptor>,
+    seen: HashSet<Digest>,
+}
+
+impl Walk<'_> {
+    /// `path`: the digests from the top down to this manifest, to refuse cycles.
+    fn manifest(&mut self, manifest: &Manifest, path: &mut Vec<Digest>) -> Result<(), Error> {
+        let json_err = |source| Error::Json {
+            path: PathBuf::from(manifest.digest.as_str()),
+            what: "the manifest".into(),
+            source,
+        };
+        if !is_index(&manifest.media_type) {
+            let parsed: oci_spec::image::ImageManifest =
+                serde_json::from_slice(&manifest.bytes).map_err(json_err)?;
+            for spec in std::iter::once(parsed.config()).chain(parsed.layers()) {
+                let descriptor = Descriptor::from_spec(spec)?;
+                if self.seen.insert(descriptor.digest.clone()) {
+                    self.blobs.push(descriptor);
+                }
+            }
+            return Ok(());
+        }
+        if path.len() > MAX_INDEX_DEPTH {
+            return Err(Error::IndexTooDeep {
+                digest: manifest.digest.clone(),
+            });
+        }
+        let index: oci_spec::image::ImageIndex =
+            serde_json::from_slice(&manifest.bytes).map_err(json_err)?;
+        for spec in index.manifests() {
+            let descriptor = Descriptor::from_spec(spec)?;
+            if path.contains(&descriptor.digest) {
+                return Err(Error::IndexCycle {
+                    digest: descriptor.digest,
+                });
+            }
+            if self.children.iter().any(|c| c.digest == descriptor.digest) {
+                continue;
+            }
+            let child = read_manifest(self.store, &descriptor)?;
+            path.push(child.digest.clone());
+            self.manifest(&child, path)?;
+            path.pop();
+            self.children.push(child);
+        }
+        Ok(())
+    }
+}
+
+/// A new index with only the entries for `platforms`, and the attestation manifests
+/// that describe them. Everything else in the index is kept as it was. `None` when the
+/// platforms asked for are all the index has.
+fn keep_platforms(index: &Manifest, platforms: &[Platform]) -> Result<Option<Vec<u8>>, Error> {
+    let json_err = |source| Error::Json {
+        path: PathBuf::from(index.digest.as_str()),
+        what: "the index".into(),
+        source,
+    };
+    let mut value: serde_json::Value = serde_json::from_slice(&index.bytes).map_err(json_err)?;
+    let entries = value
+        .get("manifests")
+        .and_then(|m| m.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let annotation = |entry: &serde_json::Value, key: &str| {
+        entry
+            .get("annotations")
+            .and_then(|a| a.get(key))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let kept_images: Vec<String> = entries
+        .iter()
+        .filter(|e| annotation(e, REFERENCE_TYPE).is_none())
+        .filter(|e| {
+            e.get("platform")
+                .is_some_and(|p| platforms.iter().any(|wanted| wanted.matches(p)))
+        })
+        .filter_map(|e| e.get("digest").and_then(|d| d.as_str()).map(str::to_owned))
+        .collect();
+    if kept_images.is_empty() {
+        let available: Vec<String> = entries
+            .iter()
+            .filter_map(|e| e.get("platform"))
+            .map(|p| {
+                let field = |n: &str| p.get(n).and_then(|v| v.as_str()).unwrap_or("?");
+                match p.get("variant").and_then(|v| v.as_str()) {
+                    Some(v) => format!("{}/{}/{v}", field("os"), field("architecture")),
+                    None => format!("{}/{}", field("os"), field("architecture")),
+                }
+            })
+            .filter(|p| p != "unknown/unknown")
+            .collect();
+        return Err(Error::NoPlatform {
+            digest: index.digest.clone(),
+            wanted: platforms
+                .iter()
+                .map(Platform::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            available: available.join(", "),
+        });
+    }
+    let count = entries.len();
+    let kept: Vec<serde_json::Value> = entries
+        .into_iter()
+        .filter(|e| {
+            let digest = e.get("digest").and_then(|d| d.as_str()).unwrap_or_default();
+            kept_images.iter().any(|k| k == digest)
+                || annotation(e, REFERENCE_DIGEST).is_some_and(|d| kept_images.contains(&d))
+        })
+        .collect();
+    // Every entry kept: the index is the source's, bytes and digest.
+    if kept.len() == count {
+        return Ok(None);
+    }
+    if let Some(object) = value.as_object_mut() {
+        object.insert("manifests".into(), serde_json::Value::Array(kept));
+    }
+    serde_json::to_vec(&value).map(Some).map_err(json_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_with_a_key_twice_or_deep_nesting_are_refused() {
+        assert!(strict_json(br#"{"a":[1,{"b":null}],"c":"d"}"#).is_ok());
+        let twice = strict_json(br#"{"a":{"b":1,"b":2}}"#).unwrap_err();
+        assert!(twice.to_string().contains("`b` appears twice"), "{twice}");
+        let deep = format!("{}{}", "[".repeat(33), "]".repeat(33));
+        let error = strict_json(deep.as_bytes()).unwrap_err();
+        assert!(error.to_string().contains("deeper than 32"), "{error}");
+        let fine = format!("{}{}", "[".repeat(32), "]".repeat(32));
+        assert!(strict_json(fine.as_bytes()).is_ok());
+        assert!(strict_json(b"{} trailing").is_err());
+    }
+}
