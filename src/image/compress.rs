@@ -73,40 +73,7 @@ pub(super) fn compress(
         return Ok(image);
     }
     let manifests: Vec<&Manifest> = image.children.iter().chain([&image.manifest]).collect();
-    // Which blobs are layers, from the manifests that list them.
-    let mut layers: Vec<Descriptor> = Vec::new();
-    for manifest in &manifests {
-        if super::is_index(&manifest.media_type) {
-            continue;
-        }
-        let value = json(manifest)?;
-        for layer in value["layers"].as_array().into_iter().flatten() {
-            let media_type = layer["mediaType"].as_str().unwrap_or_default();
-            if ![OCI_LAYER, DOCKER_LAYER, DOCKER_LAYER_PLAIN].contains(&media_type) {
-                continue;
-            }
-            // Docker's layer types have no zstd form, in a schema 2 manifest or not.
-            if matches!(compression, Compression::Zstd { .. }) && media_type != OCI_LAYER {
-                return Err(Error::Compression(format!(
-                    "zstd layers need an OCI manifest, and {} {}; use gzip",
-                    manifest.digest,
-                    if manifest.media_type == DOCKER_MANIFEST {
-                        "is Docker schema 2, which has no zstd layer type".to_owned()
-                    } else {
-                        format!("lists a layer of Docker's type {media_type}")
-                    }
-                )));
-            }
-            if let Some(d) = image
-                .blobs
-                .iter()
-                .find(|b| Some(b.digest.as_str()) == layer["digest"].as_str())
-                && !layers.contains(d)
-            {
-                layers.push(d.clone());
-            }
-        }
-    }
+    let mut layers = layers_to_compress(&image, &manifests, compression)?;
 
     let spool_dir = super::spool_dir();
     let spool = tempfile::tempdir_in(&spool_dir).map_err(|source| Error::Io {
@@ -249,6 +216,55 @@ pub(super) fn compress(
             _dir: spool,
         }),
     })
+}
+
+/// The layers the manifests list whose media type lets them be uncompressed (their
+/// first bytes decide, in `compress_one`), each once, as the image's blobs describe
+/// them. Refuses zstd for a layer whose manifest has no zstd layer type.
+fn layers_to_compress(
+    image: &Image,
+    manifests: &[&Manifest],
+    compression: Compression,
+) -> Result<Vec<Descriptor>, Error> {
+    let mut layers: Vec<Descriptor> = Vec::new();
+    for manifest in manifests {
+        if super::is_index(&manifest.media_type) {
+            continue;
+        }
+        let value = json(manifest)?;
+        for layer in value["layers"].as_array().into_iter().flatten() {
+            let media_type = layer["mediaType"].as_str().unwrap_or_default();
+            if ![OCI_LAYER, DOCKER_LAYER, DOCKER_LAYER_PLAIN].contains(&media_type) {
+                continue;
+            }
+            // Docker's layer types have no zstd form, in a schema 2 manifest or not.
+            if matches!(compression, Compression::Zstd { .. }) && media_type != OCI_LAYER {
+                return Err(no_zstd_form(manifest, media_type));
+            }
+            if let Some(d) = image
+                .blobs
+                .iter()
+                .find(|b| Some(b.digest.as_str()) == layer["digest"].as_str())
+                && !layers.contains(d)
+            {
+                layers.push(d.clone());
+            }
+        }
+    }
+    Ok(layers)
+}
+
+/// Why `manifest`, listing a layer of `media_type`, cannot have zstd layers.
+fn no_zstd_form(manifest: &Manifest, media_type: &str) -> Error {
+    Error::Compression(format!(
+        "zstd layers need an OCI manifest, and {} {}; use gzip",
+        manifest.digest,
+        if manifest.media_type == DOCKER_MANIFEST {
+            "is Docker schema 2, which has no zstd layer type".to_owned()
+        } else {
+            format!("lists a layer of Docker's type {media_type}")
+        }
+    ))
 }
 
 /// Points a descriptor (an object with `digest`, `size`, maybe `mediaType` and
