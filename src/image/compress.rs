@@ -73,7 +73,7 @@ pub(super) fn compress(
         return Ok(image);
     }
     let manifests: Vec<&Manifest> = image.children.iter().chain([&image.manifest]).collect();
-    let mut layers = layers_to_compress(&image, &manifests, compression)?;
+    let layers = layers_to_compress(&image, &manifests, compression)?;
 
     let spool_dir = super::spool_dir();
     let spool = tempfile::tempdir_in(&spool_dir).map_err(|source| Error::Io {
@@ -81,59 +81,11 @@ pub(super) fn compress(
         source,
     })?;
     let started = std::time::Instant::now();
-    // Largest first, so the longest job starts first.
-    layers.sort_by_key(|d| std::cmp::Reverse(d.size));
-    let queue = Mutex::new(layers.into_iter());
-    let done: Mutex<HashMap<Digest, Compressed>> = Mutex::new(HashMap::new());
-    let failed: Mutex<Option<Error>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..threads.max(1) {
-            scope.spawn(|| {
-                loop {
-                    if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
-                        return;
-                    }
-                    let Some(layer) = queue.lock().ok().and_then(|mut q| q.next()) else {
-                        return;
-                    };
-                    match compress_one(&image, &layer, compression, &spool) {
-                        Ok(Some(compressed)) => {
-                            if let Ok(mut done) = done.lock() {
-                                done.insert(layer.digest.clone(), compressed);
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            if let Ok(mut failed) = failed.lock() {
-                                failed.get_or_insert(e);
-                            }
-                        }
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = failed.into_inner().ok().flatten() {
-        return Err(e);
-    }
-    let done = done.into_inner().unwrap_or_default();
+    let done = compress_in_parallel(&image, layers, compression, threads, &spool)?;
     if done.is_empty() {
         return Ok(image);
     }
-    let raw: u64 = done
-        .keys()
-        .filter_map(|d| image.blobs.iter().find(|b| &b.digest == d))
-        .map(|b| b.size)
-        .sum();
-    let packed: u64 = done.values().map(|c| c.descriptor.size).sum();
-    tracing::info!(
-        "compressed {} layers with {}: {} to {} in {:.1} s",
-        done.len(),
-        compression.name(),
-        crate::units::human_bytes(raw),
-        crate::units::human_bytes(packed),
-        started.elapsed().as_secs_f64()
-    );
+    log_compressed(&image, &done, compression, started);
 
     // Rewrite bottom-up: children come before the indexes that list them.
     let mut renamed: HashMap<String, Descriptor> = done
@@ -265,6 +217,77 @@ fn no_zstd_form(manifest: &Manifest, media_type: &str) -> Error {
             format!("lists a layer of Docker's type {media_type}")
         }
     ))
+}
+
+/// Compresses `layers` into `spool` on `threads` worker threads, largest first; after
+/// the first failure no worker takes another layer, and that failure is the answer.
+/// Layers that turn out to be compressed already are left out.
+fn compress_in_parallel(
+    image: &Image,
+    mut layers: Vec<Descriptor>,
+    compression: Compression,
+    threads: usize,
+    spool: &tempfile::TempDir,
+) -> Result<HashMap<Digest, Compressed>, Error> {
+    // Largest first, so the longest job starts first.
+    layers.sort_by_key(|d| std::cmp::Reverse(d.size));
+    let queue = Mutex::new(layers.into_iter());
+    let done: Mutex<HashMap<Digest, Compressed>> = Mutex::new(HashMap::new());
+    let failed: Mutex<Option<Error>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| {
+                loop {
+                    if failed.lock().map(|f| f.is_some()).unwrap_or(true) {
+                        return;
+                    }
+                    let Some(layer) = queue.lock().ok().and_then(|mut q| q.next()) else {
+                        return;
+                    };
+                    match compress_one(image, &layer, compression, spool) {
+                        Ok(Some(compressed)) => {
+                            if let Ok(mut done) = done.lock() {
+                                done.insert(layer.digest.clone(), compressed);
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            if let Ok(mut failed) = failed.lock() {
+                                failed.get_or_insert(e);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failed.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    Ok(done.into_inner().unwrap_or_default())
+}
+
+/// One line for the log: how many layers, how many bytes before and after, how long.
+fn log_compressed(
+    image: &Image,
+    done: &HashMap<Digest, Compressed>,
+    compression: Compression,
+    started: std::time::Instant,
+) {
+    let raw: u64 = done
+        .keys()
+        .filter_map(|d| image.blobs.iter().find(|b| &b.digest == d))
+        .map(|b| b.size)
+        .sum();
+    let packed: u64 = done.values().map(|c| c.descriptor.size).sum();
+    tracing::info!(
+        "compressed {} layers with {}: {} to {} in {:.1} s",
+        done.len(),
+        compression.name(),
+        crate::units::human_bytes(raw),
+        crate::units::human_bytes(packed),
+        started.elapsed().as_secs_f64()
+    );
 }
 
 /// Points a descriptor (an object with `digest`, `size`, maybe `mediaType` and
