@@ -87,87 +87,8 @@ pub(super) fn compress(
     }
     log_compressed(&image, &done, compression, started);
 
-    // Rewrite bottom-up: children come before the indexes that list them.
-    let mut renamed: HashMap<String, Descriptor> = done
-        .iter()
-        .map(|(old, c)| (old.to_string(), c.descriptor.clone()))
-        .collect();
-    let mut new_manifests = Vec::new();
-    for manifest in manifests {
-        let mut value = json(manifest)?;
-        let key = if super::is_index(&manifest.media_type) {
-            "manifests"
-        } else {
-            "layers"
-        };
-        let mut changed = false;
-        let entries = value
-            .get_mut(key)
-            .and_then(|e| e.as_array_mut())
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.as_object_mut());
-        for entry in entries {
-            changed |= rename(entry, &renamed, key == "layers");
-        }
-        // An OCI 1.1 referrer follows the manifest it is about.
-        if let Some(subject) = value.get_mut("subject").and_then(|s| s.as_object_mut()) {
-            changed |= rename(subject, &renamed, false);
-        }
-        if !changed {
-            new_manifests.push(manifest.clone());
-            continue;
-        }
-        let bytes = serde_json::to_vec(&value).map_err(|source| Error::Json {
-            path: PathBuf::from(manifest.digest.as_str()),
-            what: "the rewritten manifest".into(),
-            source,
-        })?;
-        let new = Manifest {
-            digest: Digest::of(&bytes),
-            media_type: manifest.media_type.clone(),
-            bytes,
-        };
-        renamed.insert(
-            manifest.digest.to_string(),
-            Descriptor {
-                media_type: new.media_type.clone(),
-                digest: new.digest.clone(),
-                size: new.bytes.len() as u64,
-            },
-        );
-        new_manifests.push(new);
-    }
-    let top = new_manifests
-        .pop()
-        .ok_or_else(|| Error::Compression("no manifest".into()))?;
-    let blobs = image
-        .blobs
-        .iter()
-        .map(|b| {
-            done.get(&b.digest)
-                .map_or_else(|| b.clone(), |c| c.descriptor.clone())
-        })
-        .collect();
-    let files = done
-        .into_values()
-        .map(|c| (c.descriptor.digest, c.path))
-        .collect();
-    let original = image
-        .original_digest
-        .unwrap_or_else(|| image.manifest.digest.clone());
-    Ok(Image {
-        original_digest: (top.digest != original).then_some(original),
-        manifest: top,
-        children: new_manifests,
-        tag: image.tag,
-        blobs,
-        store: Arc::new(Spooled {
-            inner: image.store,
-            files,
-            _dir: spool,
-        }),
-    })
+    let manifests = rewrite_manifests(manifests, &done)?;
+    with_compressed_layers(image, manifests, done, spool)
 }
 
 /// The layers the manifests list whose media type lets them be uncompressed (their
@@ -288,6 +209,117 @@ fn log_compressed(
         crate::units::human_bytes(packed),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// The manifests with their entries pointed at the compressed layers, rewritten
+/// bottom-up: children come before the indexes that list them, so an index sees its
+/// children's new digests.
+fn rewrite_manifests(
+    manifests: Vec<&Manifest>,
+    done: &HashMap<Digest, Compressed>,
+) -> Result<Vec<Manifest>, Error> {
+    let mut renamed: HashMap<String, Descriptor> = done
+        .iter()
+        .map(|(old, c)| (old.to_string(), c.descriptor.clone()))
+        .collect();
+    let mut new_manifests = Vec::new();
+    for manifest in manifests {
+        let Some(new) = rewrite_manifest(manifest, &renamed)? else {
+            new_manifests.push(manifest.clone());
+            continue;
+        };
+        renamed.insert(
+            manifest.digest.to_string(),
+            Descriptor {
+                media_type: new.media_type.clone(),
+                digest: new.digest.clone(),
+                size: new.bytes.len() as u64,
+            },
+        );
+        new_manifests.push(new);
+    }
+    Ok(new_manifests)
+}
+
+/// One manifest with its layers or child manifests, and its subject, pointed at what
+/// was renamed; `None` when nothing in it was.
+fn rewrite_manifest(
+    manifest: &Manifest,
+    renamed: &HashMap<String, Descriptor>,
+) -> Result<Option<Manifest>, Error> {
+    let mut value = json(manifest)?;
+    let key = if super::is_index(&manifest.media_type) {
+        "manifests"
+    } else {
+        "layers"
+    };
+    let mut changed = false;
+    let entries = value
+        .get_mut(key)
+        .and_then(|e| e.as_array_mut())
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.as_object_mut());
+    for entry in entries {
+        changed |= rename(entry, renamed, key == "layers");
+    }
+    // An OCI 1.1 referrer follows the manifest it is about.
+    if let Some(subject) = value.get_mut("subject").and_then(|s| s.as_object_mut()) {
+        changed |= rename(subject, renamed, false);
+    }
+    if !changed {
+        return Ok(None);
+    }
+    let bytes = serde_json::to_vec(&value).map_err(|source| Error::Json {
+        path: PathBuf::from(manifest.digest.as_str()),
+        what: "the rewritten manifest".into(),
+        source,
+    })?;
+    Ok(Some(Manifest {
+        digest: Digest::of(&bytes),
+        media_type: manifest.media_type.clone(),
+        bytes,
+    }))
+}
+
+/// The image again, with the rewritten manifests (the top one last), the compressed
+/// layers' descriptors, and a store that reads those layers from the spool.
+fn with_compressed_layers(
+    image: Image,
+    mut manifests: Vec<Manifest>,
+    done: HashMap<Digest, Compressed>,
+    spool: tempfile::TempDir,
+) -> Result<Image, Error> {
+    let top = manifests
+        .pop()
+        .ok_or_else(|| Error::Compression("no manifest".into()))?;
+    let blobs = image
+        .blobs
+        .iter()
+        .map(|b| {
+            done.get(&b.digest)
+                .map_or_else(|| b.clone(), |c| c.descriptor.clone())
+        })
+        .collect();
+    let files = done
+        .into_values()
+        .map(|c| (c.descriptor.digest, c.path))
+        .collect();
+    let original = image
+        .original_digest
+        .unwrap_or_else(|| image.manifest.digest.clone());
+    Ok(Image {
+        original_digest: (top.digest != original).then_some(original),
+        manifest: top,
+        children: manifests,
+        tag: image.tag,
+        blobs,
+        store: Arc::new(Spooled {
+            inner: image.store,
+            files,
+            _dir: spool,
+        }),
+    })
 }
 
 /// Points a descriptor (an object with `digest`, `size`, maybe `mediaType` and
