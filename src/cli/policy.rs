@@ -403,118 +403,127 @@ pub enum Error {
 /// Runs `policy generate|check|lint`; the exit code says allowed/clean (0) or not (1).
 pub fn run(command: PolicyCommand) -> Result<ExitCode, Error> {
     match command {
-        PolicyCommand::Generate(args) => {
-            let format = args.format;
-            let out_dir = args.out_dir.clone();
-            let request = args.validate()?;
-            if request.github_ids.is_none() {
-                eprintln!(
-                    "note: the trust allows only classic subjects (repo:{repo}:…); a repository created, renamed or transferred on github.com since 2026-07-15, or opted in, has immutable ones (repo:OWNER@OWNER_ID/REPO@REPO_ID:…): add --github-owner-id and --github-repo-id (gh api repos/{repo} --jq '.owner.id, .id', or GITHUB_REPOSITORY_OWNER_ID and GITHUB_REPOSITORY_ID in any workflow run)",
-                    repo = request.github_repo
-                );
-            }
-            let documents = generate::generate(&request);
-            if let Some(dir) = out_dir {
-                write_documents(&dir, &documents)?;
-            }
-            print!("{}", render::render(format, &request, &documents));
+        PolicyCommand::Generate(args) => generate_documents(*args),
+        PolicyCommand::Check(args) => check_claims(&args),
+        PolicyCommand::Lint(args) => lint_files(&args),
+    }
+}
+
+/// `policy generate`: the documents, printed in `--format` and written to `--out-dir`.
+fn generate_documents(args: GenerateArgs) -> Result<ExitCode, Error> {
+    let format = args.format;
+    let out_dir = args.out_dir.clone();
+    let request = args.validate()?;
+    if request.github_ids.is_none() {
+        eprintln!(
+            "note: the trust allows only classic subjects (repo:{repo}:…); a repository created, renamed or transferred on github.com since 2026-07-15, or opted in, has immutable ones (repo:OWNER@OWNER_ID/REPO@REPO_ID:…): add --github-owner-id and --github-repo-id (gh api repos/{repo} --jq '.owner.id, .id', or GITHUB_REPOSITORY_OWNER_ID and GITHUB_REPOSITORY_ID in any workflow run)",
+            repo = request.github_repo
+        );
+    }
+    let documents = generate::generate(&request);
+    if let Some(dir) = out_dir {
+        write_documents(&dir, &documents)?;
+    }
+    print!("{}", render::render(format, &request, &documents));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `policy check`: the trust policy's verdict on the job's claims, and why.
+fn check_claims(args: &CheckArgs) -> Result<ExitCode, Error> {
+    let trust = read_json(&args.trust)?;
+    let claims = match (&args.claims, &args.token) {
+        (Some(path), _) => read_json(path)?.as_object().cloned().ok_or_else(|| {
+            Error::Claims(format!("claims: {} is not a JSON object", path.display()))
+        })?,
+        (None, Some(token)) => crate::auth::jwt_claims(token).ok_or_else(|| {
+            Error::Claims("token: not a JWT whose middle part is base64url JSON".into())
+        })?,
+        (None, None) => {
+            return Err(Error::Claims("give --claims FILE or --token JWT".into()));
+        }
+    };
+    let sub = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .unwrap_or("(no sub claim)");
+    match evaluate::check_trust(&trust, &claims) {
+        evaluate::Verdict::Allowed {
+            statement,
+            requires,
+        } if requires.is_empty() => {
+            println!("allowed: {statement} lets a token with sub `{sub}` assume the role");
             Ok(ExitCode::SUCCESS)
         }
-        PolicyCommand::Check(args) => {
-            let trust = read_json(&args.trust)?;
-            let claims = match (&args.claims, &args.token) {
-                (Some(path), _) => read_json(path)?.as_object().cloned().ok_or_else(|| {
-                    Error::Claims(format!("claims: {} is not a JSON object", path.display()))
-                })?,
-                (None, Some(token)) => crate::auth::jwt_claims(token).ok_or_else(|| {
-                    Error::Claims("token: not a JWT whose middle part is base64url JSON".into())
-                })?,
-                (None, None) => {
-                    return Err(Error::Claims("give --claims FILE or --token JWT".into()));
-                }
-            };
-            let sub = claims
-                .get("sub")
-                .and_then(Value::as_str)
-                .unwrap_or("(no sub claim)");
-            match evaluate::check_trust(&trust, &claims) {
-                evaluate::Verdict::Allowed {
-                    statement,
-                    requires,
-                } if requires.is_empty() => {
-                    println!("allowed: {statement} lets a token with sub `{sub}` assume the role");
-                    Ok(ExitCode::SUCCESS)
-                }
-                evaluate::Verdict::Allowed {
-                    statement,
-                    requires,
-                } => {
-                    println!(
-                        "allowed if the request meets what the token cannot tell: {statement} lets a token with sub `{sub}` assume the role when"
-                    );
-                    for requirement in requires {
-                        println!("  - {requirement}");
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                evaluate::Verdict::Denied { reasons } => {
-                    println!("denied: no statement lets a token with sub `{sub}` assume the role");
-                    for reason in reasons {
-                        println!("  - {reason}");
-                    }
-                    if let Some(hint) = evaluate::immutable_subject_hint(&trust, &claims) {
-                        println!("  {hint}");
-                    }
-                    Ok(ExitCode::FAILURE)
-                }
-            }
-        }
-        PolicyCommand::Lint(args) => {
-            // Every file is read before anything is said: a file that is not a policy
-            // is one error line and nothing else.
-            let mut documents = Vec::new();
-            for path in &args.files {
-                let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-                    path: path.clone(),
-                    source,
-                })?;
-                let findings = lint::lint(&text).map_err(|source| Error::NotAPolicy {
-                    path: path.clone(),
-                    source,
-                })?;
-                documents.push((path, findings));
-            }
-            let mut worst = None;
-            let mut total = 0;
-            for (path, findings) in documents {
-                if findings.is_empty() {
-                    println!("{}: no findings", path.display());
-                }
-                for f in &findings {
-                    println!(
-                        "{}: {}[{}]: {}: {}",
-                        path.display(),
-                        f.severity,
-                        f.rule,
-                        f.location,
-                        f.message
-                    );
-                    worst = Some(worst.map_or(f.severity, |w: Severity| w.min(f.severity)));
-                }
-                total += findings.len();
-            }
+        evaluate::Verdict::Allowed {
+            statement,
+            requires,
+        } => {
             println!(
-                "{total} finding{} in {} document{}",
-                if total == 1 { "" } else { "s" },
-                args.files.len(),
-                if args.files.len() == 1 { "" } else { "s" }
+                "allowed if the request meets what the token cannot tell: {statement} lets a token with sub `{sub}` assume the role when"
             );
-            Ok(match worst {
-                Some(severity) if severity <= args.fail_on => ExitCode::FAILURE,
-                _ => ExitCode::SUCCESS,
-            })
+            for requirement in requires {
+                println!("  - {requirement}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        evaluate::Verdict::Denied { reasons } => {
+            println!("denied: no statement lets a token with sub `{sub}` assume the role");
+            for reason in reasons {
+                println!("  - {reason}");
+            }
+            if let Some(hint) = evaluate::immutable_subject_hint(&trust, &claims) {
+                println!("  {hint}");
+            }
+            Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `policy lint`: each file's findings, a count, and whether one is at `--fail-on`.
+fn lint_files(args: &LintArgs) -> Result<ExitCode, Error> {
+    // Every file is read before anything is said: a file that is not a policy
+    // is one error line and nothing else.
+    let mut documents = Vec::new();
+    for path in &args.files {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let findings = lint::lint(&text).map_err(|source| Error::NotAPolicy {
+            path: path.clone(),
+            source,
+        })?;
+        documents.push((path, findings));
+    }
+    let mut worst = None;
+    let mut total = 0;
+    for (path, findings) in documents {
+        if findings.is_empty() {
+            println!("{}: no findings", path.display());
+        }
+        for f in &findings {
+            println!(
+                "{}: {}[{}]: {}: {}",
+                path.display(),
+                f.severity,
+                f.rule,
+                f.location,
+                f.message
+            );
+            worst = Some(worst.map_or(f.severity, |w: Severity| w.min(f.severity)));
+        }
+        total += findings.len();
+    }
+    println!(
+        "{total} finding{} in {} document{}",
+        if total == 1 { "" } else { "s" },
+        args.files.len(),
+        if args.files.len() == 1 { "" } else { "s" }
+    );
+    Ok(match worst {
+        Some(severity) if severity <= args.fail_on => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    })
 }
 
 fn read_json(path: &Path) -> Result<Value, Error> {

@@ -73,9 +73,34 @@ pub(super) fn compress(
         return Ok(image);
     }
     let manifests: Vec<&Manifest> = image.children.iter().chain([&image.manifest]).collect();
-    // Which blobs are layers, from the manifests that list them.
+    let layers = layers_to_compress(&image, &manifests, compression)?;
+
+    let spool_dir = super::spool_dir();
+    let spool = tempfile::tempdir_in(&spool_dir).map_err(|source| Error::Io {
+        path: spool_dir,
+        source,
+    })?;
+    let started = std::time::Instant::now();
+    let done = compress_in_parallel(&image, layers, compression, threads, &spool)?;
+    if done.is_empty() {
+        return Ok(image);
+    }
+    log_compressed(&image, &done, compression, started);
+
+    let manifests = rewrite_manifests(manifests, &done)?;
+    with_compressed_layers(image, manifests, done, spool)
+}
+
+/// The layers the manifests list whose media type lets them be uncompressed (their
+/// first bytes decide, in `compress_one`), each once, as the image's blobs describe
+/// them. Refuses zstd for a layer whose manifest has no zstd layer type.
+fn layers_to_compress(
+    image: &Image,
+    manifests: &[&Manifest],
+    compression: Compression,
+) -> Result<Vec<Descriptor>, Error> {
     let mut layers: Vec<Descriptor> = Vec::new();
-    for manifest in &manifests {
+    for manifest in manifests {
         if super::is_index(&manifest.media_type) {
             continue;
         }
@@ -87,15 +112,7 @@ pub(super) fn compress(
             }
             // Docker's layer types have no zstd form, in a schema 2 manifest or not.
             if matches!(compression, Compression::Zstd { .. }) && media_type != OCI_LAYER {
-                return Err(Error::Compression(format!(
-                    "zstd layers need an OCI manifest, and {} {}; use gzip",
-                    manifest.digest,
-                    if manifest.media_type == DOCKER_MANIFEST {
-                        "is Docker schema 2, which has no zstd layer type".to_owned()
-                    } else {
-                        format!("lists a layer of Docker's type {media_type}")
-                    }
-                )));
+                return Err(no_zstd_form(manifest, media_type));
             }
             if let Some(d) = image
                 .blobs
@@ -107,13 +124,32 @@ pub(super) fn compress(
             }
         }
     }
+    Ok(layers)
+}
 
-    let spool_dir = super::spool_dir();
-    let spool = tempfile::tempdir_in(&spool_dir).map_err(|source| Error::Io {
-        path: spool_dir,
-        source,
-    })?;
-    let started = std::time::Instant::now();
+/// Why `manifest`, listing a layer of `media_type`, cannot have zstd layers.
+fn no_zstd_form(manifest: &Manifest, media_type: &str) -> Error {
+    Error::Compression(format!(
+        "zstd layers need an OCI manifest, and {} {}; use gzip",
+        manifest.digest,
+        if manifest.media_type == DOCKER_MANIFEST {
+            "is Docker schema 2, which has no zstd layer type".to_owned()
+        } else {
+            format!("lists a layer of Docker's type {media_type}")
+        }
+    ))
+}
+
+/// Compresses `layers` into `spool` on `threads` worker threads, largest first; after
+/// the first failure no worker takes another layer, and that failure is the answer.
+/// Layers that turn out to be compressed already are left out.
+fn compress_in_parallel(
+    image: &Image,
+    mut layers: Vec<Descriptor>,
+    compression: Compression,
+    threads: usize,
+    spool: &tempfile::TempDir,
+) -> Result<HashMap<Digest, Compressed>, Error> {
     // Largest first, so the longest job starts first.
     layers.sort_by_key(|d| std::cmp::Reverse(d.size));
     let queue = Mutex::new(layers.into_iter());
@@ -129,7 +165,7 @@ pub(super) fn compress(
                     let Some(layer) = queue.lock().ok().and_then(|mut q| q.next()) else {
                         return;
                     };
-                    match compress_one(&image, &layer, compression, &spool) {
+                    match compress_one(image, &layer, compression, spool) {
                         Ok(Some(compressed)) => {
                             if let Ok(mut done) = done.lock() {
                                 done.insert(layer.digest.clone(), compressed);
@@ -149,10 +185,16 @@ pub(super) fn compress(
     if let Some(e) = failed.into_inner().ok().flatten() {
         return Err(e);
     }
-    let done = done.into_inner().unwrap_or_default();
-    if done.is_empty() {
-        return Ok(image);
-    }
+    Ok(done.into_inner().unwrap_or_default())
+}
+
+/// One line for the log: how many layers, how many bytes before and after, how long.
+fn log_compressed(
+    image: &Image,
+    done: &HashMap<Digest, Compressed>,
+    compression: Compression,
+    started: std::time::Instant,
+) {
     let raw: u64 = done
         .keys()
         .filter_map(|d| image.blobs.iter().find(|b| &b.digest == d))
@@ -167,47 +209,24 @@ pub(super) fn compress(
         crate::units::human_bytes(packed),
         started.elapsed().as_secs_f64()
     );
+}
 
-    // Rewrite bottom-up: children come before the indexes that list them.
+/// The manifests with their entries pointed at the compressed layers, rewritten
+/// bottom-up: children come before the indexes that list them, so an index sees its
+/// children's new digests.
+fn rewrite_manifests(
+    manifests: Vec<&Manifest>,
+    done: &HashMap<Digest, Compressed>,
+) -> Result<Vec<Manifest>, Error> {
     let mut renamed: HashMap<String, Descriptor> = done
         .iter()
         .map(|(old, c)| (old.to_string(), c.descriptor.clone()))
         .collect();
     let mut new_manifests = Vec::new();
     for manifest in manifests {
-        let mut value = json(manifest)?;
-        let key = if super::is_index(&manifest.media_type) {
-            "manifests"
-        } else {
-            "layers"
-        };
-        let mut changed = false;
-        let entries = value
-            .get_mut(key)
-            .and_then(|e| e.as_array_mut())
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.as_object_mut());
-        for entry in entries {
-            changed |= rename(entry, &renamed, key == "layers");
-        }
-        // An OCI 1.1 referrer follows the manifest it is about.
-        if let Some(subject) = value.get_mut("subject").and_then(|s| s.as_object_mut()) {
-            changed |= rename(subject, &renamed, false);
-        }
-        if !changed {
+        let Some(new) = rewrite_manifest(manifest, &renamed)? else {
             new_manifests.push(manifest.clone());
             continue;
-        }
-        let bytes = serde_json::to_vec(&value).map_err(|source| Error::Json {
-            path: PathBuf::from(manifest.digest.as_str()),
-            what: "the rewritten manifest".into(),
-            source,
-        })?;
-        let new = Manifest {
-            digest: Digest::of(&bytes),
-            media_type: manifest.media_type.clone(),
-            bytes,
         };
         renamed.insert(
             manifest.digest.to_string(),
@@ -219,7 +238,59 @@ pub(super) fn compress(
         );
         new_manifests.push(new);
     }
-    let top = new_manifests
+    Ok(new_manifests)
+}
+
+/// One manifest with its layers or child manifests, and its subject, pointed at what
+/// was renamed; `None` when nothing in it was.
+fn rewrite_manifest(
+    manifest: &Manifest,
+    renamed: &HashMap<String, Descriptor>,
+) -> Result<Option<Manifest>, Error> {
+    let mut value = json(manifest)?;
+    let key = if super::is_index(&manifest.media_type) {
+        "manifests"
+    } else {
+        "layers"
+    };
+    let mut changed = false;
+    let entries = value
+        .get_mut(key)
+        .and_then(|e| e.as_array_mut())
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.as_object_mut());
+    for entry in entries {
+        changed |= rename(entry, renamed, key == "layers");
+    }
+    // An OCI 1.1 referrer follows the manifest it is about.
+    if let Some(subject) = value.get_mut("subject").and_then(|s| s.as_object_mut()) {
+        changed |= rename(subject, renamed, false);
+    }
+    if !changed {
+        return Ok(None);
+    }
+    let bytes = serde_json::to_vec(&value).map_err(|source| Error::Json {
+        path: PathBuf::from(manifest.digest.as_str()),
+        what: "the rewritten manifest".into(),
+        source,
+    })?;
+    Ok(Some(Manifest {
+        digest: Digest::of(&bytes),
+        media_type: manifest.media_type.clone(),
+        bytes,
+    }))
+}
+
+/// The image again, with the rewritten manifests (the top one last), the compressed
+/// layers' descriptors, and a store that reads those layers from the spool.
+fn with_compressed_layers(
+    image: Image,
+    mut manifests: Vec<Manifest>,
+    done: HashMap<Digest, Compressed>,
+    spool: tempfile::TempDir,
+) -> Result<Image, Error> {
+    let top = manifests
         .pop()
         .ok_or_else(|| Error::Compression("no manifest".into()))?;
     let blobs = image
@@ -240,7 +311,7 @@ pub(super) fn compress(
     Ok(Image {
         original_digest: (top.digest != original).then_some(original),
         manifest: top,
-        children: new_manifests,
+        children: manifests,
         tag: image.tag,
         blobs,
         store: Arc::new(Spooled {
