@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 use super::oci::{self, Files, Opened};
@@ -56,28 +56,9 @@ struct Item {
     layers: Vec<String>,
 }
 
-pub(super) fn open(rest: &str) -> Result<Opened, Error> {
-    let (path, reference) = match rest.split_once(':') {
-        Some((path, reference)) if !reference.is_empty() => (path, Some(reference)),
-        Some((path, _)) => (path, None),
-        None => (rest, None),
-    };
-    let select = match reference {
-        None => Select::Only,
-        Some(r) => match r.strip_prefix('@') {
-            Some(n) => Select::Position(n.parse().map_err(|_| {
-                Error::reference(&format!("docker-archive:{rest}"), Some("@N takes a number"))
-            })?),
-            None => Select::Name(normalize(r).ok_or_else(|| {
-                Error::reference(
-                    &format!("docker-archive:{rest}"),
-                    Some("what follows the file is not NAME[:TAG]"),
-                )
-            })?),
-        },
-    };
-    let tarball = Tarball::open(&PathBuf::from(path), KIND)?;
-    open_tarball(tarball, &select)
+pub(super) fn open(path: &Path, select: &Select) -> Result<Opened, Error> {
+    let tarball = Tarball::open(path, KIND)?;
+    open_tarball(tarball, select)
 }
 
 /// Opens an archive that is already indexed: a file, or what a daemon exported.

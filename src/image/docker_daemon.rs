@@ -15,79 +15,15 @@ use bollard::errors::Error as DockerError;
 use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
+use super::Error;
 use super::docker_archive::{self, Select};
 use super::oci::Opened;
+use super::reference::DaemonRef;
 use super::tarball::Tarball;
-use super::{Digest, Error};
 
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// Seconds to wait for the engine to start answering a request (not for a whole export).
 const TIMEOUT_SECONDS: u64 = 120;
-/// The transports that are not the daemon's; anything else before a colon is a name.
-const OTHER_TRANSPORTS: [&str; 6] = [
-    "oci",
-    "oci-archive",
-    "docker-archive",
-    "docker",
-    "containers-storage",
-    "dir",
-];
-
-/// An image in the daemon, as the user named it.
-#[derive(Debug, PartialEq)]
-pub(super) struct DaemonRef {
-    /// As the engine's API takes it: `app:v1`, `ghcr.io/o/app@sha256:…`.
-    name: String,
-    /// The tag it names, the default tag of the push.
-    tag: Option<String>,
-}
-
-/// The daemon reference in `reference`, if it is one: `docker-daemon:X`, or a bare
-/// `NAME[:TAG]` / `NAME@sha256:…` with no other transport.
-pub(super) fn parse(reference: &str) -> Option<Result<DaemonRef, Error>> {
-    let name = match reference.split_once(':') {
-        Some(("docker-daemon", name)) => name,
-        Some((transport, _)) if OTHER_TRANSPORTS.contains(&transport) => return None,
-        _ => reference,
-    };
-    let invalid = || {
-        Error::reference(
-            reference,
-            Some("a Docker daemon image is NAME[:TAG] or NAME@sha256:DIGEST"),
-        )
-    };
-    let (named, digest) = match name.split_once('@') {
-        Some((named, digest)) => (named, Some(digest)),
-        None => (name, None),
-    };
-    let Some(normalized) = docker_archive::normalize(named) else {
-        // A bare word that is no image name is most likely a misspelt transport.
-        return reference
-            .starts_with("docker-daemon:")
-            .then(|| Err(invalid()))
-            .or(Some(Err(Error::reference(reference, None))));
-    };
-    if let Some(digest) = digest
-        && Digest::parse(digest).is_err()
-    {
-        return Some(Err(invalid()));
-    }
-    // `app` and `app:latest` name the same image; only a tag written out is a tag here,
-    // and a digest names no tag.
-    let named_tag = named
-        .rsplit_once(':')
-        .filter(|(_, t)| !t.contains('/'))
-        .map(|_| normalized.rsplit_once(':').map(|(_, t)| t.to_owned()));
-    let tag = named_tag.flatten().filter(|_| digest.is_none());
-    // The engine exports every tag of a bare repository name; Docker means :latest.
-    let name = if tag.is_none() && digest.is_none() {
-        format!("{name}:latest")
-    } else {
-        name.to_owned()
-    };
-    Some(Ok(DaemonRef { name, tag }))
-}
-
 /// Exports the image from the engine into a temporary file and opens it.
 pub(super) async fn export(image: &DaemonRef, docker_host: Option<&str>) -> Result<Spooled, Error> {
     let host = docker_host
@@ -247,39 +183,5 @@ fn describe(error: &DockerError) -> String {
         } => format!("HTTP {status_code}: {}", message.trim()),
         DockerError::RequestTimeoutError => format!("no answer in {TIMEOUT_SECONDS} s"),
         other => crate::sdk::innermost(other),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parsed(reference: &str) -> Option<(String, Option<String>)> {
-        parse(reference).map(|r| {
-            let r = r.expect("valid");
-            (r.name, r.tag)
-        })
-    }
-
-    #[test]
-    fn daemon_references_are_names_with_or_without_the_transport() {
-        let some = |name: &str, tag: Option<&str>| Some((name.to_owned(), tag.map(str::to_owned)));
-        assert_eq!(parsed("docker-daemon:app:v1"), some("app:v1", Some("v1")));
-        assert_eq!(parsed("app:v1"), some("app:v1", Some("v1")));
-        assert_eq!(parsed("app"), some("app:latest", None));
-        assert_eq!(
-            parsed("localhost:5000/team/app"),
-            some("localhost:5000/team/app:latest", None)
-        );
-        let digest = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(
-            parsed(&format!("ghcr.io/o/app@{digest}")),
-            some(&format!("ghcr.io/o/app@{digest}"), None)
-        );
-        assert_eq!(parsed("oci:dir:v1"), None);
-        assert_eq!(parsed("docker-archive:app.tar"), None);
-        assert!(parse("docker-daemon:App").unwrap().is_err());
-        assert!(parse("app@sha256:short").unwrap().is_err());
-        assert!(parse("oci-archve:./image.tar").unwrap().is_err());
     }
 }

@@ -15,6 +15,7 @@ mod oci;
 mod oci_archive;
 mod platform;
 mod reader;
+mod reference;
 mod registry;
 mod tarball;
 mod walk;
@@ -24,6 +25,8 @@ pub use compress::Compression;
 pub use platform::Platform;
 pub use reader::BlobReader;
 pub(crate) use walk::load;
+
+use reference::Reference;
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -249,8 +252,10 @@ pub struct Image {
 
 /// The registry host of a `docker://` reference, for logins fetched before it is opened.
 pub fn registry_host(reference: &str) -> Option<String> {
-    let rest = reference.strip_prefix("docker:")?;
-    registry::parse(rest).ok().map(|name| registry::host(&name))
+    match Reference::parse(reference) {
+        Ok(Reference::Registry(name)) => Some(name.registry),
+        _ => None,
+    }
 }
 
 impl Image {
@@ -270,24 +275,23 @@ impl Image {
         if !reference.contains(':') && looks_like_path && std::path::Path::new(reference).exists() {
             return Err(Error::Path(reference.to_owned()));
         }
-        let opened = match docker_daemon::parse(reference) {
-            _ if reference.starts_with("docker:") => {
-                let name = registry::parse(&reference["docker:".len()..])?;
-                let login = login(&registry::host(&name));
+        let opened = match Reference::parse(reference)? {
+            Reference::Registry(name) => {
+                let login = login(&name.registry);
                 Source::Opened(registry::open(name, login, mask).await?)
             }
-            Some(daemon_ref) => {
-                let spooled = docker_daemon::export(&daemon_ref?, docker_host).await?;
-                Source::Daemon(spooled)
+            Reference::Daemon(image) => {
+                Source::Daemon(docker_daemon::export(&image, docker_host).await?)
             }
-            None => Source::Local(reference.to_owned()),
+            local => Source::Local(local),
         };
+        let text = reference.to_owned();
         // Reading and indexing files blocks: off the reactor.
         tokio::task::spawn_blocking(move || {
             let (store, top, tag) = match opened {
                 Source::Daemon(spooled) => spooled.open()?,
                 Source::Opened(opened) => opened,
-                Source::Local(reference) => Self::open_local(&reference)?,
+                Source::Local(local) => Self::open_local(&text, local)?,
             };
             let image = load(store, &top, tag, &platforms)?;
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -300,68 +304,55 @@ impl Image {
         })?
     }
 
-    fn open_local(reference: &str) -> Result<oci::Opened, Error> {
-        let (transport, rest) = reference
-            .split_once(':')
-            .ok_or_else(|| Error::reference(reference, None))?;
-        let wants = match transport {
-            "oci" => "an OCI layout folder",
-            "oci-archive" => "an OCI archive (a tar of an OCI layout)",
-            "docker-archive" => "a docker save tar",
-            "containers-storage" | "dir" => {
-                return Err(Error::UnsupportedTransport {
-                    transport: transport.to_owned(),
-                });
+    /// Opens a file or folder `text` names, parsed as `reference`; checks that it is
+    /// there first, and when it is not what its transport reads, says which one does.
+    fn open_local(text: &str, reference: Reference) -> Result<oci::Opened, Error> {
+        let (transport, wants, path, opened) = match &reference {
+            Reference::OciLayout { path, reference } => {
+                present(path)?;
+                let opened = oci::open_dir(path, reference.as_deref());
+                ("oci", "an OCI layout folder", path, opened)
             }
-            _ => return Err(Error::reference(reference, None)),
-        };
-        let path = split_path_ref(rest).0;
-        if path.is_empty() {
-            return Err(Error::reference(
-                reference,
-                Some(&format!(
-                    "it names no path; write {transport}:{}",
-                    if transport == "oci" {
-                        "DIR[:REF]"
-                    } else {
-                        "FILE"
-                    }
-                )),
-            ));
-        }
-        if !Path::new(path).exists() {
-            // A relative path is read from the working folder, which in a container action
-            // is the workspace: say which.
-            let cwd = Path::new(path)
-                .is_relative()
-                .then(|| std::env::current_dir().ok())
-                .flatten()
-                .map(|d| d.display().to_string());
-            return Err(Error::Missing {
-                path: path.to_owned(),
-                cwd,
-            });
-        }
-        let opened = match transport {
-            "oci" => oci::open_dir(rest),
-            "oci-archive" => oci_archive::open(rest),
-            _ => docker_archive::open(rest),
+            Reference::OciArchive { path, reference } => {
+                present(path)?;
+                let opened = oci_archive::open(path, reference.as_deref());
+                let wants = "an OCI archive (a tar of an OCI layout)";
+                ("oci-archive", wants, path, opened)
+            }
+            Reference::DockerArchive { path, select } => {
+                present(path)?;
+                let select = select
+                    .as_ref()
+                    .map_err(|reason| Error::reference(text, Some(reason)))?;
+                let opened = docker_archive::open(path, select);
+                ("docker-archive", "a docker save tar", path, opened)
+            }
+            Reference::Registry(_) | Reference::Daemon(_) => {
+                return Err(Error::reference(text, None));
+            }
         };
         match opened {
             // Not what the transport reads: say which one does, from what is there.
             Err(Error::Layout { .. } | Error::Archive { .. }) => {
-                match sniff(Path::new(path)).filter(|(_, fits)| !fits.contains(&transport)) {
-                    Some((found, fits)) => Err(Error::WrongTransport {
-                        given: reference.to_owned(),
-                        wants,
-                        path: path.to_owned(),
-                        found,
-                        fix: fits
-                            .iter()
-                            .map(|t| format!("{t}:{rest}"))
-                            .collect::<Vec<_>>()
-                            .join(" or "),
-                    }),
+                match sniff(path).filter(|(_, fits)| !fits.contains(&transport)) {
+                    Some((found, fits)) => {
+                        // What the user wrote after the transport, kept as written.
+                        let rest = text
+                            .strip_prefix(transport)
+                            .and_then(|rest| rest.strip_prefix(':'))
+                            .unwrap_or(text);
+                        Err(Error::WrongTransport {
+                            given: text.to_owned(),
+                            wants,
+                            path: path.display().to_string(),
+                            found,
+                            fix: fits
+                                .iter()
+                                .map(|t| format!("{t}:{rest}"))
+                                .collect::<Vec<_>>()
+                                .join(" or "),
+                        })
+                    }
                     None => opened,
                 }
             }
@@ -385,7 +376,25 @@ impl Image {
 enum Source {
     Opened(oci::Opened),
     Daemon(docker_daemon::Spooled),
-    Local(String),
+    Local(Reference),
+}
+
+/// Fails with [`Error::Missing`] when nothing is at `path`.
+fn present(path: &Path) -> Result<(), Error> {
+    if path.exists() {
+        return Ok(());
+    }
+    // A relative path is read from the working folder, which in a container action is
+    // the workspace: say which.
+    let cwd = path
+        .is_relative()
+        .then(|| std::env::current_dir().ok())
+        .flatten()
+        .map(|d| d.display().to_string());
+    Err(Error::Missing {
+        path: path.display().to_string(),
+        cwd,
+    })
 }
 
 /// What is at `path`, and the transports that read it: a folder with `oci-layout` (oci:),
@@ -414,15 +423,6 @@ fn sniff(path: &Path) -> Option<(&'static str, Vec<&'static str>)> {
     }
 }
 
-/// Splits `PATH[:REF]` the way skopeo does for oci: and oci-archive: (first colon).
-fn split_path_ref(rest: &str) -> (&str, Option<&str>) {
-    match rest.split_once(':') {
-        Some((path, reference)) if !reference.is_empty() => (path, Some(reference)),
-        Some((path, _)) => (path, None),
-        None => (rest, None),
-    }
-}
-
 fn is_index(media_type: &str) -> bool {
     INDEX_MEDIA_TYPES.contains(&media_type)
 }
@@ -431,13 +431,7 @@ fn is_index(media_type: &str) -> bool {
 /// transport, a daemon name, a registry reference, a path and its REF, a platform.
 #[doc(hidden)]
 pub fn parse_reference(reference: &str) {
-    let _ = docker_daemon::parse(reference);
-    if let Some(rest) = reference.strip_prefix("docker:") {
-        let _ = registry::parse(rest);
-    }
-    if let Some((_, rest)) = reference.split_once(':') {
-        let _ = split_path_ref(rest);
-    }
+    let _ = Reference::parse(reference);
     let _ = Platform::parse(reference);
     let _ = Digest::parse(reference);
 }
@@ -446,7 +440,7 @@ pub fn parse_reference(reference: &str) {
 /// does before its first network call.
 #[doc(hidden)]
 pub fn open_local(reference: &str) -> Result<Image, Error> {
-    let (store, top, tag) = Image::open_local(reference)?;
+    let (store, top, tag) = Image::open_local(reference, Reference::parse(reference)?)?;
     load(store, &top, tag, &[])
 }
 
@@ -487,17 +481,4 @@ pub fn spool_dir() -> PathBuf {
         .map(PathBuf::from)
         .filter(|dir| dir.is_dir())
         .unwrap_or_else(std::env::temp_dir)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_path_ref_uses_the_first_colon() {
-        assert_eq!(split_path_ref("dir"), ("dir", None));
-        assert_eq!(split_path_ref("dir:v1"), ("dir", Some("v1")));
-        assert_eq!(split_path_ref("dir:"), ("dir", None));
-        assert_eq!(split_path_ref("dir:a:b"), ("dir", Some("a:b")));
-    }
 }

@@ -9,7 +9,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{Blobs, Descriptor, Digest, Error, split_path_ref};
+use super::{Blobs, Descriptor, Digest, Error};
 
 /// What a layout adapter hands to [`super::load`]: the blob store, the descriptor of
 /// the manifest to push, and the tag its reference named.
@@ -66,9 +66,8 @@ impl Files for Dir {
     }
 }
 
-pub(super) fn open_dir(rest: &str) -> Result<Opened, Error> {
-    let (path, reference) = split_path_ref(rest);
-    let root = PathBuf::from(path);
+pub(super) fn open_dir(path: &Path, reference: Option<&str>) -> Result<Opened, Error> {
+    let root = path.to_owned();
     if !root.is_dir() {
         return Err(Error::Layout {
             path: root,

@@ -20,24 +20,6 @@ use super::{
 use crate::docker_config::Login;
 use crate::registry::{Access, Client, Reference};
 
-/// Parses what follows `docker://`.
-pub(super) fn parse(rest: &str) -> Result<Reference, Error> {
-    let name = rest.strip_prefix("//").unwrap_or(rest);
-    Reference::parse(name).map_err(|e| {
-        Error::reference(
-            &format!("docker://{name}"),
-            Some(&format!(
-                "{e}; write docker://HOST/REPO:TAG or docker://HOST/REPO@sha256:DIGEST"
-            )),
-        )
-    })
-}
-
-/// The registry host, as logins are stored under it (`docker.io` for Docker Hub).
-pub(super) fn host(reference: &Reference) -> String {
-    reference.registry.clone()
-}
-
 /// Fetches the top manifest and returns a store that reads the rest on demand. `mask`
 /// hides each token the registry's realm hands out.
 pub(super) async fn open(
