@@ -482,3 +482,25 @@ pub fn spool_dir() -> PathBuf {
         .filter(|dir| dir.is_dir())
         .unwrap_or_else(std::env::temp_dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_archive_is_named_before_what_picks_its_image() {
+        let missing = open_local("docker-archive:no/such.tar:@x").err();
+        assert!(
+            matches!(missing, Some(Error::Missing { .. })),
+            "{missing:?}"
+        );
+        let file = tempfile::NamedTempFile::new().expect("a temp file");
+        let text = format!("docker-archive:{}:@x", file.path().display());
+        assert_eq!(
+            open_local(&text).err().map(|e| e.to_string()),
+            Some(format!(
+                "image: `{text}` is not a valid image reference: @N takes a number"
+            ))
+        );
+    }
+}
