@@ -13,6 +13,7 @@
 mod container;
 mod daemon;
 mod docker;
+pub mod token;
 #[allow(unused_imports)]
 pub use container::{ActionImage, Dns};
 #[allow(unused_imports)]

@@ -4,9 +4,6 @@
 //! `x5c` certificate the registry trusts, and a tap in front of the registry that
 //! records what the client sent it (and can slow the upload down, so that a token runs
 //! out during a push).
-//!
-//! Included by path from the test binaries that use it (`#[path = "support/token.rs"]`),
-//! next to `mod support`.
 
 use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
