@@ -8,7 +8,6 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::token::{SERVICE, TokenRegistry, Tokens};
 use crate::support::*;
 
 const MIB: usize = 1024 * 1024;

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 
+use super::{free_port, header, percent_decode, read_message, self_signed, serve_registry};
+
 pub const SERVICE: &str = "test-registry";
 const ISSUER: &str = "test-token-issuer";
 /// distribution 2.8 accepts a token up to this long after its `exp` (and before its
@@ -60,7 +62,7 @@ struct Issuer {
 
 impl Issuer {
     fn new(dir: &Path) -> Self {
-        crate::support::self_signed(dir, "test token issuer", "issuer");
+        self_signed(dir, "test token issuer", "issuer");
         let pem = std::fs::read_to_string(dir.join("issuer.pem")).expect("issuer.pem");
         // A PEM body is the DER in base64, which is what x5c holds.
         let x5c = pem
@@ -180,7 +182,7 @@ fn answer(
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut stream = stream;
-    let Some((head, _)) = crate::support::read_message(&mut reader)? else {
+    let Some((head, _)) = read_message(&mut reader)? else {
         return Ok(());
     };
     let target = head.split_whitespace().nth(1).unwrap_or_default();
@@ -188,14 +190,9 @@ fn answer(
     let params: Vec<(String, String)> = query
         .split('&')
         .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| {
-            (
-                crate::support::percent_decode(k),
-                crate::support::percent_decode(v),
-            )
-        })
+        .map(|(k, v)| (percent_decode(k), percent_decode(v)))
         .collect();
-    let sent_login = crate::support::header(&head, "authorization").and_then(|v| {
+    let sent_login = header(&head, "authorization").and_then(|v| {
         let (scheme, encoded) = v.split_once(' ')?;
         scheme.eq_ignore_ascii_case("basic").then_some(())?;
         let decoded = base64::engine::general_purpose::STANDARD
@@ -380,10 +377,7 @@ impl TokenRegistry {
         let issuer = Arc::new(Issuer::new(dir.path()));
         let login = (user.to_owned(), password.to_owned());
         let service = TokenService::start(Arc::clone(&issuer), login.clone(), tokens);
-        let registry_port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free loopback port");
+        let registry_port = free_port();
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,
@@ -395,7 +389,7 @@ impl TokenRegistry {
             ),
         )
         .unwrap();
-        let child = crate::support::serve_registry(&config, registry_port);
+        let child = serve_registry(&config, registry_port);
         let tap = Tap::start(registry_port, bytes_per_second);
         Self {
             child,
@@ -419,7 +413,7 @@ impl TokenRegistry {
     }
 
     /// skopeo's `--creds`/`--src-creds` value for the login.
-    pub fn creds(&self) -> String {
+    fn creds(&self) -> String {
         format!("{}:{}", self.login.0, self.login.1)
     }
 
