@@ -2,33 +2,31 @@
 //! its web identity token.
 
 use std::io::{BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
-use std::thread;
 
 use base64::Engine as _;
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    OWNER_ID, REPO_ID, REQUEST_TOKEN, SUB, SUB_CLASSIC, header, percent_decode, read_message,
+    OWNER_ID, REPO_ID, REQUEST_TOKEN, SUB, SUB_CLASSIC, Server, header, percent_decode,
+    read_message,
 };
 
 /// The GitHub Actions ID-token endpoint (ACTIONS_ID_TOKEN_REQUEST_URL). Its tokens
 /// carry immutable subjects, as a new repository's do; `classic_subjects` makes it an
 /// older repository's.
 pub struct OidcEndpoint {
-    pub port: u16,
     /// The audience of each request it answered, in order.
     audiences: Arc<Mutex<Vec<String>>>,
     /// Every token it issued.
     tokens: Arc<Mutex<Vec<String>>>,
     classic: Arc<std::sync::atomic::AtomicBool>,
+    server: Server,
 }
 
 impl OidcEndpoint {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the token endpoint");
-        let port = listener.local_addr().expect("address").port();
         let audiences = Arc::new(Mutex::new(Vec::new()));
         let tokens = Arc::new(Mutex::new(Vec::new()));
         let classic = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -37,21 +35,19 @@ impl OidcEndpoint {
             Arc::clone(&tokens),
             Arc::clone(&classic),
         );
-        thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let sub = if form.load(std::sync::atomic::Ordering::Relaxed) {
-                    SUB_CLASSIC
-                } else {
-                    SUB
-                };
-                let _ = answer_token_request(stream, sub, &seen, &issued);
-            }
+        let server = Server::start("the token endpoint", move |stream| {
+            let sub = if form.load(std::sync::atomic::Ordering::Relaxed) {
+                SUB_CLASSIC
+            } else {
+                SUB
+            };
+            let _ = answer_token_request(stream, sub, &seen, &issued);
         });
         Self {
-            port,
             audiences,
             tokens,
             classic,
+            server,
         }
     }
 
@@ -65,7 +61,7 @@ impl OidcEndpoint {
     pub fn url(&self) -> String {
         format!(
             "http://127.0.0.1:{}/_apis/distributedtask/hubs/build/plans/p/jobs/j/idtoken?api-version=2.0",
-            self.port
+            self.server.port
         )
     }
 

@@ -6,14 +6,14 @@
 
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
-use super::{header, percent_decode, read_message};
+use super::{Server, header, percent_decode, read_message};
 
 mod fault;
 
@@ -131,6 +131,7 @@ pub struct Recorder {
     fault: Arc<Mutex<Option<(String, Fault, u32)>>>,
     chaos: Arc<Mutex<Option<Chaos>>>,
     clock: Arc<Mutex<Clock>>,
+    _server: Server,
 }
 
 /// Time as the test sets it: how long STS credentials last, the keys it handed out and
@@ -159,8 +160,6 @@ const STS_ACTIONS: [&str; 3] = [
 
 impl Recorder {
     pub fn start(upstream: u16) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
-        let port = listener.local_addr().expect("proxy address").port();
         let calls = Arc::new(Mutex::new(Vec::new()));
         let fault = Arc::new(Mutex::new(None));
         let chaos = Arc::new(Mutex::new(None));
@@ -171,25 +170,24 @@ impl Recorder {
             Arc::clone(&chaos),
             Arc::clone(&clock),
         );
-        thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let (calls, faults, schedule, time) = (
-                    Arc::clone(&shared),
-                    Arc::clone(&faults),
-                    Arc::clone(&schedule),
-                    Arc::clone(&time),
-                );
-                thread::spawn(move || {
-                    let _ = relay(client, upstream, &calls, &faults, &schedule, &time);
-                });
-            }
+        let server = Server::start("the recording proxy", move |client| {
+            let (calls, faults, schedule, time) = (
+                Arc::clone(&shared),
+                Arc::clone(&faults),
+                Arc::clone(&schedule),
+                Arc::clone(&time),
+            );
+            thread::spawn(move || {
+                let _ = relay(client, upstream, &calls, &faults, &schedule, &time);
+            });
         });
         Self {
-            port,
+            port: server.port,
             calls,
             fault,
             chaos,
             clock,
+            _server: server,
         }
     }
 

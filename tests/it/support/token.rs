@@ -6,7 +6,7 @@
 //! out during a push).
 
 use std::io::{BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 
-use super::{free_port, header, percent_decode, read_message, self_signed, serve_registry};
+use super::{Server, free_port, header, percent_decode, read_message, self_signed, serve_registry};
 
 pub const SERVICE: &str = "test-registry";
 const ISSUER: &str = "test-token-issuer";
@@ -134,32 +134,28 @@ fn next_serial() -> u64 {
 
 /// The token service (the registry's realm) on a free loopback port.
 pub struct TokenService {
-    pub port: u16,
     requests: Arc<Mutex<Vec<TokenRequest>>>,
     tokens: Arc<Mutex<Vec<String>>>,
+    server: Server,
 }
 
 impl TokenService {
     fn start(issuer: Arc<Issuer>, login: (String, String), answers: Tokens) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the token service");
-        let port = listener.local_addr().expect("address").port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let tokens = Arc::new(Mutex::new(Vec::new()));
         let (seen, issued) = (Arc::clone(&requests), Arc::clone(&tokens));
-        thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let _ = answer(stream, &issuer, &login, answers, &seen, &issued);
-            }
+        let server = Server::start("the token service", move |stream| {
+            let _ = answer(stream, &issuer, &login, answers, &seen, &issued);
         });
         Self {
-            port,
             requests,
             tokens,
+            server,
         }
     }
 
     pub fn realm(&self) -> String {
-        format!("http://127.0.0.1:{}/token", self.port)
+        format!("http://127.0.0.1:{}/token", self.server.port)
     }
 
     pub fn requests(&self) -> Vec<TokenRequest> {
@@ -266,31 +262,27 @@ fn answer(
 /// A TCP forwarder in front of the registry that keeps every byte the client sent it,
 /// and can hold the client's bytes to a rate.
 struct Tap {
-    port: u16,
     sent: Arc<Mutex<Vec<u8>>>,
+    server: Server,
 }
 
 impl Tap {
     fn start(target: u16, bytes_per_second: Option<u64>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the tap");
-        let port = listener.local_addr().expect("address").port();
         let sent = Arc::new(Mutex::new(Vec::new()));
         let kept = Arc::clone(&sent);
-        thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
-                    continue;
-                };
-                let (Ok(client_back), Ok(server_back)) = (client.try_clone(), server.try_clone())
-                else {
-                    continue;
-                };
-                let kept = Arc::clone(&kept);
-                thread::spawn(move || copy(client, server, Some(&kept), bytes_per_second));
-                thread::spawn(move || copy(server_back, client_back, None, None));
-            }
+        let server = Server::start("the tap", move |client| {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                return;
+            };
+            let (Ok(client_back), Ok(server_back)) = (client.try_clone(), server.try_clone())
+            else {
+                return;
+            };
+            let kept = Arc::clone(&kept);
+            thread::spawn(move || copy(client, server, Some(&kept), bytes_per_second));
+            thread::spawn(move || copy(server_back, client_back, None, None));
         });
-        Self { port, sent }
+        Self { sent, server }
     }
 
     /// The value of every Authorization header the client sent.
@@ -404,7 +396,7 @@ impl TokenRegistry {
 
     /// Where the client pushes: the tap in front of the registry.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.tap.port)
+        format!("127.0.0.1:{}", self.tap.server.port)
     }
 
     /// The Authorization header of every request the registry got from the client.
