@@ -1,6 +1,6 @@
 //! Entry points for the fuzz targets (fuzz/fuzz_targets) and for the regression tests
-//! that replay what they found (tests/fuzz_regressions.rs). Each takes arbitrary bytes
-//! and must return, never panic, whatever they hold.
+//! that replay what they found (tests/it/fuzz_regressions.rs). Each takes arbitrary
+//! bytes and must return, never panic, whatever they hold.
 
 use std::collections::HashMap;
 use std::io::Write as _;

@@ -158,7 +158,7 @@ pub async fn authenticate(
                 .build(),
         )
         // STS throttles a busy account too; three attempts (the default) lost 2 runs in
-        // 200 with 20 % of calls failing (tests/faults.rs). ECR's clients set their own.
+        // 200 with 20 % of calls failing (tests/it/faults.rs). ECR's clients set their own.
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(STS_ATTEMPTS));
     if let Some(region) = region {
         loader = loader.region(Region::new(region.to_owned()));

@@ -5,7 +5,7 @@
 //!
 //! Everything that can be checked offline is checked here, before any network call, and
 //! each message names the input that is wrong. This is the top of the crate: nothing
-//! else imports it (tests/architecture.rs checks), so the clap types stay here and
+//! else imports it (tests/it/architecture.rs checks), so the clap types stay here and
 //! what the flow needs is handed down as plain values.
 
 use clap::{Parser, Subcommand};

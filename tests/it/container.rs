@@ -2,9 +2,7 @@
 //! from the Dockerfile's runtime stage around the static binary, run by the Docker CLI
 //! through a real Docker API server (podman), against the local stack.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 #[test]
 fn the_image_pushes_a_workspace_layout_as_the_runner_starts_it() {

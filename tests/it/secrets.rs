@@ -4,12 +4,10 @@
 //! stderr (with --verbose on), in the outputs, the summary, or an error. Files it writes
 //! are its declared ones, the Docker config mode 0600.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
-use support::*;
+use crate::support::*;
 
 /// Each secret is masked by an `::add-mask::` line before any other line holds it, and
 /// nothing but that line ever holds it.

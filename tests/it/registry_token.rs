@@ -3,17 +3,12 @@
 //! a token service that checks the login and signs the tokens, and a tap that shows
 //! what reached the registry. What lands is read back with skopeo.
 
-mod support;
-#[path = "support/token.rs"]
-mod token;
-
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::*;
-use token::{SERVICE, TokenRegistry, Tokens};
+use crate::support::*;
 
 const MIB: usize = 1024 * 1024;
 const USER: &str = "ci";

@@ -141,32 +141,6 @@ impl Daemon {
         );
     }
 
-    /// The RepoTags of every image the daemon lists; podman names unqualified ones
-    /// `localhost/...` and keeps `docker.io/library/...` in full.
-    pub fn image_names(&self) -> Vec<String> {
-        let (status, body) = self.get("/images/json");
-        assert_eq!(
-            status,
-            200,
-            "GET /images/json: {}",
-            String::from_utf8_lossy(&body)
-        );
-        let images: serde_json::Value = serde_json::from_slice(&body).expect("images JSON");
-        images
-            .as_array()
-            .expect("an array of images")
-            .iter()
-            .flat_map(|i| i["RepoTags"].as_array().cloned().unwrap_or_default())
-            .filter_map(|t| t.as_str().map(str::to_owned))
-            .collect()
-    }
-
-    /// GET on the Engine API: (status, body). `path` as in `/images/json`.
-    pub fn get(&self, path: &str) -> (u16, Vec<u8>) {
-        self.request("GET", path, None)
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-    }
-
     /// What the service wrote to its stderr so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("service.log")).unwrap_or_default()

@@ -3,12 +3,10 @@
 //! and stalls past the client's timeout. Every run must end with the exact image, or
 //! with one clear error and no tag on anything but the exact image; a hang fails.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const MIB: usize = 1024 * 1024;
 /// A stalled request is given up on after this (ECR_PUSH_REQUEST_TIMEOUT_SECONDS).

@@ -4,12 +4,9 @@
 //! `x5c` certificate the registry trusts, and a tap in front of the registry that
 //! records what the client sent it (and can slow the upload down, so that a token runs
 //! out during a push).
-//!
-//! Included by path from the test binaries that use it (`#[path = "support/token.rs"]`),
-//! next to `mod support`.
 
 use std::io::{BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -17,6 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
+
+use super::{Server, free_port, header, percent_decode, read_message, self_signed, serve_registry};
 
 pub const SERVICE: &str = "test-registry";
 const ISSUER: &str = "test-token-issuer";
@@ -63,7 +62,7 @@ struct Issuer {
 
 impl Issuer {
     fn new(dir: &Path) -> Self {
-        crate::support::self_signed(dir, "test token issuer", "issuer");
+        self_signed(dir, "test token issuer", "issuer");
         let pem = std::fs::read_to_string(dir.join("issuer.pem")).expect("issuer.pem");
         // A PEM body is the DER in base64, which is what x5c holds.
         let x5c = pem
@@ -135,32 +134,28 @@ fn next_serial() -> u64 {
 
 /// The token service (the registry's realm) on a free loopback port.
 pub struct TokenService {
-    pub port: u16,
     requests: Arc<Mutex<Vec<TokenRequest>>>,
     tokens: Arc<Mutex<Vec<String>>>,
+    server: Server,
 }
 
 impl TokenService {
     fn start(issuer: Arc<Issuer>, login: (String, String), answers: Tokens) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the token service");
-        let port = listener.local_addr().expect("address").port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let tokens = Arc::new(Mutex::new(Vec::new()));
         let (seen, issued) = (Arc::clone(&requests), Arc::clone(&tokens));
-        thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let _ = answer(stream, &issuer, &login, answers, &seen, &issued);
-            }
+        let server = Server::start("the token service", move |stream| {
+            let _ = answer(stream, &issuer, &login, answers, &seen, &issued);
         });
         Self {
-            port,
             requests,
             tokens,
+            server,
         }
     }
 
     pub fn realm(&self) -> String {
-        format!("http://127.0.0.1:{}/token", self.port)
+        format!("http://127.0.0.1:{}/token", self.server.port)
     }
 
     pub fn requests(&self) -> Vec<TokenRequest> {
@@ -183,7 +178,7 @@ fn answer(
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut stream = stream;
-    let Some((head, _)) = crate::support::read_message(&mut reader)? else {
+    let Some((head, _)) = read_message(&mut reader)? else {
         return Ok(());
     };
     let target = head.split_whitespace().nth(1).unwrap_or_default();
@@ -191,14 +186,9 @@ fn answer(
     let params: Vec<(String, String)> = query
         .split('&')
         .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| {
-            (
-                crate::support::percent_decode(k),
-                crate::support::percent_decode(v),
-            )
-        })
+        .map(|(k, v)| (percent_decode(k), percent_decode(v)))
         .collect();
-    let sent_login = crate::support::header(&head, "authorization").and_then(|v| {
+    let sent_login = header(&head, "authorization").and_then(|v| {
         let (scheme, encoded) = v.split_once(' ')?;
         scheme.eq_ignore_ascii_case("basic").then_some(())?;
         let decoded = base64::engine::general_purpose::STANDARD
@@ -272,31 +262,27 @@ fn answer(
 /// A TCP forwarder in front of the registry that keeps every byte the client sent it,
 /// and can hold the client's bytes to a rate.
 struct Tap {
-    port: u16,
     sent: Arc<Mutex<Vec<u8>>>,
+    server: Server,
 }
 
 impl Tap {
     fn start(target: u16, bytes_per_second: Option<u64>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the tap");
-        let port = listener.local_addr().expect("address").port();
         let sent = Arc::new(Mutex::new(Vec::new()));
         let kept = Arc::clone(&sent);
-        thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
-                    continue;
-                };
-                let (Ok(client_back), Ok(server_back)) = (client.try_clone(), server.try_clone())
-                else {
-                    continue;
-                };
-                let kept = Arc::clone(&kept);
-                thread::spawn(move || copy(client, server, Some(&kept), bytes_per_second));
-                thread::spawn(move || copy(server_back, client_back, None, None));
-            }
+        let server = Server::start("the tap", move |client| {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+                return;
+            };
+            let (Ok(client_back), Ok(server_back)) = (client.try_clone(), server.try_clone())
+            else {
+                return;
+            };
+            let kept = Arc::clone(&kept);
+            thread::spawn(move || copy(client, server, Some(&kept), bytes_per_second));
+            thread::spawn(move || copy(server_back, client_back, None, None));
         });
-        Self { port, sent }
+        Self { sent, server }
     }
 
     /// The value of every Authorization header the client sent.
@@ -383,10 +369,7 @@ impl TokenRegistry {
         let issuer = Arc::new(Issuer::new(dir.path()));
         let login = (user.to_owned(), password.to_owned());
         let service = TokenService::start(Arc::clone(&issuer), login.clone(), tokens);
-        let registry_port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free loopback port");
+        let registry_port = free_port();
         let config = dir.path().join("config.yml");
         std::fs::write(
             &config,
@@ -398,7 +381,7 @@ impl TokenRegistry {
             ),
         )
         .unwrap();
-        let child = crate::support::serve_registry(&config, registry_port);
+        let child = serve_registry(&config, registry_port);
         let tap = Tap::start(registry_port, bytes_per_second);
         Self {
             child,
@@ -413,7 +396,7 @@ impl TokenRegistry {
 
     /// Where the client pushes: the tap in front of the registry.
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.tap.port)
+        format!("127.0.0.1:{}", self.tap.server.port)
     }
 
     /// The Authorization header of every request the registry got from the client.
@@ -422,7 +405,7 @@ impl TokenRegistry {
     }
 
     /// skopeo's `--creds`/`--src-creds` value for the login.
-    pub fn creds(&self) -> String {
+    fn creds(&self) -> String {
         format!("{}:{}", self.login.0, self.login.1)
     }
 

@@ -1,12 +1,10 @@
 //! Hostile and broken input: each case exits non-zero with one line that names the
 //! input and what to do, never panics, and pushes nothing.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use support::*;
+use crate::support::*;
 
 /// A failed run as the issue wants it: the exit code, one error line starting with
 /// `starts`, no panic or backtrace, and nothing started in ECR.

@@ -1,9 +1,7 @@
 //! `transport: registry`: the OCI distribution API, against a real `docker-registry`;
 //! what lands is read back with skopeo.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 const MIB: usize = 1024 * 1024;
 

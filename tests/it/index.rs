@@ -2,9 +2,7 @@
 //! first; `platforms` keeps some and writes a new index, attestations following the
 //! images they describe.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 const PLATFORMS: [&str; 2] = ["linux/amd64", "linux/arm64/v8"];
 

@@ -1,10 +1,9 @@
 //! End-to-end pushes: the binary, run as the Actions runner runs it, against moto (STS
 //! and ECR) and a local ID-token endpoint. Each test starts its own stack.
 
-mod support;
-
 use base64::Engine as _;
-use support::*;
+
+use crate::support::*;
 
 const MIB: usize = 1024 * 1024;
 

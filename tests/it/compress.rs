@@ -2,11 +2,9 @@
 //! receives decompresses to the source's layers, and the manifests that list them are
 //! rewritten (the index above them too, attestations following their images).
 
-mod support;
-
 use std::io::Read as _;
 
-use support::*;
+use crate::support::*;
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();

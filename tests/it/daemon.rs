@@ -2,9 +2,7 @@
 //! Docker-compatible service), streamed to disk, and pushed with the digest skopeo's
 //! docker-daemon transport gives them.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 fn layers() -> Vec<Vec<u8>> {
     vec![

@@ -3,8 +3,13 @@
 //! podman's Docker API, with the mounts, variables and working folder the Actions runner
 //! gives a container action.
 
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
 
 use super::{Action, Daemon, Run, root};
 
@@ -203,22 +208,33 @@ impl Action {
 /// A DNS server on 127.0.0.77:53 (UDP) that answers every A question with 127.0.0.1
 /// and every other with no record, and records the names asked: a container whose
 /// resolv.conf names it resolves public-looking names the way a runner's would, over
-/// DNS, with no name leaving the machine.
+/// DNS, with no name leaving the machine. resolv.conf takes no port, so the address is
+/// fixed: the drop frees it for the next test that starts one (two at once collide).
 pub struct Dns {
-    pub address: &'static str,
-    names: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
+    names: Arc<Mutex<Vec<String>>>,
+    dir: tempfile::TempDir,
+    stop: Arc<AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
 }
+
+const DNS_ADDRESS: &str = "127.0.0.77";
 
 impl Dns {
     pub fn start() -> Self {
-        let address = "127.0.0.77";
-        let socket = std::net::UdpSocket::bind((address, 53)).expect("UDP 127.0.0.77:53");
-        let names = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = names.clone();
-        std::thread::spawn(move || {
+        let socket = UdpSocket::bind((DNS_ADDRESS, 53)).expect("UDP 127.0.0.77:53");
+        // How soon the server sees it is stopped.
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let names = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen, stopped) = (Arc::clone(&names), Arc::clone(&stop));
+        let thread = thread::spawn(move || {
             let mut buffer = [0u8; 512];
-            while let Ok((n, peer)) = socket.recv_from(&mut buffer) {
+            while !stopped.load(Ordering::SeqCst) {
+                let Ok((n, peer)) = socket.recv_from(&mut buffer) else {
+                    continue;
+                };
                 if let Some((answer, name)) = dns_answer(&buffer[..n]) {
                     seen.lock().unwrap().push(name);
                     let _ = socket.send_to(&answer, peer);
@@ -226,22 +242,32 @@ impl Dns {
             }
         });
         Self {
-            address,
             names,
-            _dir: tempfile::tempdir().unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+            stop,
+            thread: Some(thread),
         }
     }
 
     /// A resolv.conf naming this server, to mount at /etc/resolv.conf.
     pub fn resolv_conf(&self) -> PathBuf {
-        let path = self._dir.path().join("resolv.conf");
-        std::fs::write(&path, format!("nameserver {}\n", self.address)).unwrap();
+        let path = self.dir.path().join("resolv.conf");
+        std::fs::write(&path, format!("nameserver {DNS_ADDRESS}\n")).unwrap();
         path
     }
 
     /// The names asked for, in order.
     pub fn names(&self) -> Vec<String> {
         self.names.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -1,9 +1,7 @@
 //! Every place an image comes from besides an OCI layout: `docker save` archives in both
 //! layouts, checked against skopeo and a real registry.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 /// The image in moto under `tag` has exactly these manifest bytes, and every layer is
 /// there with its size.
