@@ -17,6 +17,23 @@ pub struct Moto {
     rt: tokio::runtime::Runtime,
 }
 
+/// Whether what listens on `port` is moto: its own API answers there.
+fn answers_as_moto(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if stream
+        .write_all(b"GET /moto-api/data.json HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
+}
+
 impl Moto {
     pub fn start() -> Self {
         let server = root().join(".venv/bin/moto_server");
@@ -25,24 +42,35 @@ impl Moto {
             "{} is missing: run scripts/test, which installs moto into .venv",
             server.display()
         );
-        let port = free_port();
-        let child = Command::new(&server)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server starts");
-        let moto = Self {
-            child,
-            port,
-            rt: runtime(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto did not listen on {port}");
-            thread::sleep(Duration::from_millis(50));
+        // A port freed by free_port() can be taken by another test's listener before
+        // moto binds it (tests share one process); then moto exits and the port answers
+        // someone else. So ready means: moto's own API answers, and moto still runs;
+        // else moto starts again on another port.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = Command::new(&server)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("moto_server starts");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if child.try_wait().expect("moto_server waits").is_some() {
+                    break;
+                }
+                if answers_as_moto(port) {
+                    return Self {
+                        child,
+                        port,
+                        rt: runtime(),
+                    };
+                }
+                assert!(Instant::now() < deadline, "moto did not listen on {port}");
+                thread::sleep(Duration::from_millis(50));
+            }
         }
-        moto
+        panic!("moto_server exited five times before it listened");
     }
 
     pub fn endpoint(&self) -> String {
