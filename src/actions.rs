@@ -50,6 +50,13 @@ impl Runtime {
         }
     }
 
+    /// [`Runtime::mask`] as a function a client keeps, for the secrets it is handed
+    /// later (a registry's tokens).
+    pub fn masker(&self) -> impl Fn(&str) + Send + Sync + 'static {
+        let runtime = self.clone();
+        move |secret| runtime.mask(secret)
+    }
+
     /// Tells the runner to hide `secret` from the log from now on. Call it before the
     /// value is used, so nothing (not even an SDK's error message) can print it first.
     pub fn mask(&self, secret: &str) {

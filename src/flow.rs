@@ -114,10 +114,7 @@ async fn run(
         &push.platforms,
         env("DOCKER_HOST").as_deref(),
         login,
-        {
-            let masks = runtime.clone();
-            move |secret: &str| masks.mask(secret)
-        },
+        runtime.masker(),
         push.compression,
     )
     .await?;
@@ -246,11 +243,8 @@ async fn push_to_registry(
 ) -> Result<crate::report::Report, Error> {
     // For a registry that refuses one streamed PATCH per blob.
     let chunked = env("ECR_PUSH_CHUNKED").as_deref() == Some("true");
-    let masks = runtime.clone();
     let destination =
-        destination::Registry::new(host, &push.repository, login, chunked, move |secret| {
-            masks.mask(secret)
-        })?;
+        destination::Registry::new(host, &push.repository, login, chunked, runtime.masker())?;
     let _group = runtime.group(&format!("Push to {host}/{}", push.repository));
     Ok(destination::push(
         &destination,
@@ -301,13 +295,12 @@ async fn push_to_ecr(
         match &login {
             Some(auth) if via_registry => {
                 let password = destination::Ecr::password(auth).unwrap_or_default();
-                let masks = runtime.clone();
                 let destination = destination::Registry::new(
                     &registry,
                     &push.repository,
                     Some(("AWS".to_owned(), password)),
                     true,
-                    move |secret| masks.mask(secret),
+                    runtime.masker(),
                 )?;
                 destination::push(
                     &destination,

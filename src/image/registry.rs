@@ -153,9 +153,8 @@ impl Source {
     async fn refusal(&self, response: reqwest::Response) -> Error {
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
-        let code = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| Some(v.get("errors")?.get(0)?.get("code")?.as_str()?.to_owned()))
+        let code = crate::registry::first_error(&body)
+            .map(|(code, _)| code)
             .unwrap_or_default();
         let reason = match (status, code.as_str()) {
             (_, "MANIFEST_UNKNOWN" | "NAME_UNKNOWN" | "BLOB_UNKNOWN")

@@ -3,23 +3,24 @@
 
 use reqwest::StatusCode;
 
-/// The distribution spec's error body (`{"errors":[{"code","message"}]}`) as
-/// `CODE: message`, else the status's reason.
+/// The first error of the distribution spec's error body
+/// (`{"errors":[{"code","message"}]}`): its code, and its message or none.
+pub fn first_error(body: &str) -> Option<(String, String)> {
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    let first = value.get("errors")?.get(0)?;
+    let message = first.get("message").and_then(|m| m.as_str());
+    Some((
+        first.get("code")?.as_str()?.to_owned(),
+        message.unwrap_or_default().to_owned(),
+    ))
+}
+
+/// The error body as `CODE: message`, else the status's reason.
 pub fn detail(status: StatusCode, body: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| {
-            let first = v.get("errors")?.get(0)?.clone();
-            Some(format!(
-                "{}: {}",
-                first.get("code")?.as_str()?,
-                first
-                    .get("message")
-                    .and_then(|m| m.as_str())
-                    .unwrap_or_default()
-            ))
-        })
-        .unwrap_or_else(|| status.canonical_reason().unwrap_or("").to_owned())
+    match first_error(body) {
+        Some((code, message)) => format!("{code}: {message}"),
+        None => status.canonical_reason().unwrap_or("").to_owned(),
+    }
 }
 
 /// The challenges of one `WWW-Authenticate` value (RFC 9110 §11.6.1): each a scheme,

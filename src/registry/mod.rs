@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{AUTHORIZATION, HeaderValue, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
 
-pub use challenge::detail;
+pub use challenge::{detail, first_error};
 pub use reference::Reference;
 
 use crate::calls::Calls;
