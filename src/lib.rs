@@ -21,4 +21,5 @@ pub mod registry;
 pub mod report;
 pub mod sdk;
 pub mod sub_claim;
+pub mod targets;
 pub mod units;

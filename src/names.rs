@@ -19,6 +19,14 @@ pub struct Invalid {
     message: String,
 }
 
+impl Invalid {
+    /// What is wrong, without the input's name: for a message that names its input
+    /// otherwise (a line of `targets`).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
 pub fn invalid(input: &'static str, message: impl Into<String>) -> Invalid {
     Invalid {
         input,
