@@ -343,6 +343,99 @@ impl ProvideCredentials for Renewing {
     }
 }
 
+/// A session in a second role, assumed with `first`'s credentials (which renew
+/// themselves): one of several targets' roles, chained from the one OIDC exchange of
+/// the step. It runs the hop again, and only the hop, shortly before it expires.
+pub async fn chain(
+    first: &Session,
+    auth: &Request,
+    cross: &CrossAccount,
+    runtime: &Runtime,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Session, Error> {
+    let provider = first
+        .config
+        .credentials_provider()
+        .ok_or(Error::NoCredentials)?;
+    let from = Hop {
+        provider: provider.clone(),
+        arn: first.principal.clone(),
+    };
+    let last = assume_cross_account(&first.config, &from, auth, cross, runtime, env).await?;
+    let initial = last.provider.provide_credentials().await.ok();
+    let renewing = Chained {
+        base: first.config.clone(),
+        from: provider,
+        from_arn: first.principal.clone(),
+        auth: auth.clone(),
+        cross: cross.clone(),
+        runtime: runtime.clone(),
+        variables: RENEWAL_VARIABLES
+            .iter()
+            .filter_map(|name| Some(((*name).to_owned(), env(name)?)))
+            .collect(),
+        initial: std::sync::Mutex::new(initial),
+    };
+    Ok(Session {
+        config: first
+            .config
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(renewing))
+            .build(),
+        account: account_of_arn(&last.arn).unwrap_or_default().to_owned(),
+        region: first.region.clone(),
+        principal: last.arn,
+    })
+}
+
+/// The credentials of a role chained from a session of the step: the hop again, with
+/// that session's (renewing) credentials, each time the SDK finds these about to expire.
+#[derive(Debug)]
+struct Chained {
+    base: SdkConfig,
+    from: SharedCredentialsProvider,
+    from_arn: String,
+    auth: Request,
+    cross: CrossAccount,
+    runtime: Runtime,
+    variables: std::collections::HashMap<String, String>,
+    initial: std::sync::Mutex<Option<Credentials>>,
+}
+
+impl ProvideCredentials for Chained {
+    fn provide_credentials<'a>(&'a self) -> provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        provider::future::ProvideCredentials::new(async move {
+            let initial = self.initial.lock().ok().and_then(|mut i| i.take());
+            if let Some(credentials) = initial {
+                return Ok(credentials);
+            }
+            tracing::info!(
+                "renewing the credentials of {} before they expire",
+                self.cross.role
+            );
+            let env = |name: &str| self.variables.get(name).cloned();
+            let from = Hop {
+                provider: self.from.clone(),
+                arn: self.from_arn.clone(),
+            };
+            let hop = assume_cross_account(
+                &self.base,
+                &from,
+                &self.auth,
+                &self.cross,
+                &self.runtime,
+                &env,
+            )
+            .await
+            .map_err(provider::error::CredentialsError::provider_error)?;
+            hop.provider.provide_credentials().await
+        })
+    }
+}
+
 /// Masks a set of STS credentials and wraps them as a provider.
 fn masked_provider(
     credentials: &aws_sdk_sts::types::Credentials,
