@@ -197,7 +197,7 @@ pub async fn authenticate(
                 .iter()
                 .filter_map(|name| Some(((*name).to_owned(), env(name)?)))
                 .collect(),
-            initial: std::sync::Mutex::new(initial),
+            held: Held::new(initial),
         })
     } else {
         last.provider
@@ -295,7 +295,7 @@ struct Renewing {
     auth: Request,
     runtime: Runtime,
     variables: std::collections::HashMap<String, String>,
-    initial: std::sync::Mutex<Option<Credentials>>,
+    held: Held,
 }
 
 impl Renewing {
@@ -331,14 +331,16 @@ impl ProvideCredentials for Renewing {
         Self: 'a,
     {
         provider::future::ProvideCredentials::new(async move {
-            let initial = self.initial.lock().ok().and_then(|mut i| i.take());
-            if let Some(credentials) = initial {
+            if let Some(credentials) = self.held.fresh() {
                 return Ok(credentials);
             }
             tracing::info!("renewing the credentials before they expire");
-            self.renew()
+            let credentials = self
+                .renew()
                 .await
-                .map_err(provider::error::CredentialsError::provider_error)
+                .map_err(provider::error::CredentialsError::provider_error)?;
+            self.held.keep(&credentials);
+            Ok(credentials)
         })
     }
 }
@@ -374,7 +376,7 @@ pub async fn chain(
             .iter()
             .filter_map(|name| Some(((*name).to_owned(), env(name)?)))
             .collect(),
-        initial: std::sync::Mutex::new(initial),
+        held: Held::new(initial),
     };
     Ok(Session {
         config: first
@@ -399,7 +401,7 @@ struct Chained {
     cross: CrossAccount,
     runtime: Runtime,
     variables: std::collections::HashMap<String, String>,
-    initial: std::sync::Mutex<Option<Credentials>>,
+    held: Held,
 }
 
 impl ProvideCredentials for Chained {
@@ -408,8 +410,7 @@ impl ProvideCredentials for Chained {
         Self: 'a,
     {
         provider::future::ProvideCredentials::new(async move {
-            let initial = self.initial.lock().ok().and_then(|mut i| i.take());
-            if let Some(credentials) = initial {
+            if let Some(credentials) = self.held.fresh() {
                 return Ok(credentials);
             }
             tracing::info!(
@@ -431,8 +432,43 @@ impl ProvideCredentials for Chained {
             )
             .await
             .map_err(provider::error::CredentialsError::provider_error)?;
-            hop.provider.provide_credentials().await
+            let credentials = hop.provider.provide_credentials().await?;
+            self.held.keep(&credentials);
+            Ok(credentials)
         })
+    }
+}
+
+/// The credentials a renewing provider got last, handed out again while more than half
+/// their life is left: every SDK client of the step (each target has four) asks its
+/// provider once, and only the ask near the end of their life runs the chain again.
+#[derive(Debug)]
+struct Held(std::sync::Mutex<Option<(Credentials, SystemTime)>>);
+
+impl Held {
+    fn new(credentials: Option<Credentials>) -> Self {
+        Self(std::sync::Mutex::new(
+            credentials.map(|c| (c, SystemTime::now())),
+        ))
+    }
+
+    fn keep(&self, credentials: &Credentials) {
+        if let Ok(mut held) = self.0.lock() {
+            *held = Some((credentials.clone(), SystemTime::now()));
+        }
+    }
+
+    /// The credentials held, while more than half their life is left.
+    fn fresh(&self) -> Option<Credentials> {
+        let held = self.0.lock().ok()?;
+        let (credentials, obtained) = held.as_ref()?;
+        let now = SystemTime::now();
+        let Some(expiry) = credentials.expiry() else {
+            return Some(credentials.clone());
+        };
+        let life = expiry.duration_since(*obtained).ok()?;
+        let left = expiry.duration_since(now).ok()?;
+        (left > life / 2).then(|| credentials.clone())
     }
 }
 
