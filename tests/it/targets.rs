@@ -396,7 +396,7 @@ fn a_target_that_refuses_its_uploads_stops_every_tag_and_is_named() {
     );
     assert!(error.contains("InitiateLayerUpload"), "{error}");
     assert!(
-        error.ends_with("no tag was written on any target"),
+        error.contains("no tag was written on any target"),
         "{error}"
     );
     for other in [places[0], places[2]] {
