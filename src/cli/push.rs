@@ -34,8 +34,20 @@ pub struct PushArgs {
     pub image: String,
 
     /// The ECR repository name, e.g. team/app
-    #[arg(long, help_heading = "Destination", value_name = "NAME")]
-    pub repository: String,
+    #[arg(
+        long,
+        help_heading = "Destination",
+        value_name = "NAME",
+        required_unless_present = "targets"
+    )]
+    pub repository: Option<String>,
+
+    /// Several destinations, one per line (repeatable): HOST/REPOSITORY[,role=ROLE_ARN]
+    /// [,external-id=ID]. Each role= is assumed with role-to-assume's credentials; no tag
+    /// is written anywhere unless the image is on every target. Replaces repository,
+    /// registry, registry-id and cross-account-role
+    #[arg(long, help_heading = "Destination", value_name = "LINES")]
+    pub targets: Vec<String>,
 
     /// Tags to set, separated by commas or newlines (when empty: the REF of the image,
     /// else latest)
@@ -164,6 +176,10 @@ pub struct PushArgs {
     )]
     pub timeout_minutes: f64,
 
+    /// Write the pushed manifest's digest to FILE, for scripts (skopeo's --digestfile)
+    #[arg(long, help_heading = "Output", value_name = "FILE")]
+    pub digest_file: Option<std::path::PathBuf>,
+
     /// Log each API call and part (RUNNER_DEBUG=1 turns it on in Actions)
     #[arg(long, help_heading = "Output", short, value_name = "BOOL", num_args = 0..=1, default_value = "false",
           default_missing_value = "true", value_parser = BoolValueParser::new())]
@@ -177,8 +193,16 @@ impl PushArgs {
         if self.image.trim().is_empty() {
             return Err(invalid("image", "must not be empty"));
         }
-        repository_is_not_a_uri(&self.repository)?;
-        check_repository(&self.repository)?;
+        let targets = self.targets()?;
+        let repository = match (&self.repository, targets.first()) {
+            (Some(repository), None) => {
+                repository_is_not_a_uri(repository)?;
+                check_repository(repository)?;
+                repository.clone()
+            }
+            (_, Some(first)) => first.repository.clone(),
+            (None, None) => return Err(invalid("repository", "must not be empty")),
+        };
         // An empty `tags` is the default, as the help says (the runner passes every input,
         // set or not, so an empty INPUT_TAGS never arrives here).
         let tags = self
@@ -193,13 +217,24 @@ impl PushArgs {
         if let Some(region) = &region {
             check_region(region)?;
         }
+        // With targets, STS is called in the first ECR target's region unless told.
+        let region = region.or_else(|| {
+            targets.iter().find_map(|t| match &t.host {
+                crate::targets::Host::Ecr(host) => Some(host.region.clone()),
+                crate::targets::Host::Registry(_) => None,
+            })
+        });
         let auth = self.credentials(region.as_deref())?;
-        let target = self.target(region, auth.cross_account.is_some())?;
+        let target = if targets.is_empty() {
+            self.target(region, auth.cross_account.is_some())?
+        } else {
+            self.release_transport(region, &targets)?
+        };
         let concurrency = self.concurrency()?;
         let deadline = self.deadline()?;
         Ok(Push {
             image: self.image,
-            repository: self.repository,
+            repository,
             tags,
             platforms: platforms.unwrap_or_default(),
             compression,
@@ -212,6 +247,92 @@ impl PushArgs {
             concurrency,
             destination: target.destination,
             deadline,
+            targets,
+            session_tags: self.session_tags,
+            digest_file: self.digest_file,
+        })
+    }
+
+    /// `targets`, checked whole, and the inputs it replaces left empty.
+    fn targets(&self) -> Result<Vec<crate::targets::Target>, Error> {
+        if self.targets.iter().all(|t| t.trim().is_empty()) {
+            return Ok(Vec::new());
+        }
+        for (input, set) in [
+            ("repository", self.repository.is_some()),
+            ("registry", self.registry.is_some()),
+            ("registry-id", self.registry_id.is_some()),
+            ("cross-account-role", self.cross_account_role.is_some()),
+            (
+                "cross-account-external-id",
+                self.cross_account_external_id.is_some(),
+            ),
+        ] {
+            if set {
+                return Err(invalid(
+                    input,
+                    format!(
+                        "and targets are both set; targets names each target's registry, repository and role: remove {input}"
+                    ),
+                ));
+            }
+        }
+        let targets = crate::targets::parse(self.targets.iter().map(String::as_str))?;
+        if self.session_tags && targets.iter().all(|t| t.role.is_none()) {
+            return Err(invalid(
+                "session-tags",
+                "tags are sent on a chained hop only, and no target has role=",
+            ));
+        }
+        Ok(targets)
+    }
+
+    /// How the targets are pushed to: ECR's API or its registry endpoint; ECR inputs
+    /// are refused when no target is ECR.
+    fn release_transport(
+        &self,
+        region: Option<String>,
+        targets: &[crate::targets::Target],
+    ) -> Result<Target, Error> {
+        let transport = self
+            .transport
+            .as_deref()
+            .map(|t| t.trim().to_ascii_lowercase());
+        let registry = match transport.as_deref() {
+            None | Some("" | "api") => false,
+            Some("registry") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "transport",
+                    format!("`{other}` is not api or registry"),
+                ));
+            }
+        };
+        if registry && self.create_repository {
+            return Err(invalid(
+                "create-repository",
+                "needs ECR's API (CreateRepository); with transport: registry, create the repositories beforehand",
+            ));
+        }
+        if targets.iter().all(|t| t.account().is_none()) {
+            for (input, set) in [
+                ("role-to-assume", self.role_to_assume.is_some()),
+                ("create-repository", self.create_repository),
+                ("docker-login", self.docker_login),
+            ] {
+                if set {
+                    return Err(invalid(
+                        input,
+                        "is for ECR, and no target is ECR; remove it",
+                    ));
+                }
+            }
+        }
+        Ok(Target {
+            destination: Destination::Ecr { registry },
+            ecr_host: None,
+            registry_id: None,
+            region,
         })
     }
 
