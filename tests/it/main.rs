@@ -21,3 +21,4 @@ mod registry;
 mod registry_token;
 mod secrets;
 mod sources;
+mod targets;

@@ -9,12 +9,25 @@ use std::time::{Duration, Instant};
 
 use super::{OWNER_ID, OidcEndpoint, PUSH_ROLE, REGION, REPO_ID, REQUEST_TOKEN, Recorder};
 
-/// The `NAME=VALUE` lines of a GITHUB_OUTPUT file.
+/// The outputs of a GITHUB_OUTPUT file, read as the runner reads it: `NAME=VALUE`
+/// lines, and `NAME<<DELIMITER` followed by the value's lines and the delimiter.
 pub fn parse_outputs(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
+    let mut outputs = HashMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        // As the runner decides: whichever of `=` and `<<` comes first.
+        let heredoc = line
+            .find("<<")
+            .filter(|at| line.find('=').is_none_or(|eq| *at < eq));
+        if let Some(at) = heredoc {
+            let (name, delimiter) = (&line[..at], &line[at + 2..]);
+            let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delimiter).collect();
+            outputs.insert(name.to_owned(), value.join("\n"));
+        } else if let Some((name, value)) = line.split_once('=') {
+            outputs.insert(name.to_owned(), value.to_owned());
+        }
+    }
+    outputs
 }
 
 /// What one run of the binary left behind.

@@ -50,6 +50,11 @@ pub const CI_ACCOUNT: &str = "111111111111";
 pub const REGISTRY_ACCOUNT: &str = "222222222222";
 pub const PUSH_ROLE: &str = "arn:aws:iam::111111111111:role/ecr-ci-push-role";
 pub const PUBLISHER_ROLE: &str = "arn:aws:iam::222222222222:role/ecr-publisher";
+/// A disaster-recovery account in another region, reached through a role of its own:
+/// the third of a release's `targets`.
+pub const DR_ACCOUNT: &str = "333333333333";
+pub const DR_REGION: &str = "us-west-2";
+pub const DR_ROLE: &str = "arn:aws:iam::333333333333:role/ecr-publisher-dr";
 pub const REQUEST_TOKEN: &str = "ghs_requestTokenForTheIdTokenEndpoint0001";
 /// The ids github.com gives octo-org and octo-repo (GITHUB_REPOSITORY_OWNER_ID,
 /// GITHUB_REPOSITORY_ID; the `repository_owner_id` and `repository_id` claims).

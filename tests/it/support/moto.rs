@@ -78,9 +78,18 @@ impl Moto {
     }
 
     fn config(&self, credentials: aws_sdk_sts::config::Credentials) -> aws_config::SdkConfig {
+        self.config_in(REGION, credentials)
+    }
+
+    /// moto keeps each region's repositories apart, by the region a request is signed for.
+    fn config_in(
+        &self,
+        region: &str,
+        credentials: aws_sdk_sts::config::Credentials,
+    ) -> aws_config::SdkConfig {
         self.rt.block_on(
             aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(aws_config::Region::new(REGION))
+                .region(aws_config::Region::new(region.to_owned()))
                 .endpoint_url(self.endpoint())
                 .credentials_provider(credentials)
                 .load(),
@@ -184,31 +193,44 @@ impl Moto {
 
     /// An ECR client with these credentials.
     pub fn ecr_as(&self, c: &aws_sdk_sts::types::Credentials) -> aws_sdk_ecr::Client {
-        aws_sdk_ecr::Client::new(&self.config(aws_sdk_sts::config::Credentials::new(
-            c.access_key_id(),
-            c.secret_access_key(),
-            Some(c.session_token().to_owned()),
-            None,
-            "test",
-        )))
+        self.ecr_as_in(REGION, c)
+    }
+
+    fn ecr_as_in(&self, region: &str, c: &aws_sdk_sts::types::Credentials) -> aws_sdk_ecr::Client {
+        aws_sdk_ecr::Client::new(&self.config_in(
+            region,
+            aws_sdk_sts::config::Credentials::new(
+                c.access_key_id(),
+                c.secret_access_key(),
+                Some(c.session_token().to_owned()),
+                None,
+                "test",
+            ),
+        ))
     }
 
     pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         self.rt.block_on(future)
     }
 
-    /// An ECR client acting in `account`, for setting up and inspecting the test.
-    pub fn ecr(&self, account: &str) -> aws_sdk_ecr::Client {
-        self.ecr_as(&self.credentials_in(account))
+    /// An ECR client acting in `account`'s registry of `region`, for setting up and
+    /// inspecting the test.
+    fn ecr_in(&self, account: &str, region: &str) -> aws_sdk_ecr::Client {
+        self.ecr_as_in(region, &self.credentials_in(account))
     }
 
     pub fn create_repository(&self, account: &str, name: &str, immutable: bool) {
+        self.create_repository_in(account, REGION, name, immutable);
+    }
+
+    /// A repository in `account`'s registry of `region`.
+    pub fn create_repository_in(&self, account: &str, region: &str, name: &str, immutable: bool) {
         let mutability = if immutable {
             aws_sdk_ecr::types::ImageTagMutability::Immutable
         } else {
             aws_sdk_ecr::types::ImageTagMutability::Mutable
         };
-        let ecr = self.ecr(account);
+        let ecr = self.ecr_in(account, region);
         self.rt
             .block_on(
                 ecr.create_repository()
@@ -221,10 +243,21 @@ impl Moto {
 
     /// The manifest a tag points at in moto: (digest, bytes), or None.
     pub fn manifest(&self, account: &str, repository: &str, tag: &str) -> Option<(String, String)> {
+        self.manifest_in(account, REGION, repository, tag)
+    }
+
+    /// The same in `account`'s registry of `region`.
+    pub fn manifest_in(
+        &self,
+        account: &str,
+        region: &str,
+        repository: &str,
+        tag: &str,
+    ) -> Option<(String, String)> {
         let id = aws_sdk_ecr::types::ImageIdentifier::builder()
             .image_tag(tag)
             .build();
-        let image = self.image(account, repository, id)?;
+        let image = self.image(account, region, repository, id)?;
         Some((
             image.image_id()?.image_digest()?.to_owned(),
             image.image_manifest()?.to_owned(),
@@ -238,10 +271,21 @@ impl Moto {
         repository: &str,
         digest: &str,
     ) -> Option<(String, String)> {
+        self.manifest_by_digest_in(account, REGION, repository, digest)
+    }
+
+    /// The same in `account`'s registry of `region`.
+    pub fn manifest_by_digest_in(
+        &self,
+        account: &str,
+        region: &str,
+        repository: &str,
+        digest: &str,
+    ) -> Option<(String, String)> {
         let id = aws_sdk_ecr::types::ImageIdentifier::builder()
             .image_digest(digest)
             .build();
-        let image = self.image(account, repository, id)?;
+        let image = self.image(account, region, repository, id)?;
         Some((
             image.image_manifest_media_type()?.to_owned(),
             image.image_manifest()?.to_owned(),
@@ -252,10 +296,11 @@ impl Moto {
     fn image(
         &self,
         account: &str,
+        region: &str,
         repository: &str,
         id: aws_sdk_ecr::types::ImageIdentifier,
     ) -> Option<aws_sdk_ecr::types::Image> {
-        let ecr = self.ecr(account);
+        let ecr = self.ecr_in(account, region);
         let request = ecr
             .batch_get_image()
             .repository_name(repository)
@@ -271,7 +316,18 @@ impl Moto {
         repository: &str,
         digests: &[String],
     ) -> HashMap<String, i64> {
-        let ecr = self.ecr(account);
+        self.available_blobs_in(account, REGION, repository, digests)
+    }
+
+    /// The same in `account`'s registry of `region`.
+    pub fn available_blobs_in(
+        &self,
+        account: &str,
+        region: &str,
+        repository: &str,
+        digests: &[String],
+    ) -> HashMap<String, i64> {
+        let ecr = self.ecr_in(account, region);
         let output = self
             .rt
             .block_on(

@@ -100,6 +100,10 @@ fn signed_region(head: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct Call {
     pub action: String,
+    /// The request line's method and path (`GET`, `/v2/app/blobs/sha256:…`): what a
+    /// registry in front of which the recorder stands was asked.
+    pub method: String,
+    pub path: String,
     pub body: String,
     /// The region of the request's SigV4 credential scope.
     pub region: String,
@@ -112,6 +116,11 @@ pub struct Call {
 impl Call {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The account an ECR call is for: its body's `registryId`.
+    pub fn registry_id(&self) -> Option<String> {
+        self.json()["registryId"].as_str().map(str::to_owned)
     }
 
     /// A form field of a query-protocol (STS) request.
@@ -131,7 +140,27 @@ pub struct Recorder {
     fault: Arc<Mutex<Option<(String, Fault, u32)>>>,
     chaos: Arc<Mutex<Option<Chaos>>>,
     clock: Arc<Mutex<Clock>>,
+    refusals: Arc<Mutex<Vec<Refusal>>>,
     _server: Server,
+}
+
+/// Every call to `action` for the registry of `registry_id` gets `fault`, until `calm`:
+/// an account whose policy refuses the step, as long as nobody fixes it.
+struct Refusal {
+    action: String,
+    registry_id: String,
+    fault: Fault,
+}
+
+/// The refusal that answers this call, if one does.
+fn refusal_for(refusals: &Mutex<Vec<Refusal>>, action: &str, body: &str) -> Option<Fault> {
+    let body: serde_json::Value = serde_json::from_str(body).ok()?;
+    let registry_id = body["registryId"].as_str()?;
+    let refusals = refusals.lock().expect("lock");
+    refusals
+        .iter()
+        .find(|r| r.action == action && r.registry_id == registry_id)
+        .map(|r| r.fault.clone())
 }
 
 /// Time as the test sets it: how long STS credentials last, the keys it handed out and
@@ -164,21 +193,26 @@ impl Recorder {
         let fault = Arc::new(Mutex::new(None));
         let chaos = Arc::new(Mutex::new(None));
         let clock = Arc::new(Mutex::new(Clock::default()));
-        let (shared, faults, schedule, time) = (
+        let refusals = Arc::new(Mutex::new(Vec::new()));
+        let (shared, faults, schedule, time, refused) = (
             Arc::clone(&calls),
             Arc::clone(&fault),
             Arc::clone(&chaos),
             Arc::clone(&clock),
+            Arc::clone(&refusals),
         );
         let server = Server::start("the recording proxy", move |client| {
-            let (calls, faults, schedule, time) = (
+            let (calls, faults, schedule, time, refused) = (
                 Arc::clone(&shared),
                 Arc::clone(&faults),
                 Arc::clone(&schedule),
                 Arc::clone(&time),
+                Arc::clone(&refused),
             );
             thread::spawn(move || {
-                let _ = relay(client, upstream, &calls, &faults, &schedule, &time);
+                let _ = relay(
+                    client, upstream, &calls, &faults, &schedule, &time, &refused,
+                );
             });
         });
         Self {
@@ -187,6 +221,7 @@ impl Recorder {
             fault,
             chaos,
             clock,
+            refusals,
             _server: server,
         }
     }
@@ -263,9 +298,32 @@ impl Recorder {
         self.calls.lock().expect("lock").clear();
     }
 
-    /// No more scheduled faults.
+    /// No more scheduled faults, and no more refusals.
     pub fn calm(&self) {
         *self.chaos.lock().expect("lock") = None;
+        self.refusals.lock().expect("lock").clear();
+    }
+
+    /// From now on every call to `action` whose body's `registryId` is `account` gets
+    /// AWS's JSON error `code` (as ECR answers), until `calm`.
+    pub fn refuse_for(
+        &self,
+        action: &str,
+        account: &str,
+        status: &'static str,
+        code: &str,
+        message: &str,
+    ) {
+        let body = serde_json::json!({"__type": code, "message": message}).to_string();
+        self.refusals.lock().expect("lock").push(Refusal {
+            action: action.to_owned(),
+            registry_id: account.to_owned(),
+            fault: Fault::Answer {
+                status,
+                content_type: "application/x-amz-json-1.1",
+                body,
+            },
+        });
     }
 
     /// The faults injected so far: (action, kind) for each.
@@ -347,6 +405,15 @@ impl Recorder {
     /// with: its parts that reached moto put together in order, a part sent again
     /// (after a lost answer) counted once.
     pub fn uploaded_layers(&self) -> HashMap<String, Vec<u8>> {
+        self.layers_completed(|_| true)
+    }
+
+    /// The same, of the uploads completed in one account's registry.
+    pub fn uploaded_layers_to(&self, account: &str) -> HashMap<String, Vec<u8>> {
+        self.layers_completed(|complete| complete.registry_id().as_deref() == Some(account))
+    }
+
+    fn layers_completed(&self, which: impl Fn(&Call) -> bool) -> HashMap<String, Vec<u8>> {
         let mut parts: HashMap<String, Vec<(u64, Vec<u8>)>> = HashMap::new();
         for call in self
             .calls_to("UploadLayerPart")
@@ -364,6 +431,7 @@ impl Recorder {
         }
         self.calls_to("CompleteLayerUpload")
             .iter()
+            .filter(|call| which(call))
             .filter_map(|call| {
                 let body = call.json();
                 let mut pieces = parts.remove(body["uploadId"].as_str()?)?;
@@ -390,6 +458,7 @@ fn relay(
     faults: &Mutex<Option<(String, Fault, u32)>>,
     chaos: &Mutex<Option<Chaos>>,
     clock: &Mutex<Clock>,
+    refusals: &Mutex<Vec<Refusal>>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
@@ -404,6 +473,8 @@ fn relay(
         if action.is_empty() {
             action = Call {
                 action: String::new(),
+                method: String::new(),
+                path: String::new(),
                 body: text.clone(),
                 region: String::new(),
                 at: Instant::now(),
@@ -426,6 +497,7 @@ fn relay(
                 _ => None,
             }
         };
+        let fault = fault.or_else(|| refusal_for(refusals, &action, &text));
         let scheduled = match &fault {
             Some(_) => None,
             None => chaos
@@ -447,8 +519,11 @@ fn relay(
         let fault = fault.or_else(|| scheduled.map(|kind| fault_for(kind, &action)));
         // Counted until this call's answer is written, whatever way this ends.
         let _flight = fault.is_none().then(|| InFlight::start(clock, &action));
+        let mut request_line = head.lines().next().unwrap_or_default().split(' ');
         calls.lock().expect("calls lock").push(Call {
             action: action.clone(),
+            method: request_line.next().unwrap_or_default().to_owned(),
+            path: request_line.next().unwrap_or_default().to_owned(),
             body: text,
             region: signed_region(&head),
             at: Instant::now(),
