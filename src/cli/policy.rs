@@ -240,6 +240,7 @@ impl GenerateArgs {
             signing_profile: self.signing_profile,
             registry_transport: self.transport == TransportArg::Registry,
             source,
+            targets: Vec::new(),
         })
     }
 }
@@ -544,7 +545,7 @@ fn write_documents(dir: &Path, documents: &[generate::Document]) -> Result<(), E
     };
     std::fs::create_dir_all(dir).map_err(write_err(dir))?;
     for d in documents {
-        let path = dir.join(d.name);
+        let path = dir.join(&d.name);
         std::fs::write(&path, render::pretty(&d.body) + "\n").map_err(write_err(&path))?;
     }
     Ok(())
