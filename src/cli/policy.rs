@@ -66,8 +66,9 @@ pub struct GenerateArgs {
     )]
     pub repositories: Vec<String>,
     /// The push's targets, one HOST/REPOSITORY[,role=ROLE_ARN][,external-id=ID] per
-    /// line (repeat, or give several lines): every account's documents for them, in
-    /// place of --repository, --registry-account, --publisher-role and --external-id
+    /// line (repeat, or give several lines): every account's documents for them
+    /// (docs/iam/targets.md), in place of --repository, --registry-account,
+    /// --publisher-role and --external-id
     #[arg(long, value_name = "LINE", conflicts_with_all = ["repositories", "registry_account", "publisher_role", "external_id"])]
     pub targets: Vec<String>,
     /// The GitHub repository whose workflows may assume the role

@@ -15,7 +15,8 @@ pub enum Format {
     AwsCli,
     /// A CloudFormation template per account
     Cloudformation,
-    /// Terraform resources (a provider alias `registry` for the registry account)
+    /// Terraform resources (a provider alias `registry` for the registry account; with
+    /// --targets, `account_ACCOUNT` for each account and the AWS provider 6.0 or later)
     Terraform,
     /// Markdown with the aws commands, for a README
     Markdown,
