@@ -13,6 +13,7 @@ use crate::names::{
 };
 use crate::policy::lint::Severity;
 use crate::policy::{evaluate, generate, lint, render};
+use crate::targets::Host;
 
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
@@ -36,21 +37,40 @@ pub enum PolicyCommand {
     "  ecr-push policy generate --account 111111111111 --region us-east-1 --repository app \\\n",
     "    --github-repo my-org/app --github-owner-id 9876543 --github-repo-id 123456789 \\\n",
     "    --branch main --registry-account 222222222222 --publisher-role ecr-publisher --out-dir iam/\n\n",
+    "  # A release to three accounts, the lines of the push's targets: every account's documents\n",
+    "  ecr-push policy generate --account 111111111111 --github-repo my-org/app \\\n",
+    "    --github-owner-id 9876543 --github-repo-id 123456789 --tag 'v*' --targets '\n",
+    "      111111111111.dkr.ecr.us-east-1.amazonaws.com/app\n",
+    "      222222222222.dkr.ecr.us-east-1.amazonaws.com/app,role=arn:aws:iam::222222222222:role/ecr-publisher\n",
+    "      333333333333.dkr.ecr.eu-west-1.amazonaws.com/app,role=arn:aws:iam::333333333333:role/ecr-publisher,external-id=release'\n\n",
     "The ids are the owner's and the repository's: gh api repos/ORG/REPO --jq '.owner.id, .id'.\n",
     "Exit codes: 0 written; 2 an option is wrong (the line names it)."
 ))]
 #[command(group(clap::ArgGroup::new("subject").required(true).multiple(true)
     .args(["branch", "tag", "environment", "pull_request"])))]
+#[command(group(clap::ArgGroup::new("chained").multiple(true)
+    .args(["publisher_role", "targets"])))]
 pub struct GenerateArgs {
     /// The account of the CI role (and of the registry, unless --registry-account)
     #[arg(long, value_name = "ID")]
     pub account: String,
-    /// The region of the repositories
-    #[arg(long, value_name = "REGION")]
-    pub region: String,
+    /// The region of the repositories (with --targets: of the CI role's STS calls, by
+    /// default the first ECR target's)
+    #[arg(long, value_name = "REGION", required_unless_present = "targets")]
+    pub region: Option<String>,
     /// A repository to push to; repeat for several
-    #[arg(long = "repository", value_name = "NAME", required = true)]
+    #[arg(
+        long = "repository",
+        value_name = "NAME",
+        required_unless_present = "targets"
+    )]
     pub repositories: Vec<String>,
+    /// The push's targets, one HOST/REPOSITORY[,role=ROLE_ARN][,external-id=ID] per
+    /// line (repeat, or give several lines): every account's documents for them
+    /// (docs/iam/targets.md), in place of --repository, --registry-account,
+    /// --publisher-role and --external-id
+    #[arg(long, value_name = "LINE", conflicts_with_all = ["repositories", "registry_account", "publisher_role", "external_id"])]
+    pub targets: Vec<String>,
     /// The GitHub repository whose workflows may assume the role
     #[arg(long, value_name = "ORG/REPO")]
     pub github_repo: String,
@@ -91,7 +111,7 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "ID", requires = "publisher_role")]
     pub external_id: Option<String>,
     /// Allow sts:TagSession on the chained hop (for session-tags: true)
-    #[arg(long, requires = "publisher_role")]
+    #[arg(long, requires = "chained")]
     pub session_tags: bool,
     /// Add ecr:GetAuthorizationToken (on "*", its only resource) for docker-login
     #[arg(long)]
@@ -160,43 +180,32 @@ pub struct LintArgs {
 
 impl GenerateArgs {
     pub fn validate(self) -> Result<generate::Request, Invalid> {
-        use generate::{Request, Subject};
+        use generate::Request;
         check_account("account", &self.account)?;
-        check_region(&self.region)?;
+        let targets = if self.targets.is_empty() {
+            Vec::new()
+        } else {
+            crate::targets::parse(self.targets.iter().map(String::as_str))?
+        };
+        // With targets the step's region defaults as the push's does: the first ECR
+        // target's. Without, clap has required --region.
+        let region = self
+            .region
+            .clone()
+            .or_else(|| {
+                targets.iter().find_map(|t| match &t.host {
+                    Host::Ecr(host) => Some(host.region.clone()),
+                    Host::Registry(_) => None,
+                })
+            })
+            .ok_or_else(|| invalid("targets", generate::NO_ECR_TARGET))?;
+        check_region(&region)?;
         for repository in &self.repositories {
             check_repository(repository)?;
         }
         check_github_repo(&self.github_repo)?;
-        let github_ids = match (&self.github_owner_id, &self.github_repo_id) {
-            (Some(owner), Some(repo)) => {
-                for (input, id) in [("github-owner-id", owner), ("github-repo-id", repo)] {
-                    if !crate::sub_claim::is_id(id) {
-                        return Err(invalid(
-                            input,
-                            format!(
-                                "`{id}` is not a GitHub id (digits, no leading zero, as `gh api repos/{}` shows it)",
-                                self.github_repo
-                            ),
-                        ));
-                    }
-                }
-                Some((owner.clone(), repo.clone()))
-            }
-            _ => None,
-        };
-        let mut subjects = Vec::new();
-        for branch in self.branch {
-            subjects.push(Subject::Branch(git_ref("branch", branch)?));
-        }
-        for tag in self.tag {
-            subjects.push(Subject::Tag(git_ref("tag", tag)?));
-        }
-        for environment in self.environment {
-            subjects.push(Subject::Environment(check_ref("environment", environment)?));
-        }
-        if self.pull_request {
-            subjects.push(Subject::PullRequest);
-        }
+        let github_ids = self.github_ids()?;
+        let subjects = self.subjects()?;
         if let Some(arn) = &self.signing_profile {
             check_signing_profile(arn)?;
         }
@@ -222,9 +231,9 @@ impl GenerateArgs {
             Some(from) => Some(promote_from(from)?),
             None => None,
         };
-        Ok(Request {
+        let request = Request {
             account: self.account,
-            region: self.region,
+            region,
             repositories: self.repositories,
             github_repo: self.github_repo,
             github_ids,
@@ -240,7 +249,53 @@ impl GenerateArgs {
             signing_profile: self.signing_profile,
             registry_transport: self.transport == TransportArg::Registry,
             source,
-        })
+            targets,
+        };
+        if !request.targets.is_empty() {
+            request.check_targets()?;
+        }
+        Ok(request)
+    }
+
+    /// `--github-owner-id` and `--github-repo-id`, both or neither (clap's `requires`).
+    fn github_ids(&self) -> Result<Option<(String, String)>, Invalid> {
+        let (Some(owner), Some(repo)) = (&self.github_owner_id, &self.github_repo_id) else {
+            return Ok(None);
+        };
+        for (input, id) in [("github-owner-id", owner), ("github-repo-id", repo)] {
+            if !crate::sub_claim::is_id(id) {
+                return Err(invalid(
+                    input,
+                    format!(
+                        "`{id}` is not a GitHub id (digits, no leading zero, as `gh api repos/{}` shows it)",
+                        self.github_repo
+                    ),
+                ));
+            }
+        }
+        Ok(Some((owner.clone(), repo.clone())))
+    }
+
+    /// The jobs the trust lets in, in the order of the flags' kinds.
+    fn subjects(&self) -> Result<Vec<generate::Subject>, Invalid> {
+        use generate::Subject;
+        let mut subjects = Vec::new();
+        for branch in &self.branch {
+            subjects.push(Subject::Branch(git_ref("branch", branch.clone())?));
+        }
+        for tag in &self.tag {
+            subjects.push(Subject::Tag(git_ref("tag", tag.clone())?));
+        }
+        for environment in &self.environment {
+            subjects.push(Subject::Environment(check_ref(
+                "environment",
+                environment.clone(),
+            )?));
+        }
+        if self.pull_request {
+            subjects.push(Subject::PullRequest);
+        }
+        Ok(subjects)
     }
 }
 
@@ -420,6 +475,15 @@ fn generate_documents(args: GenerateArgs) -> Result<ExitCode, Error> {
             repo = request.github_repo
         );
     }
+    for target in &request.targets {
+        if let Host::Registry(host) = &target.host {
+            eprintln!(
+                "note: targets line {} `{}`: {host} is not ECR; its login comes from the Docker config, and no IAM document is written for it",
+                target.line,
+                target.name()
+            );
+        }
+    }
     let documents = generate::generate(&request);
     if let Some(dir) = out_dir {
         write_documents(&dir, &documents)?;
@@ -544,7 +608,7 @@ fn write_documents(dir: &Path, documents: &[generate::Document]) -> Result<(), E
     };
     std::fs::create_dir_all(dir).map_err(write_err(dir))?;
     for d in documents {
-        let path = dir.join(d.name);
+        let path = dir.join(&d.name);
         std::fs::write(&path, render::pretty(&d.body) + "\n").map_err(write_err(&path))?;
     }
     Ok(())

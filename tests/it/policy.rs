@@ -2,6 +2,8 @@
 //! README's IAM section and docs/iam/policies), `check` decides like STS, and `lint`
 //! finds the mistakes of the textbook documents users copy.
 
+mod targets;
+
 use std::path::Path;
 use std::process::{Command, Output};
 

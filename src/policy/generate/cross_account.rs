@@ -11,19 +11,44 @@ use super::{Attach, Document, PULL_ACTIONS, Pusher, Request, Source, one_or_many
 /// Role chaining: the publisher role's trust in the registry account, and the CI
 /// role's permission to assume it.
 pub(super) fn publisher(request: &Request, registry: &str, publisher: &str) -> [Document; 2] {
-    let mut trust_actions = vec!["sts:AssumeRole"];
+    [
+        Document {
+            name: "aws-ecr-publisher-trust.json".into(),
+            account: registry.to_owned(),
+            attach: Attach::Trust {
+                role: publisher.to_owned(),
+                path: None,
+            },
+            purpose: "lets exactly the CI role assume the publisher role in the registry account",
+            body: publisher_trust(request, request.external_id.as_deref()),
+        },
+        Document {
+            name: "aws-ecr-ci-assume-publisher.json".into(),
+            account: request.account.clone(),
+            attach: Attach::RolePolicy {
+                role: request.role_name.clone(),
+                policy: "assume-ecr-publisher".into(),
+            },
+            purpose: "lets the CI role assume the publisher role, and nothing else",
+            body: assume_publishers(request, vec![request.publisher_arn(publisher)]),
+        },
+    ]
+}
+
+/// A publisher role's trust: exactly the CI role may assume it, with the external id
+/// if it has one, and tag the session if session tags are asked for.
+pub(super) fn publisher_trust(request: &Request, external_id: Option<&str>) -> Value {
     let mut assume = json!({
         "Sid": "AssumeFromCiRole",
         "Effect": "Allow",
         "Principal": { "AWS": request.role_arn() },
         "Action": "sts:AssumeRole",
     });
-    if let Some(external_id) = &request.external_id {
+    if let Some(external_id) = external_id {
         assume["Condition"] = json!({ "StringEquals": { "sts:ExternalId": external_id } });
     }
     let mut statements = vec![assume];
     if request.session_tags {
-        trust_actions.push("sts:TagSession");
         // Its own statement, as in AWS's session-tag examples: the external id
         // is a condition of the assume, and need not be in TagSession's context.
         statements.push(json!({
@@ -33,38 +58,32 @@ pub(super) fn publisher(request: &Request, registry: &str, publisher: &str) -> [
             "Action": "sts:TagSession",
         }));
     }
-    [
-        Document {
-            name: "aws-ecr-publisher-trust.json",
-            account: registry.to_owned(),
-            attach: Attach::Trust {
-                role: publisher.to_owned(),
-            },
-            purpose: "lets exactly the CI role assume the publisher role in the registry account",
-            body: policy(Value::Array(statements)),
-        },
-        Document {
-            name: "aws-ecr-ci-assume-publisher.json",
-            account: request.account.clone(),
-            attach: Attach::RolePolicy {
-                role: request.role_name.clone(),
-                policy: "assume-ecr-publisher".into(),
-            },
-            purpose: "lets the CI role assume the publisher role, and nothing else",
-            body: policy(json!([{
-                "Sid": "AssumePublisherRole",
-                "Effect": "Allow",
-                "Action": one_or_many(trust_actions),
-                "Resource": request.publisher_arn(publisher),
-            }])),
-        },
-    ]
+    policy(Value::Array(statements))
+}
+
+/// The CI role's leave to assume exactly these roles (and to tag those sessions).
+pub(super) fn assume_publishers(request: &Request, roles: Vec<String>) -> Value {
+    let mut actions = vec!["sts:AssumeRole"];
+    if request.session_tags {
+        actions.push("sts:TagSession");
+    }
+    let sid = if roles.len() == 1 {
+        "AssumePublisherRole"
+    } else {
+        "AssumePublisherRoles"
+    };
+    policy(json!([{
+        "Sid": sid,
+        "Effect": "Allow",
+        "Action": one_or_many(actions),
+        "Resource": one_or_many(roles),
+    }]))
 }
 
 /// A direct push into another account's registry: the repository policy there.
 pub(super) fn repository_policy(request: &Request, registry: &str) -> Document {
     Document {
-        name: "aws-ecr-cross-account-repository-policy.json",
+        name: "aws-ecr-cross-account-repository-policy.json".into(),
         account: registry.to_owned(),
         attach: Attach::RepositoryPolicy {
             region: request.region.clone(),
@@ -94,7 +113,7 @@ pub(super) fn source_repository_policy(
         pusher.role
     );
     Document {
-        name: "aws-ecr-source-repository-policy.json",
+        name: "aws-ecr-source-repository-policy.json".into(),
         account: source.account.clone(),
         attach: Attach::RepositoryPolicy {
             region: source.region.clone(),

@@ -4,9 +4,13 @@
 //! resource, and it appears only when asked for (`--docker-login`, the puller).
 //!
 //! This file holds the request, the CI role's trust and push documents and the two
-//! personas (puller, scanner); cross_account.rs the pieces a second account needs.
+//! personas (puller, scanner); cross_account.rs the pieces a second account needs;
+//! targets.rs the documents of a push to several targets (`--targets`), per account.
 
 mod cross_account;
+mod targets;
+
+pub use targets::NO_ECR_TARGET;
 #[cfg(test)]
 mod tests;
 
@@ -65,6 +69,12 @@ pub struct Request {
     pub registry_transport: bool,
     /// An ECR repository the push reads its image from (a promotion).
     pub source: Option<Source>,
+    /// The push's `targets`, in line order. When there are any they name every
+    /// repository, registry and chained role, and `repositories`, `registry_account`,
+    /// `publisher_role` and `external_id` are empty; `region` is then the step's (STS's),
+    /// which sets the CI role's partition. A target on another registry than ECR has no
+    /// IAM side and is passed over.
+    pub targets: Vec<crate::targets::Target>,
 }
 
 /// A repository in another ECR registry that images are promoted from.
@@ -82,8 +92,8 @@ const PULL_ACTIONS: [&str; 2] = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLaye
 /// Where a document goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attach {
-    /// The trust (assume-role) policy of a role.
-    Trust { role: String },
+    /// The trust (assume-role) policy of a role, created at this IAM path (`/` if none).
+    Trust { role: String, path: Option<String> },
     /// An inline permissions policy of a role.
     RolePolicy { role: String, policy: String },
     /// A managed policy, for roles this tool does not create (the personas).
@@ -97,8 +107,8 @@ pub enum Attach {
 
 #[derive(Debug, Clone)]
 pub struct Document {
-    /// The file name under docs/iam/policies.
-    pub name: &'static str,
+    /// The file name under docs/iam/policies (or `--out-dir`).
+    pub name: String,
     pub account: String,
     pub attach: Attach,
     /// One sentence on what it is for.
@@ -214,23 +224,31 @@ impl Request {
         }]))
     }
 
-    fn push(&self) -> Value {
-        let mut statements = vec![json!({
-            "Sid": "PushToRepository",
-            "Effect": "Allow",
-            "Action": self.push_actions(),
-            "Resource": one_or_many(self.repository_arns()),
-        })];
-        if self.create_repository {
-            // No tags or encryption settings are sent, so nothing else is needed.
+    /// The permissions of a role that pushes to `arns` (none for a CI role that only
+    /// chains and reads the source), signs as the pusher when `signs`, and reads the
+    /// promotion's source when `reads_source`.
+    fn push_policy(&self, arns: Vec<String>, signs: bool, reads_source: bool) -> Value {
+        let mut statements = Vec::new();
+        let pushes = !arns.is_empty();
+        if pushes {
+            let arns = one_or_many(arns);
             statements.push(json!({
-                "Sid": "CreateRepository",
+                "Sid": "PushToRepository",
                 "Effect": "Allow",
-                "Action": "ecr:CreateRepository",
-                "Resource": one_or_many(self.repository_arns()),
+                "Action": self.push_actions(),
+                "Resource": arns,
             }));
+            if self.create_repository {
+                // No tags or encryption settings are sent, so nothing else is needed.
+                statements.push(json!({
+                    "Sid": "CreateRepository",
+                    "Effect": "Allow",
+                    "Action": "ecr:CreateRepository",
+                    "Resource": arns,
+                }));
+            }
         }
-        if let Some(profile) = &self.signing_profile {
+        if let Some(profile) = self.signing_profile.as_ref().filter(|_| signs) {
             // Managed signing signs as the pusher (ECR user guide, "Managed signing").
             statements.push(json!({
                 "Sid": "SignOnPush",
@@ -239,7 +257,7 @@ impl Request {
                 "Resource": profile,
             }));
         }
-        if let Some(source) = &self.source {
+        if let Some(source) = self.source.as_ref().filter(|_| reads_source) {
             statements.push(json!({
                 "Sid": "PullFromSource",
                 "Effect": "Allow",
@@ -253,7 +271,7 @@ impl Request {
                 ),
             }));
         }
-        if self.docker_login || self.registry_transport || self.source.is_some() {
+        if (pushes && (self.docker_login || self.registry_transport)) || reads_source {
             statements.push(authorization_token_statement("RegistryLogin"));
         }
         policy(Value::Array(statements))
@@ -262,6 +280,9 @@ impl Request {
 
 /// Generates every document the request calls for, in the order they are set up.
 pub fn generate(request: &Request) -> Vec<Document> {
+    if !request.targets.is_empty() {
+        return targets::documents(request);
+    }
     let mut documents = vec![ci_trust(request)];
     let pusher = match (&request.registry_account, &request.publisher_role) {
         (Some(registry), Some(publisher)) => {
@@ -288,8 +309,13 @@ pub fn generate(request: &Request) -> Vec<Document> {
     }
     documents.push(push(request, pusher));
     let arns = one_or_many(request.repository_arns());
-    documents.push(readonly_pull(request, &arns));
-    documents.push(scanner(request, &arns));
+    let registry = request.registry_account();
+    documents.push(readonly_pull(
+        "aws-ecr-readonly-pull.json".into(),
+        registry,
+        &arns,
+    ));
+    documents.push(scanner("aws-ecr-scanner.json".into(), registry, &arns));
     documents
 }
 
@@ -310,10 +336,11 @@ impl Pusher {
 
 fn ci_trust(request: &Request) -> Document {
     Document {
-        name: "aws-github-oidc-trust.json",
+        name: "aws-github-oidc-trust.json".into(),
         account: request.account.clone(),
         attach: Attach::Trust {
             role: request.role_name.clone(),
+            path: None,
         },
         purpose: "lets only the chosen jobs of the GitHub repository assume the CI role with their OIDC token",
         body: request.trust(),
@@ -322,22 +349,26 @@ fn ci_trust(request: &Request) -> Document {
 
 fn push(request: &Request, pusher: Pusher) -> Document {
     Document {
-        name: "aws-ecr-ci-push.json",
+        name: "aws-ecr-ci-push.json".into(),
         account: pusher.account,
         attach: Attach::RolePolicy {
             role: pusher.role,
             policy: "ecr-push".into(),
         },
         purpose: "the push, on the named repositories only",
-        body: request.push(),
+        body: request.push_policy(
+            request.repository_arns(),
+            request.signing_profile.is_some(),
+            request.source.is_some(),
+        ),
     }
 }
 
 /// The persona for runtimes that pull.
-fn readonly_pull(request: &Request, arns: &Value) -> Document {
+fn readonly_pull(name: String, account: &str, arns: &Value) -> Document {
     Document {
-        name: "aws-ecr-readonly-pull.json",
-        account: request.registry_account().to_owned(),
+        name,
+        account: account.to_owned(),
         attach: Attach::ManagedPolicy {
             policy: "ecr-readonly-pull".into(),
         },
@@ -359,10 +390,10 @@ fn readonly_pull(request: &Request, arns: &Value) -> Document {
 }
 
 /// The persona for tools that inspect images and their scans.
-fn scanner(request: &Request, arns: &Value) -> Document {
+fn scanner(name: String, account: &str, arns: &Value) -> Document {
     Document {
-        name: "aws-ecr-scanner.json",
-        account: request.registry_account().to_owned(),
+        name,
+        account: account.to_owned(),
         attach: Attach::ManagedPolicy {
             policy: "ecr-scanner".into(),
         },

@@ -25,6 +25,7 @@ fn request() -> Request {
         signing_profile: None,
         registry_transport: false,
         source: None,
+        targets: Vec::new(),
     }
 }
 
@@ -197,6 +198,27 @@ fn direct_cross_account_push_gets_a_repository_policy_for_the_exact_role() {
     );
 }
 
+/// One to five targets in three accounts of `region`, some through a role.
+fn random_targets(region: &str, next: &mut impl FnMut(u64) -> u64) -> Vec<crate::targets::Target> {
+    let partition = crate::ecr_host::partition(region);
+    let lines: Vec<String> = (0..=next(4))
+        .map(|i| {
+            let account = ["111111111111", "222222222222", "333333333333"][next(3) as usize];
+            let host = crate::ecr_host::EcrHost::standard(account, region);
+            let mut line = format!("{host}/team{i}/app");
+            if next(2) == 1 {
+                let owner = ["111111111111", "222222222222", "333333333333"][next(3) as usize];
+                line += &format!(",role=arn:{partition}:iam::{owner}:role/publisher");
+                if next(2) == 1 {
+                    line += ",external-id=x-1";
+                }
+            }
+            line
+        })
+        .collect();
+    crate::targets::parse(lines.iter().map(String::as_str)).expect("good lines")
+}
+
 /// Property: whatever the input, no statement has a wildcard action, and the only
 /// `*` resource is GetAuthorizationToken's.
 #[test]
@@ -246,6 +268,11 @@ fn no_generated_statement_is_wider_than_needed() {
             region: r.region.clone(),
             repository: format!("dev/app-{}", next(9)),
         });
+        if next(3) == 0 {
+            r.targets = random_targets(&r.region, &mut next);
+            r.repositories = Vec::new();
+            (r.registry_account, r.publisher_role, r.external_id) = (None, None, None);
+        }
         for document in generate(&r) {
             for statement in statements(&document.body) {
                 let actions = strings(statement.get("Action"));
@@ -288,4 +315,273 @@ fn no_generated_statement_is_wider_than_needed() {
             }
         }
     }
+}
+
+/// A request for the push's `targets` lines, with the CI role in 111111111111.
+fn with_targets(lines: &str) -> Request {
+    let mut r = request();
+    r.repositories = Vec::new();
+    r.targets = crate::targets::parse([lines]).expect("good lines");
+    r
+}
+
+const THREE_ACCOUNTS: &str = "\
+111111111111.dkr.ecr.us-east-1.amazonaws.com/app
+222222222222.dkr.ecr.us-east-1.amazonaws.com/app,role=arn:aws:iam::222222222222:role/ecr-publisher
+333333333333.dkr.ecr.eu-west-1.amazonaws.com/app,role=arn:aws:iam::333333333333:role/ecr-publisher,external-id=release-1
+";
+
+#[test]
+fn targets_chain_into_exactly_their_roles_and_push_exactly_their_repositories() {
+    let documents = generate(&with_targets(THREE_ACCOUNTS));
+    let assume = find(&documents, "aws-ecr-ci-assume-publisher.json");
+    assert_eq!(assume.account, "111111111111");
+    let statement = &statements(&assume.body)[0];
+    assert_eq!(strings(statement.get("Action")), ["sts:AssumeRole"]);
+    assert_eq!(
+        strings(statement.get("Resource")),
+        [
+            "arn:aws:iam::222222222222:role/ecr-publisher",
+            "arn:aws:iam::333333333333:role/ecr-publisher"
+        ]
+    );
+    // The line without role= is pushed with the CI role's own credentials.
+    let ci_push = find(&documents, "aws-ecr-ci-push.json");
+    assert_eq!(
+        ci_push.attach,
+        Attach::RolePolicy {
+            role: "ecr-ci-push-role".into(),
+            policy: "ecr-push".into()
+        }
+    );
+    assert_eq!(
+        statements(&ci_push.body)[0]["Resource"],
+        "arn:aws:ecr:us-east-1:111111111111:repository/app"
+    );
+    for (account, region, external_id) in [
+        ("222222222222", "us-east-1", None),
+        ("333333333333", "eu-west-1", Some("release-1")),
+    ] {
+        let trust = find(
+            &documents,
+            &format!("aws-ecr-publisher-trust-{account}-ecr-publisher.json"),
+        );
+        assert_eq!(trust.account, account);
+        let assume = &statements(&trust.body)[0];
+        assert_eq!(
+            assume["Principal"]["AWS"],
+            "arn:aws:iam::111111111111:role/ecr-ci-push-role"
+        );
+        assert_eq!(
+            assume["Condition"]["StringEquals"]["sts:ExternalId"].as_str(),
+            external_id
+        );
+        let push = find(
+            &documents,
+            &format!("aws-ecr-publisher-push-{account}-ecr-publisher.json"),
+        );
+        assert_eq!(push.account, account);
+        assert_eq!(
+            statements(&push.body)[0]["Resource"],
+            format!("arn:aws:ecr:{region}:{account}:repository/app").as_str()
+        );
+    }
+    // Every role pushes within its own account: no repository policy is needed.
+    assert!(
+        documents
+            .iter()
+            .all(|d| !matches!(d.attach, Attach::RepositoryPolicy { .. })),
+        "{:?}",
+        documents.iter().map(|d| &d.name).collect::<Vec<_>>()
+    );
+    let mut names: Vec<&str> = documents.iter().map(|d| d.name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), documents.len(), "one file name per document");
+}
+
+#[test]
+fn a_repository_in_another_account_than_its_pusher_gets_a_policy_for_exactly_that_role() {
+    let documents = generate(&with_targets(
+        "\
+444444444444.dkr.ecr.us-east-1.amazonaws.com/app
+444444444444.dkr.ecr.eu-west-1.amazonaws.com/app
+444444444444.dkr.ecr.eu-west-1.amazonaws.com/web
+555555555555.dkr.ecr.us-east-1.amazonaws.com/app,role=arn:aws:iam::222222222222:role/path/publisher",
+    ));
+    let policies: Vec<&Document> = documents
+        .iter()
+        .filter(|d| matches!(d.attach, Attach::RepositoryPolicy { .. }))
+        .collect();
+    let found: Vec<(&str, &Attach, &serde_json::Value)> = policies
+        .iter()
+        .map(|d| {
+            let statement = &statements(&d.body)[0];
+            (
+                d.account.as_str(),
+                &d.attach,
+                &statement["Principal"]["AWS"],
+            )
+        })
+        .collect();
+    let ci = "arn:aws:iam::111111111111:role/ecr-ci-push-role";
+    let publisher = "arn:aws:iam::222222222222:role/path/publisher";
+    let repositories = |region: &str, names: &[&str]| Attach::RepositoryPolicy {
+        region: region.into(),
+        repositories: names.iter().map(|n| (*n).to_owned()).collect(),
+    };
+    assert_eq!(
+        found,
+        [
+            (
+                "444444444444",
+                &repositories("us-east-1", &["app"]),
+                &ci.into()
+            ),
+            (
+                "444444444444",
+                &repositories("eu-west-1", &["app", "web"]),
+                &ci.into()
+            ),
+            (
+                "555555555555",
+                &repositories("us-east-1", &["app"]),
+                &publisher.into()
+            ),
+        ]
+    );
+    for policy in policies {
+        assert!(statements(&policy.body)[0].get("Resource").is_none());
+    }
+    // The role with a path is created at it, in its own account, not the registry's.
+    let trust = find(
+        &documents,
+        "aws-ecr-publisher-trust-222222222222-publisher.json",
+    );
+    assert_eq!(
+        trust.attach,
+        Attach::Trust {
+            role: "publisher".into(),
+            path: Some("/path/".into())
+        }
+    );
+    let ci_push = find(&documents, "aws-ecr-ci-push.json");
+    assert_eq!(
+        strings(statements(&ci_push.body)[0].get("Resource")),
+        [
+            "arn:aws:ecr:us-east-1:444444444444:repository/app",
+            "arn:aws:ecr:eu-west-1:444444444444:repository/app",
+            "arn:aws:ecr:eu-west-1:444444444444:repository/web"
+        ]
+    );
+}
+
+#[test]
+fn a_target_on_another_registry_has_no_document_and_no_assume_without_a_role() {
+    let documents = generate(&with_targets(
+        "localhost:5000/mirror/app\n111111111111.dkr.ecr.us-east-1.amazonaws.com/app",
+    ));
+    let text =
+        serde_json::to_string(&documents.iter().map(|d| &d.body).collect::<Vec<_>>()).unwrap();
+    assert!(!text.contains("localhost") && !text.contains("mirror"));
+    assert!(
+        documents
+            .iter()
+            .all(|d| d.name != "aws-ecr-ci-assume-publisher.json")
+    );
+}
+
+#[test]
+fn with_targets_the_source_is_read_as_the_ci_role_that_chains() {
+    let mut r = with_targets(THREE_ACCOUNTS);
+    r.session_tags = true;
+    r.source = Some(Source {
+        account: "444444444444".into(),
+        region: "us-east-1".into(),
+        repository: "dev/app".into(),
+    });
+    let documents = generate(&r);
+    // The source is read once for every target, with the first role's credentials.
+    let source = find(&documents, "aws-ecr-source-repository-policy.json");
+    assert_eq!(
+        statements(&source.body)[0]["Principal"]["AWS"],
+        "arn:aws:iam::111111111111:role/ecr-ci-push-role"
+    );
+    let ci_push = find(&documents, "aws-ecr-ci-push.json");
+    assert!(
+        statements(&ci_push.body)
+            .iter()
+            .any(|s| s["Sid"] == "PullFromSource")
+    );
+    for document in documents
+        .iter()
+        .filter(|d| d.name.contains("publisher-push"))
+    {
+        assert!(
+            statements(&document.body)
+                .iter()
+                .all(|s| s["Sid"] != "PullFromSource"),
+            "{}",
+            document.name
+        );
+    }
+    let assume = &statements(&find(&documents, "aws-ecr-ci-assume-publisher.json").body)[0];
+    assert_eq!(
+        strings(assume.get("Action")),
+        ["sts:AssumeRole", "sts:TagSession"]
+    );
+    let trust = find(
+        &documents,
+        "aws-ecr-publisher-trust-222222222222-ecr-publisher.json",
+    );
+    assert_eq!(
+        strings(statements(&trust.body)[1].get("Action")),
+        ["sts:TagSession"]
+    );
+}
+
+#[test]
+fn lines_that_iam_cannot_join_up_are_each_one_error() {
+    let role = |account: &str| format!("role=arn:aws:iam::{account}:role/publisher");
+    let a = "222222222222.dkr.ecr.us-east-1.amazonaws.com/app";
+    for (lines, wants) in [
+        (
+            format!("{a}\n333333333333.dkr.ecr.cn-north-1.amazonaws.com.cn/app"),
+            "line 2 `333333333333.dkr.ecr.cn-north-1.amazonaws.com.cn/app`: is in partition aws-cn, and the CI role (region us-east-1) in aws",
+        ),
+        (
+            format!("{a}\n222222222222.dkr.ecr-fips.us-east-1.amazonaws.com/app"),
+            "line 2 `222222222222.dkr.ecr-fips.us-east-1.amazonaws.com/app`: is the repository of line 1 again",
+        ),
+        (
+            format!(
+                "{a},{r}\n{a}2,{r},external-id=x-1",
+                r = role("222222222222")
+            ),
+            "gives arn:aws:iam::222222222222:role/publisher external-id=x-1, and line 1 no external-id",
+        ),
+        (
+            format!("{a},role=arn:aws:iam::111111111111:role/ci/ecr-ci-push-role"),
+            "role= is the CI role (arn:aws:iam::111111111111:role/ecr-ci-push-role)",
+        ),
+        (
+            "localhost:5000/app".to_owned(),
+            "targets: lists no ECR target",
+        ),
+    ] {
+        let err = with_targets(&lines)
+            .check_targets()
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("targets: "), "{err}");
+        assert!(err.contains(wants), "{lines}: {err}");
+    }
+    let mut tags = with_targets(a);
+    tags.session_tags = true;
+    let err = tags.check_targets().unwrap_err().to_string();
+    assert!(
+        err.starts_with("session-tags: no target has role="),
+        "{err}"
+    );
+    assert!(with_targets(THREE_ACCOUNTS).check_targets().is_ok());
 }

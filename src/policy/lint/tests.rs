@@ -554,6 +554,7 @@ fn what_the_generator_writes_is_clean() {
             region: "us-east-1".into(),
             repository: "dev/app".into(),
         }),
+        targets: Vec::new(),
     };
     for document in generate(&request) {
         let found = lint(&document.body.to_string()).unwrap();
@@ -567,4 +568,50 @@ fn what_the_generator_writes_is_clean() {
         found.iter().map(|f| f.rule).collect::<Vec<_>>(),
         ["github-classic-only"]
     );
+}
+
+#[test]
+fn what_the_generator_writes_for_targets_is_clean() {
+    use crate::policy::generate::{Request, Source, Subject, generate};
+    let lines = "\
+406817235904.dkr.ecr.us-east-1.amazonaws.com/app
+583920174651.dkr.ecr.us-east-1.amazonaws.com/app
+692031485762.dkr.ecr.us-east-1.amazonaws.com/app,role=arn:aws:iam::692031485762:role/ecr-publisher
+731905284613.dkr.ecr.eu-west-1.amazonaws.com/app,role=arn:aws:iam::731905284613:role/ecr-publisher,external-id=release-1
+localhost:5000/mirror/app";
+    let request = Request {
+        account: "406817235904".into(),
+        region: "us-east-1".into(),
+        repositories: Vec::new(),
+        github_repo: "org/app".into(),
+        github_ids: Some(("123456".into(), "456789".into())),
+        subjects: vec![Subject::Tag("v*".into())],
+        audience: "sts.amazonaws.com".into(),
+        role_name: "ci".into(),
+        registry_account: None,
+        publisher_role: None,
+        external_id: None,
+        session_tags: true,
+        docker_login: true,
+        create_repository: true,
+        signing_profile: Some(
+            "arn:aws:signer:eu-west-1:731905284613:/signing-profiles/release".into(),
+        ),
+        registry_transport: true,
+        source: Some(Source {
+            account: "820143659271".into(),
+            region: "us-east-1".into(),
+            repository: "dev/app".into(),
+        }),
+        targets: crate::targets::parse([lines]).unwrap(),
+    };
+    request.check_targets().unwrap();
+    let documents = generate(&request);
+    // Trusts, the CI role's two, two per chained role, one repository policy, two
+    // personas per account, the source's repository policy.
+    assert_eq!(documents.len(), 1 + 2 + 2 * 2 + 1 + 2 * 4 + 1);
+    for document in documents {
+        let found = lint(&document.body.to_string()).unwrap();
+        assert!(found.is_empty(), "{}: {found:?}", document.name);
+    }
 }
