@@ -129,3 +129,140 @@ impl Pushed<'_> {
         )
     }
 }
+
+/// One target of a release, as it landed.
+pub struct Landed<'a> {
+    pub host: &'a str,
+    /// `None` for a registry that is not ECR.
+    pub account: Option<&'a str>,
+    pub region: Option<&'a str>,
+    pub repository: &'a str,
+    pub report: &'a Report,
+}
+
+impl Landed<'_> {
+    fn uri(&self, digest: &Digest) -> String {
+        format!("{}/{}@{digest}", self.host, self.repository)
+    }
+}
+
+/// A release to several targets, in the order of the `targets` lines.
+pub struct Release<'a> {
+    pub digest: &'a Digest,
+    pub original_digest: Option<&'a Digest>,
+    pub rewritten_for: &'a str,
+    pub tags: &'a [String],
+    /// Never empty: `targets` lists one at least.
+    pub landed: Vec<Landed<'a>>,
+}
+
+impl Release<'_> {
+    /// The first target, whose outputs `registry`, `image-uri` and `digest` are.
+    pub fn first(&self) -> Pushed<'_> {
+        let first = &self.landed[0];
+        Pushed {
+            registry: first.host,
+            repository: first.repository,
+            digest: self.digest,
+            original_digest: self.original_digest,
+            rewritten_for: self.rewritten_for,
+            tags: self.tags,
+            report: first.report,
+        }
+    }
+
+    /// `HOST/REPOSITORY@DIGEST`, a line per target.
+    pub fn image_uris(&self) -> String {
+        self.landed
+            .iter()
+            .map(|l| l.uri(self.digest))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The outputs a release adds to its first target's: `image-uris` and `targets`.
+    pub fn outputs(&self) -> [(&'static str, String); 2] {
+        [
+            ("image-uris", self.image_uris()),
+            ("targets", self.targets_json().to_string()),
+        ]
+    }
+
+    /// Per target: where it is, what it took.
+    pub fn targets_json(&self) -> serde_json::Value {
+        self.landed
+            .iter()
+            .map(|l| {
+                let calls: serde_json::Map<String, serde_json::Value> = l
+                    .report
+                    .calls
+                    .iter()
+                    .map(|(action, n)| (action.clone(), (*n).into()))
+                    .collect();
+                serde_json::json!({
+                    "host": l.host,
+                    "account": l.account,
+                    "region": l.region,
+                    "repository": l.repository,
+                    "uri": l.uri(self.digest),
+                    "tags": self.tags,
+                    "bytes_uploaded": l.report.bytes_uploaded,
+                    "blobs_uploaded": l.report.blobs_uploaded,
+                    "blobs_skipped": l.report.blobs_skipped,
+                    "calls": calls,
+                })
+            })
+            .collect()
+    }
+
+    pub fn line(&self) -> String {
+        let seconds = self
+            .landed
+            .iter()
+            .map(|l| l.report.elapsed.as_secs_f64())
+            .fold(0.0, f64::max);
+        format!(
+            "pushed {} to {} targets ({} uploaded in all; tags {}) in {seconds:.1} s",
+            self.digest,
+            self.landed.len(),
+            human_bytes(self.landed.iter().map(|l| l.report.bytes_uploaded).sum()),
+            self.tags.join(", ")
+        )
+    }
+
+    /// The Markdown job summary: the image, then a row per target.
+    pub fn summary(&self) -> String {
+        let mut text = format!(
+            "### ecr-push: released `{}` to {} targets\n\n",
+            self.digest,
+            self.landed.len()
+        );
+        if let Some(original) = self.original_digest {
+            text.push_str(&format!(
+                "Rewritten for {} from `{original}`.\n\n",
+                self.rewritten_for
+            ));
+        }
+        text.push_str(&format!(
+            "Tags: {}\n\n| Target | Account | Region | Uploaded | Skipped | Requests | Time |\n|---|---|---|---|---|---|---|\n",
+            self.tags.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+        ));
+        for l in &self.landed {
+            let r = l.report;
+            text.push_str(&format!(
+                "| `{}/{}` | {} | {} | {} in {} blobs | {} blobs | {} | {:.1} s |\n",
+                l.host,
+                l.repository,
+                l.account.unwrap_or("–"),
+                l.region.unwrap_or("–"),
+                human_bytes(r.bytes_uploaded),
+                r.blobs_uploaded,
+                r.blobs_skipped,
+                r.calls.iter().map(|(_, n)| n).sum::<u64>(),
+                r.elapsed.as_secs_f64()
+            ));
+        }
+        text.push('\n');
+        text
+    }
+}

@@ -197,7 +197,7 @@ pub async fn authenticate(
                 .iter()
                 .filter_map(|name| Some(((*name).to_owned(), env(name)?)))
                 .collect(),
-            initial: std::sync::Mutex::new(initial),
+            held: Held::new(initial),
         })
     } else {
         last.provider
@@ -295,7 +295,7 @@ struct Renewing {
     auth: Request,
     runtime: Runtime,
     variables: std::collections::HashMap<String, String>,
-    initial: std::sync::Mutex<Option<Credentials>>,
+    held: Held,
 }
 
 impl Renewing {
@@ -331,15 +331,144 @@ impl ProvideCredentials for Renewing {
         Self: 'a,
     {
         provider::future::ProvideCredentials::new(async move {
-            let initial = self.initial.lock().ok().and_then(|mut i| i.take());
-            if let Some(credentials) = initial {
+            if let Some(credentials) = self.held.fresh() {
                 return Ok(credentials);
             }
             tracing::info!("renewing the credentials before they expire");
-            self.renew()
+            let credentials = self
+                .renew()
                 .await
-                .map_err(provider::error::CredentialsError::provider_error)
+                .map_err(provider::error::CredentialsError::provider_error)?;
+            self.held.keep(&credentials);
+            Ok(credentials)
         })
+    }
+}
+
+/// A session in a second role, assumed with `first`'s credentials (which renew
+/// themselves): one of several targets' roles, chained from the one OIDC exchange of
+/// the step. It runs the hop again, and only the hop, shortly before it expires.
+pub async fn chain(
+    first: &Session,
+    auth: &Request,
+    cross: &CrossAccount,
+    runtime: &Runtime,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Session, Error> {
+    let provider = first
+        .config
+        .credentials_provider()
+        .ok_or(Error::NoCredentials)?;
+    let from = Hop {
+        provider: provider.clone(),
+        arn: first.principal.clone(),
+    };
+    let last = assume_cross_account(&first.config, &from, auth, cross, runtime, env).await?;
+    let initial = last.provider.provide_credentials().await.ok();
+    let renewing = Chained {
+        base: first.config.clone(),
+        from: provider,
+        from_arn: first.principal.clone(),
+        auth: auth.clone(),
+        cross: cross.clone(),
+        runtime: runtime.clone(),
+        variables: RENEWAL_VARIABLES
+            .iter()
+            .filter_map(|name| Some(((*name).to_owned(), env(name)?)))
+            .collect(),
+        held: Held::new(initial),
+    };
+    Ok(Session {
+        config: first
+            .config
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(renewing))
+            .build(),
+        account: account_of_arn(&last.arn).unwrap_or_default().to_owned(),
+        region: first.region.clone(),
+        principal: last.arn,
+    })
+}
+
+/// The credentials of a role chained from a session of the step: the hop again, with
+/// that session's (renewing) credentials, each time the SDK finds these about to expire.
+#[derive(Debug)]
+struct Chained {
+    base: SdkConfig,
+    from: SharedCredentialsProvider,
+    from_arn: String,
+    auth: Request,
+    cross: CrossAccount,
+    runtime: Runtime,
+    variables: std::collections::HashMap<String, String>,
+    held: Held,
+}
+
+impl ProvideCredentials for Chained {
+    fn provide_credentials<'a>(&'a self) -> provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        provider::future::ProvideCredentials::new(async move {
+            if let Some(credentials) = self.held.fresh() {
+                return Ok(credentials);
+            }
+            tracing::info!(
+                "renewing the credentials of {} before they expire",
+                self.cross.role
+            );
+            let env = |name: &str| self.variables.get(name).cloned();
+            let from = Hop {
+                provider: self.from.clone(),
+                arn: self.from_arn.clone(),
+            };
+            let hop = assume_cross_account(
+                &self.base,
+                &from,
+                &self.auth,
+                &self.cross,
+                &self.runtime,
+                &env,
+            )
+            .await
+            .map_err(provider::error::CredentialsError::provider_error)?;
+            let credentials = hop.provider.provide_credentials().await?;
+            self.held.keep(&credentials);
+            Ok(credentials)
+        })
+    }
+}
+
+/// The credentials a renewing provider got last, handed out again while more than half
+/// their life is left: every SDK client of the step (each target has four) asks its
+/// provider once, and only the ask near the end of their life runs the chain again.
+#[derive(Debug)]
+struct Held(std::sync::Mutex<Option<(Credentials, SystemTime)>>);
+
+impl Held {
+    fn new(credentials: Option<Credentials>) -> Self {
+        Self(std::sync::Mutex::new(
+            credentials.map(|c| (c, SystemTime::now())),
+        ))
+    }
+
+    fn keep(&self, credentials: &Credentials) {
+        if let Ok(mut held) = self.0.lock() {
+            *held = Some((credentials.clone(), SystemTime::now()));
+        }
+    }
+
+    /// The credentials held, while more than half their life is left.
+    fn fresh(&self) -> Option<Credentials> {
+        let held = self.0.lock().ok()?;
+        let (credentials, obtained) = held.as_ref()?;
+        let now = SystemTime::now();
+        let Some(expiry) = credentials.expiry() else {
+            return Some(credentials.clone());
+        };
+        let life = expiry.duration_since(*obtained).ok()?;
+        let left = expiry.duration_since(now).ok()?;
+        (left > life / 2).then(|| credentials.clone())
     }
 }
 

@@ -57,6 +57,7 @@ mod action;
 mod policy;
 mod push;
 mod run;
+mod values;
 
 pub use action::{args, for_actions, from_inputs};
 pub use policy::PolicyCommand;

@@ -3,12 +3,15 @@
 use clap::Args;
 use clap::builder::BoolValueParser;
 
+use super::values::{
+    check_host, parse_compression, parse_platforms, parse_tags, repository_is_not_a_uri,
+};
 use crate::auth;
 use crate::ecr_host::{self, EcrHost};
 use crate::flow::{Destination, Push};
 use crate::names::{
     EXTERNAL_ID_CHARS, Invalid as Error, check_account, check_chars, check_region,
-    check_repository, check_role_arn, check_tag, invalid,
+    check_repository, check_role_arn, invalid,
 };
 
 /// STS `RoleSessionName`: 2 to 64 characters of `[\w+=,.@-]`.
@@ -34,8 +37,20 @@ pub struct PushArgs {
     pub image: String,
 
     /// The ECR repository name, e.g. team/app
-    #[arg(long, help_heading = "Destination", value_name = "NAME")]
-    pub repository: String,
+    #[arg(
+        long,
+        help_heading = "Destination",
+        value_name = "NAME",
+        required_unless_present = "targets"
+    )]
+    pub repository: Option<String>,
+
+    /// Several destinations, one per line (repeatable): HOST/REPOSITORY[,role=ROLE_ARN]
+    /// [,external-id=ID]. Each role= is assumed with role-to-assume's credentials; no tag
+    /// is written anywhere unless the image is on every target. Replaces repository,
+    /// registry, registry-id and cross-account-role
+    #[arg(long, help_heading = "Destination", value_name = "LINES")]
+    pub targets: Vec<String>,
 
     /// Tags to set, separated by commas or newlines (when empty: the REF of the image,
     /// else latest)
@@ -164,6 +179,10 @@ pub struct PushArgs {
     )]
     pub timeout_minutes: f64,
 
+    /// Write the pushed manifest's digest to FILE, for scripts (skopeo's --digestfile)
+    #[arg(long, help_heading = "Output", value_name = "FILE")]
+    pub digest_file: Option<std::path::PathBuf>,
+
     /// Log each API call and part (RUNNER_DEBUG=1 turns it on in Actions)
     #[arg(long, help_heading = "Output", short, value_name = "BOOL", num_args = 0..=1, default_value = "false",
           default_missing_value = "true", value_parser = BoolValueParser::new())]
@@ -177,8 +196,16 @@ impl PushArgs {
         if self.image.trim().is_empty() {
             return Err(invalid("image", "must not be empty"));
         }
-        repository_is_not_a_uri(&self.repository)?;
-        check_repository(&self.repository)?;
+        let targets = self.targets()?;
+        let repository = match (&self.repository, targets.first()) {
+            (Some(repository), None) => {
+                repository_is_not_a_uri(repository)?;
+                check_repository(repository)?;
+                repository.clone()
+            }
+            (_, Some(first)) => first.repository.clone(),
+            (None, None) => return Err(invalid("repository", "must not be empty")),
+        };
         // An empty `tags` is the default, as the help says (the runner passes every input,
         // set or not, so an empty INPUT_TAGS never arrives here).
         let tags = self
@@ -193,13 +220,24 @@ impl PushArgs {
         if let Some(region) = &region {
             check_region(region)?;
         }
+        // With targets, STS is called in the first ECR target's region unless told.
+        let region = region.or_else(|| {
+            targets.iter().find_map(|t| match &t.host {
+                crate::targets::Host::Ecr(host) => Some(host.region.clone()),
+                crate::targets::Host::Registry(_) => None,
+            })
+        });
         let auth = self.credentials(region.as_deref())?;
-        let target = self.target(region, auth.cross_account.is_some())?;
+        let target = if targets.is_empty() {
+            self.target(region, auth.cross_account.is_some())?
+        } else {
+            self.release_transport(region, &targets)?
+        };
         let concurrency = self.concurrency()?;
         let deadline = self.deadline()?;
         Ok(Push {
             image: self.image,
-            repository: self.repository,
+            repository,
             tags,
             platforms: platforms.unwrap_or_default(),
             compression,
@@ -212,6 +250,92 @@ impl PushArgs {
             concurrency,
             destination: target.destination,
             deadline,
+            targets,
+            session_tags: self.session_tags,
+            digest_file: self.digest_file,
+        })
+    }
+
+    /// `targets`, checked whole, and the inputs it replaces left empty.
+    fn targets(&self) -> Result<Vec<crate::targets::Target>, Error> {
+        if self.targets.iter().all(|t| t.trim().is_empty()) {
+            return Ok(Vec::new());
+        }
+        for (input, set) in [
+            ("repository", self.repository.is_some()),
+            ("registry", self.registry.is_some()),
+            ("registry-id", self.registry_id.is_some()),
+            ("cross-account-role", self.cross_account_role.is_some()),
+            (
+                "cross-account-external-id",
+                self.cross_account_external_id.is_some(),
+            ),
+        ] {
+            if set {
+                return Err(invalid(
+                    input,
+                    format!(
+                        "and targets are both set; targets names each target's registry, repository and role: remove {input}"
+                    ),
+                ));
+            }
+        }
+        let targets = crate::targets::parse(self.targets.iter().map(String::as_str))?;
+        if self.session_tags && targets.iter().all(|t| t.role.is_none()) {
+            return Err(invalid(
+                "session-tags",
+                "tags are sent on a chained hop only, and no target has role=",
+            ));
+        }
+        Ok(targets)
+    }
+
+    /// How the targets are pushed to: ECR's API or its registry endpoint; ECR inputs
+    /// are refused when no target is ECR.
+    fn release_transport(
+        &self,
+        region: Option<String>,
+        targets: &[crate::targets::Target],
+    ) -> Result<Target, Error> {
+        let transport = self
+            .transport
+            .as_deref()
+            .map(|t| t.trim().to_ascii_lowercase());
+        let registry = match transport.as_deref() {
+            None | Some("" | "api") => false,
+            Some("registry") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "transport",
+                    format!("`{other}` is not api or registry"),
+                ));
+            }
+        };
+        if registry && self.create_repository {
+            return Err(invalid(
+                "create-repository",
+                "needs ECR's API (CreateRepository); with transport: registry, create the repositories beforehand",
+            ));
+        }
+        if targets.iter().all(|t| t.account().is_none()) {
+            for (input, set) in [
+                ("role-to-assume", self.role_to_assume.is_some()),
+                ("create-repository", self.create_repository),
+                ("docker-login", self.docker_login),
+            ] {
+                if set {
+                    return Err(invalid(
+                        input,
+                        "is for ECR, and no target is ECR; remove it",
+                    ));
+                }
+            }
+        }
+        Ok(Target {
+            destination: Destination::Ecr { registry },
+            ecr_host: None,
+            registry_id: None,
+            region,
         })
     }
 
@@ -438,226 +562,4 @@ struct Target {
     ecr_host: Option<EcrHost>,
     registry_id: Option<String>,
     region: Option<String>,
-}
-
-/// A `repository` that is a whole image URI (`HOST/NAME[:TAG]`) or a URL: say which
-/// inputs its parts belong to rather than take the host as part of the name (with
-/// create-repository it would create a repository named so).
-fn repository_is_not_a_uri(repository: &str) -> Result<(), Error> {
-    let bare = repository
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .trim_start_matches("docker://");
-    let Some((first, rest)) = bare.split_once('/') else {
-        return Ok(());
-    };
-    let host = EcrHost::parse(first).is_some()
-        || first.eq_ignore_ascii_case(ecr_host::ECR_PUBLIC)
-        || first.contains(':')
-        || first == "localhost"
-        || bare != repository;
-    if !host {
-        return Ok(());
-    }
-    let (name, tag) = match rest.rsplit_once(':') {
-        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
-        _ => (rest, None),
-    };
-    Err(invalid(
-        "repository",
-        format!(
-            "`{repository}` is a registry and a repository; give repository: {name} and registry: {first}{}",
-            tag.map(|t| format!(", and the tag as tags: {t}"))
-                .unwrap_or_default()
-        ),
-    ))
-}
-
-/// Splits `tags` on commas and newlines, dropping blanks and repeats.
-fn parse_tags(text: &str) -> Result<Vec<String>, Error> {
-    let mut tags: Vec<String> = Vec::new();
-    for tag in text
-        .split([',', '\n'])
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    {
-        check_tag(tag)?;
-        if !tags.iter().any(|t| t == tag) {
-            tags.push(tag.to_owned());
-        }
-    }
-    if tags.is_empty() {
-        return Err(invalid("tags", "lists no tag"));
-    }
-    if tags.len() > MAX_TAGS {
-        return Err(invalid(
-            "tags",
-            format!(
-                "lists {} tags; ECR allows at most {MAX_TAGS} on one image",
-                tags.len()
-            ),
-        ));
-    }
-    Ok(tags)
-}
-
-/// ECR's hard limit of tags on one image.
-const MAX_TAGS: usize = 1000;
-
-/// A registry host: a name or address, maybe a port; no scheme, no path.
-fn check_host(host: &str) -> Result<(), Error> {
-    let (name, port) = match host.rsplit_once(':') {
-        Some((name, port)) if !name.ends_with(']') || host.starts_with('[') => (name, Some(port)),
-        _ => (host, None),
-    };
-    let name_ok = !name.is_empty()
-        && (name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
-            || (name.starts_with('[') && name.ends_with(']')));
-    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok());
-    if name_ok && port_ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            "registry",
-            format!("`{host}` is not a registry host (HOST or HOST:PORT, no scheme or path)"),
-        ))
-    }
-}
-
-/// `compression` and `compression-level`, together.
-fn parse_compression(name: &str, level: Option<&str>) -> Result<crate::image::Compression, Error> {
-    use crate::image::Compression;
-    let level = level.map(str::trim).filter(|l| !l.is_empty());
-    let number = |range: std::ops::RangeInclusive<i64>| -> Result<Option<i64>, Error> {
-        level
-            .map(|l| {
-                l.parse::<i64>()
-                    .ok()
-                    .filter(|n| range.contains(n))
-                    .ok_or_else(|| {
-                        invalid(
-                            "compression-level",
-                            format!(
-                                "`{l}` is not a level of {name}; use {} to {}",
-                                range.start(),
-                                range.end()
-                            ),
-                        )
-                    })
-            })
-            .transpose()
-    };
-    match name.trim().to_ascii_lowercase().as_str() {
-        "keep" if level.is_some() => Err(invalid(
-            "compression-level",
-            "is set but compression is keep; set compression to gzip or zstd",
-        )),
-        "keep" => Ok(Compression::Keep),
-        "gzip" => Ok(Compression::Gzip {
-            level: number(1..=9)?.unwrap_or(6) as u32,
-        }),
-        "zstd" => Ok(Compression::Zstd {
-            level: number(1..=19)?.unwrap_or(3) as i32,
-        }),
-        other => Err(invalid(
-            "compression",
-            format!("`{other}` is not keep, gzip or zstd"),
-        )),
-    }
-}
-
-/// Splits `platforms` on commas and newlines into OS/ARCH[/VARIANT], dropping blanks
-/// and repeats.
-fn parse_platforms(text: &str) -> Result<Vec<crate::image::Platform>, Error> {
-    let mut platforms: Vec<crate::image::Platform> = Vec::new();
-    for item in text
-        .split([',', '\n'])
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-    {
-        let platform = crate::image::Platform::parse(item).map_err(|_| {
-            invalid(
-                "platforms",
-                format!("`{item}` is not OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm64/v8"),
-            )
-        })?;
-        if !platforms.contains(&platform) {
-            platforms.push(platform);
-        }
-    }
-    if platforms.is_empty() {
-        return Err(invalid("platforms", "lists no platform"));
-    }
-    Ok(platforms)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn registry_hosts_are_checked() {
-        for good in ["ghcr.io", "localhost:5000", "127.0.0.1:5000", "[::1]:5000"] {
-            assert!(check_host(good).is_ok(), "{good}");
-        }
-        for bad in ["https://ghcr.io", "ghcr.io/org", "host:port", ""] {
-            assert!(check_host(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn compression_levels_belong_to_their_algorithm() {
-        use crate::image::Compression;
-        assert_eq!(parse_compression("keep", None).unwrap(), Compression::Keep);
-        assert_eq!(
-            parse_compression("gzip", Some("")).unwrap(),
-            Compression::Gzip { level: 6 }
-        );
-        assert_eq!(
-            parse_compression("ZSTD", None).unwrap(),
-            Compression::Zstd { level: 3 }
-        );
-        assert_eq!(
-            parse_compression("zstd", Some("19")).unwrap(),
-            Compression::Zstd { level: 19 }
-        );
-        for (name, level, input) in [
-            ("gzip", Some("10"), "compression-level"),
-            ("zstd", Some("x"), "compression-level"),
-            ("keep", Some("6"), "compression-level"),
-            ("brotli", None, "compression"),
-        ] {
-            let err = parse_compression(name, level).unwrap_err().to_string();
-            assert!(
-                err.starts_with(&format!("{input}: ")),
-                "{name} {level:?}: {err}"
-            );
-        }
-    }
-
-    #[test]
-    fn platforms_split_like_tags_and_must_name_os_and_arch() {
-        let parsed = parse_platforms("linux/amd64, linux/arm64/v8\nlinux/amd64").unwrap();
-        let shown: Vec<String> = parsed.iter().map(ToString::to_string).collect();
-        assert_eq!(shown, ["linux/amd64", "linux/arm64/v8"]);
-        for bad in ["amd64", "linux/", "linux/amd64/v8/x", "linux amd64", " , "] {
-            let err = parse_platforms(bad).unwrap_err().to_string();
-            assert!(err.starts_with("platforms: "), "{bad}: {err}");
-        }
-    }
-
-    #[test]
-    fn tags_split_on_commas_and_newlines_once_each() {
-        assert_eq!(
-            parse_tags("v1, latest\nabc123,\n,v1").unwrap(),
-            ["v1", "latest", "abc123"]
-        );
-        assert!(parse_tags(" , ").is_err());
-        assert!(parse_tags("-bad").is_err());
-        assert!(parse_tags("has space").is_err());
-        assert!(parse_tags(&"a".repeat(301)).is_err());
-        assert!(parse_tags(&"a".repeat(300)).is_ok());
-    }
 }

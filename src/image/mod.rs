@@ -17,6 +17,7 @@ mod platform;
 mod reader;
 mod reference;
 mod registry;
+mod spool;
 mod tarball;
 mod walk;
 
@@ -363,6 +364,16 @@ impl Image {
     /// Every blob of every manifest, each digest once: a blob listed twice is pushed once.
     pub fn blobs(&self) -> &[Descriptor] {
         &self.blobs
+    }
+
+    /// The same image, its blobs fetched from the source once however many
+    /// destinations read them (see `spool.rs`): for a remote source pushed to several
+    /// targets.
+    pub fn fetch_once(self) -> Result<Self, Error> {
+        Ok(Self {
+            store: Arc::new(spool::Spool::new(self.store)?),
+            ..self
+        })
     }
 
     pub fn read_blob(&self, descriptor: &Descriptor) -> Result<BlobReader, Error> {

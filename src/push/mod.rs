@@ -112,6 +112,20 @@ pub enum Tagged {
     AlreadySet,
 }
 
+/// What a tag points at on a destination, read before any tag of a release moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagState {
+    Absent,
+    /// At this image already.
+    Ours,
+    /// At another image; `movable` is false when the repository keeps it there
+    /// (immutable tags).
+    Other {
+        digest: String,
+        movable: bool,
+    },
+}
+
 /// Where images go.
 // Implemented and awaited only in this crate, on one runtime; the lib is public for the
 // fuzz targets, not for other implementations, so no Send bound is promised.
@@ -125,6 +139,13 @@ pub trait Destination {
     async fn tagged(&self, _manifest: &Manifest, _tags: &[String]) -> HashSet<String> {
         HashSet::new()
     }
+    /// Every tag's state, in the order of `tags`, for a release that checks every
+    /// target before any tag moves: a refusal to tell is an error.
+    async fn tag_states(
+        &self,
+        manifest: &Manifest,
+        tags: &[String],
+    ) -> Result<Vec<TagState>, Error>;
     /// Uploads one blob; the reader proves its bytes before the upload completes.
     /// Each part is added to `sent` once it is sent.
     async fn upload(&self, blob: BlobReader, sent: &Sent) -> Result<(), Error>;
@@ -256,44 +277,7 @@ pub async fn push<D: Destination>(
     progress: crate::progress::Style,
 ) -> Result<Report, Error> {
     let started = Instant::now();
-    let blobs: Vec<&Descriptor> = image.blobs().iter().collect();
-    let digests: Vec<&Digest> = blobs.iter().map(|d| &d.digest).collect();
-    let missing = destination.missing(&digests).await?;
-    let (mut to_upload, present): (Vec<_>, Vec<_>) =
-        blobs.into_iter().partition(|d| missing.contains(&d.digest));
-    to_upload.sort_by_key(|d| std::cmp::Reverse(d.size));
-    let mut report = Report {
-        blobs_uploaded: to_upload.len(),
-        bytes_uploaded: total_size(to_upload.iter().copied()),
-        blobs_skipped: present.len(),
-        bytes_skipped: total_size(present.iter().copied()),
-        ..Report::default()
-    };
-    if !present.is_empty() {
-        tracing::info!(
-            "{} of {} blobs already in the repository ({}), skipped",
-            present.len(),
-            digests.len(),
-            crate::units::human_bytes(report.bytes_skipped)
-        );
-    }
-
-    let sent = Sent::default();
-    let shown = progress.show(sent.clone(), report.bytes_uploaded);
-    // Small blobs (the config, small layers) go in a lane of their own beside the
-    // large ones, largest first: they would otherwise wait until a large one is done.
-    // Calls of one API action still share the destination's pacing, so a small blob
-    // waits for a part at most.
-    let (small, large): (Vec<&Descriptor>, Vec<&Descriptor>) =
-        to_upload.iter().partition(|d| d.size <= SMALL_BLOB);
-    let uploads = futures_util::future::try_join(
-        lane(destination, image, large, &sent, concurrency),
-        lane(destination, image, small, &sent, concurrency),
-    )
-    .await;
-    drop(shown);
-    uploads?;
-
+    let mut report = upload_missing(destination, image, concurrency, progress).await?;
     // A tag can point at this image only if every blob was there already.
     let already = if report.blobs_uploaded == 0 {
         destination.tagged(&image.manifest, tags).await
@@ -340,9 +324,112 @@ pub async fn push<D: Destination>(
             Tagged::AlreadySet => report.tags_unchanged.push(tag.clone()),
         }
     }
+    finish(destination, &mut report, started);
+    Ok(report)
+}
+
+/// Phase 1 of a release to several targets: everything but its tags. The blobs the
+/// destination lacks, an index's children, then the image itself by digest (untagged),
+/// so phase 2 only moves tags onto an image every target already holds.
+pub async fn stage<D: Destination>(
+    destination: &D,
+    image: &Image,
+    concurrency: usize,
+    progress: crate::progress::Style,
+) -> Result<Report, Error> {
+    let started = Instant::now();
+    let mut report = upload_missing(destination, image, concurrency, progress).await?;
+    for manifest in image.children.iter().chain([&image.manifest]) {
+        destination.put_manifest(manifest, None).await?;
+    }
+    report.manifests = image.children.len() + 1;
+    finish(destination, &mut report, started);
+    Ok(report)
+}
+
+/// Phase 2 on one target: each tag not on the image yet (`states`, from
+/// [`Destination::tag_states`], read on every target before this) is written. On an
+/// error, `report` holds the tags that did land.
+pub async fn tag<D: Destination>(
+    destination: &D,
+    image: &Image,
+    tags: &[String],
+    states: &[TagState],
+    report: &mut Report,
+) -> Result<(), Error> {
+    let started = Instant::now();
+    let result = async {
+        for (tag, state) in tags.iter().zip(states) {
+            let tagged = match state {
+                TagState::Ours => Tagged::AlreadySet,
+                _ => destination.put_manifest(&image.manifest, Some(tag)).await?,
+            };
+            match tagged {
+                Tagged::Set => report.tags_set.push(tag.clone()),
+                Tagged::AlreadySet => report.tags_unchanged.push(tag.clone()),
+            }
+        }
+        Ok(())
+    }
+    .await;
+    let staged = report.elapsed;
+    finish(destination, report, started);
+    report.elapsed += staged;
+    result
+}
+
+/// The calls made and the time taken, into the report.
+fn finish<D: Destination>(destination: &D, report: &mut Report, started: Instant) {
     report.calls = destination.calls();
     report.throttled = destination.throttled();
     report.elapsed = started.elapsed();
+}
+
+/// The blobs the destination lacks, uploaded (small ones in a lane of their own);
+/// what was sent and skipped.
+async fn upload_missing<D: Destination>(
+    destination: &D,
+    image: &Image,
+    concurrency: usize,
+    progress: crate::progress::Style,
+) -> Result<Report, Error> {
+    let blobs: Vec<&Descriptor> = image.blobs().iter().collect();
+    let digests: Vec<&Digest> = blobs.iter().map(|d| &d.digest).collect();
+    let missing = destination.missing(&digests).await?;
+    let (mut to_upload, present): (Vec<_>, Vec<_>) =
+        blobs.into_iter().partition(|d| missing.contains(&d.digest));
+    to_upload.sort_by_key(|d| std::cmp::Reverse(d.size));
+    let report = Report {
+        blobs_uploaded: to_upload.len(),
+        bytes_uploaded: total_size(to_upload.iter().copied()),
+        blobs_skipped: present.len(),
+        bytes_skipped: total_size(present.iter().copied()),
+        ..Report::default()
+    };
+    if !present.is_empty() {
+        tracing::info!(
+            "{} of {} blobs already in the repository ({}), skipped",
+            present.len(),
+            digests.len(),
+            crate::units::human_bytes(report.bytes_skipped)
+        );
+    }
+
+    let sent = Sent::default();
+    let shown = progress.show(sent.clone(), report.bytes_uploaded);
+    // Small blobs (the config, small layers) go in a lane of their own beside the
+    // large ones, largest first: they would otherwise wait until a large one is done.
+    // Calls of one API action still share the destination's pacing, so a small blob
+    // waits for a part at most.
+    let (small, large): (Vec<&Descriptor>, Vec<&Descriptor>) =
+        to_upload.iter().partition(|d| d.size <= SMALL_BLOB);
+    let uploads = futures_util::future::try_join(
+        lane(destination, image, large, &sent, concurrency),
+        lane(destination, image, small, &sent, concurrency),
+    )
+    .await;
+    drop(shown);
+    uploads?;
     Ok(report)
 }
 
@@ -389,6 +476,10 @@ mod tests {
             let digest = blob.descriptor().digest.clone();
             self.stored.lock().unwrap().push((digest, bytes));
             Ok(())
+        }
+
+        async fn tag_states(&self, _: &Manifest, tags: &[String]) -> Result<Vec<TagState>, Error> {
+            Ok(vec![TagState::Absent; tags.len()])
         }
 
         async fn put_manifest(&self, _: &Manifest, _: Option<&str>) -> Result<Tagged, Error> {

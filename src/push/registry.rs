@@ -21,7 +21,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
 
-use super::{Destination, Error, Tagged};
+use super::{Destination, Error, TagState, Tagged};
 use crate::image::{BlobReader, Digest, Manifest};
 use crate::registry::{Access, Client, detail};
 
@@ -260,6 +260,29 @@ impl Destination for Registry {
             .try_collect()
             .await?;
         Ok(found.into_iter().flatten().collect())
+    }
+
+    /// What each tag points at, by HEAD; a registry's tags can always move (ECR through
+    /// its registry endpoint included: its mutability is only in ECR's API).
+    async fn tag_states(
+        &self,
+        manifest: &Manifest,
+        tags: &[String],
+    ) -> Result<Vec<TagState>, Error> {
+        stream::iter(tags)
+            .map(|tag| async move {
+                Ok(match self.tag_digest(tag, &manifest.media_type).await? {
+                    None => TagState::Absent,
+                    Some(d) if d == manifest.digest.as_str() => TagState::Ours,
+                    Some(digest) => TagState::Other {
+                        digest,
+                        movable: true,
+                    },
+                })
+            })
+            .buffered(CHECKS_AT_ONCE)
+            .try_collect()
+            .await
     }
 
     async fn upload(&self, blob: BlobReader, sent: &crate::progress::Sent) -> Result<(), Error> {

@@ -92,7 +92,9 @@ fn config_for(
     quota: &'static str,
 ) -> aws_sdk_ecr::config::Builder {
     let (fips, dual_stack) = endpoint_variant(host, endpoint_overridden);
-    let mut builder = aws_sdk_ecr::config::Builder::from(config);
+    // The registry's region, which for one of several targets is not the session's.
+    let mut builder = aws_sdk_ecr::config::Builder::from(config)
+        .region(aws_sdk_ecr::config::Region::new(host.region.clone()));
     if fips {
         builder = builder.use_fips(true);
     }

@@ -16,7 +16,7 @@ use aws_sdk_ecr::types::ImageIdentifier;
 
 use super::Ecr;
 use crate::image::{self, Manifest};
-use crate::push::{Error, Tagged};
+use crate::push::{Error, TagState, Tagged};
 use crate::sdk::describe;
 
 /// BatchGetImage takes 1 to 100 image ids a call.
@@ -205,5 +205,218 @@ impl Ecr {
             existing,
             digest: manifest.digest.clone(),
         })
+    }
+}
+
+/// Whether a repository lets a tag move off the image it points at: its
+/// `imageTagMutability` and, for the `…_WITH_EXCLUSION` settings, the wildcard filters
+/// that make the tags they match the exception.
+pub(super) struct Mutability {
+    immutable: bool,
+    exceptions: Vec<String>,
+}
+
+impl Mutability {
+    fn of(repository: &aws_sdk_ecr::types::Repository) -> Self {
+        use aws_sdk_ecr::types::ImageTagMutability as M;
+        let immutable = matches!(
+            repository.image_tag_mutability(),
+            Some(M::Immutable | M::ImmutableWithExclusion)
+        );
+        let with_exclusion = matches!(
+            repository.image_tag_mutability(),
+            Some(M::ImmutableWithExclusion | M::MutableWithExclusion)
+        );
+        let exceptions = if with_exclusion {
+            repository
+                .image_tag_mutability_exclusion_filters()
+                .iter()
+                .map(|f| f.filter().to_owned())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Self {
+            immutable,
+            exceptions,
+        }
+    }
+
+    /// Whether `tag` may be moved to another image.
+    pub(super) fn movable(&self, tag: &str) -> bool {
+        let excepted = self.exceptions.iter().any(|f| wildcard(f, tag));
+        self.immutable == excepted
+    }
+}
+
+/// ECR's `WILDCARD` filter: `*` matches any run of characters, anything else itself.
+fn wildcard(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+impl Ecr {
+    /// Every tag's state on this repository, before any tag moves anywhere: one
+    /// BatchGetImage per 100 tags and, when a tag points at another image, one
+    /// DescribeRepositories for whether it may move. A refusal is an error here, so it
+    /// stops the release before a tag is written on any target.
+    pub(super) async fn states_of(
+        &self,
+        manifest: &Manifest,
+        tags: &[String],
+    ) -> Result<Vec<TagState>, Error> {
+        let mut pointing: Vec<Option<String>> = Vec::with_capacity(tags.len());
+        for chunk in tags.chunks(MAX_IMAGE_IDS_PER_GET) {
+            let output = self
+                .get_tagged(chunk)
+                .await
+                .map_err(|err| self.target.api_error("BatchGetImage", &err, err.code()))?;
+            let absent: HashSet<&str> = output
+                .failures()
+                .iter()
+                .filter_map(|f| f.image_id()?.image_tag())
+                .collect();
+            for tag in chunk {
+                let named = output
+                    .images()
+                    .iter()
+                    .filter_map(|i| i.image_id())
+                    .find(|id| id.image_tag() == Some(tag))
+                    .and_then(|id| id.image_digest())
+                    .map(str::to_owned);
+                let digest = match named {
+                    Some(digest) => Some(digest),
+                    None if absent.contains(tag.as_str()) => None,
+                    // ECR names each image by the tag asked for; an answer that names
+                    // it otherwise (moto's) is asked again for this tag alone.
+                    None => self.digest_of(tag).await?,
+                };
+                pointing.push(digest);
+            }
+        }
+        let mutability = if pointing
+            .iter()
+            .flatten()
+            .any(|d| d != manifest.digest.as_str())
+        {
+            Some(self.mutability().await?)
+        } else {
+            None
+        };
+        Ok(tags
+            .iter()
+            .zip(pointing)
+            .map(|(tag, digest)| match digest {
+                None => TagState::Absent,
+                Some(d) if d == manifest.digest.as_str() => TagState::Ours,
+                Some(digest) => TagState::Other {
+                    movable: mutability.as_ref().is_none_or(|m| m.movable(tag)),
+                    digest,
+                },
+            })
+            .collect())
+    }
+
+    /// What `tag` alone points at; a refusal is an error.
+    async fn digest_of(&self, tag: &str) -> Result<Option<String>, Error> {
+        let output = self
+            .get_tagged(&[tag.to_owned()])
+            .await
+            .map_err(|err| self.target.api_error("BatchGetImage", &err, err.code()))?;
+        Ok(output
+            .images()
+            .first()
+            .and_then(|i| i.image_id())
+            .and_then(|id| id.image_digest())
+            .map(str::to_owned))
+    }
+
+    /// The repository's tag mutability, from DescribeRepositories.
+    async fn mutability(&self) -> Result<Mutability, Error> {
+        let output = self
+            .clients
+            .other
+            .describe_repositories()
+            .registry_id(&self.target.registry_id)
+            .repository_names(&self.target.repository)
+            .send()
+            .await
+            .map_err(|err| {
+                self.target
+                    .api_error("DescribeRepositories", &err, err.code())
+            })?;
+        output
+            .repositories()
+            .first()
+            .map(Mutability::of)
+            .ok_or_else(|| self.target.lacking("DescribeRepositories", "repositories"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_match_as_ecr_filters_do() {
+        for (pattern, tag, matches) in [
+            ("latest", "latest", true),
+            ("latest", "latest2", false),
+            ("dev-*", "dev-1", true),
+            ("dev-*", "dev-", true),
+            ("dev-*", "prod-1", false),
+            ("*-rc", "v1-rc", true),
+            ("*-rc", "v1-rc1", false),
+            ("v*-*", "v1-rc", true),
+            ("v*-*", "v1", false),
+            ("*", "anything", true),
+            ("a*a", "a", false),
+            ("a*a", "aa", true),
+        ] {
+            assert_eq!(wildcard(pattern, tag), matches, "{pattern} {tag}");
+        }
+    }
+
+    #[test]
+    fn exclusions_turn_the_setting_around_for_the_tags_they_match() {
+        use aws_sdk_ecr::types::{
+            ImageTagMutability as M, ImageTagMutabilityExclusionFilter as F,
+            ImageTagMutabilityExclusionFilterType as T, Repository,
+        };
+        let repository = |mutability: M| {
+            Repository::builder()
+                .image_tag_mutability(mutability)
+                .image_tag_mutability_exclusion_filters(
+                    F::builder()
+                        .filter_type(T::Wildcard)
+                        .filter("latest")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        };
+        let immutable = Mutability::of(&repository(M::ImmutableWithExclusion));
+        assert!(immutable.movable("latest"));
+        assert!(!immutable.movable("v1"));
+        let mutable = Mutability::of(&repository(M::MutableWithExclusion));
+        assert!(!mutable.movable("latest"));
+        assert!(mutable.movable("v1"));
+        // Without `…_WITH_EXCLUSION`, filters left over from before change nothing.
+        assert!(!Mutability::of(&repository(M::Immutable)).movable("latest"));
+        assert!(Mutability::of(&repository(M::Mutable)).movable("v1"));
     }
 }

@@ -192,6 +192,14 @@ impl Destination for Ecr {
         self.tags_on(manifest, tags).await
     }
 
+    async fn tag_states(
+        &self,
+        manifest: &Manifest,
+        tags: &[String],
+    ) -> Result<Vec<super::TagState>, Error> {
+        self.states_of(manifest, tags).await
+    }
+
     async fn upload(&self, blob: BlobReader, sent: &crate::progress::Sent) -> Result<(), Error> {
         self.upload_layer(blob, sent).await
     }

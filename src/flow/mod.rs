@@ -1,7 +1,9 @@
 //! One push, top to bottom: inputs (validated by the CLI into a [`Push`]) → source
 //! image (local, so a bad image fails before any network call) → credentials → push →
 //! report. Each step is a module that knows nothing of the ones after it; this is the
-//! only place that knows their order.
+//! only place that knows their order; `release.rs` is the same for several targets.
+
+mod release;
 
 use std::process::ExitCode;
 
@@ -30,6 +32,13 @@ pub enum Error {
         "timeout-minutes: the push did not finish within {0} minutes and was stopped; no tag was moved to an incomplete image. Raise timeout-minutes for a slow link or a large image"
     )]
     Deadline(f64),
+    #[error("targets: {0}")]
+    Release(String),
+    #[error("digest-file: could not write {path}: {source}")]
+    DigestFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -66,6 +75,13 @@ pub struct Push {
     pub destination: Destination,
     /// The whole push's deadline (`timeout-minutes`).
     pub deadline: std::time::Duration,
+    /// Several destinations (`targets`), which replace `repository`, `registry`,
+    /// `registry-id` and the cross-account role; empty for one.
+    pub targets: Vec<crate::targets::Target>,
+    /// `session-tags`, for each target's chained role.
+    pub session_tags: bool,
+    /// Where the digest is written for scripts (`digest-file`).
+    pub digest_file: Option<std::path::PathBuf>,
 }
 
 /// Where and how the image goes.
@@ -123,6 +139,19 @@ async fn run(
         None => vec![crate::names::default_tag(image.tag.as_deref())?],
     };
     let rewritten_for = describe(&push, &image);
+    if !push.targets.is_empty() {
+        let digest = image.manifest.digest.clone();
+        let original = image.original_digest.clone();
+        let reports = release::run(&push, session, image, &tags, &login, runtime, env).await?;
+        let release = report::Release {
+            digest: &digest,
+            original_digest: original.as_ref(),
+            rewritten_for: &rewritten_for,
+            tags: &tags,
+            landed: release::outcomes(&push, &reports),
+        };
+        return tell(&push, &release.first(), Some(&release), runtime);
+    }
 
     let (registry, report) = match &push.destination {
         Destination::Registry(host) => {
@@ -150,14 +179,45 @@ async fn run(
         tags: &tags,
         report: &report,
     };
-    let outputs = pushed.outputs();
+    tell(&push, &pushed, None, runtime)
+}
+
+/// The outputs, the job summary, the digest file and the last line of a push that
+/// landed: of one target, or of a release's first target with every target's rows.
+fn tell(
+    push: &Push,
+    pushed: &report::Pushed<'_>,
+    release: Option<&report::Release<'_>>,
+    runtime: &Runtime,
+) -> Result<(), Error> {
+    let mut outputs: Vec<(&str, String)> = pushed.outputs().into_iter().collect();
+    if let Some(release) = release {
+        outputs.extend(release.outputs());
+    }
     let outputs: Vec<(&str, &str)> = outputs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     runtime.set_outputs(&outputs)?;
-    runtime.append_summary(&pushed.summary())?;
-    tracing::info!("{}", pushed.line());
+    if let Some(path) = &push.digest_file {
+        std::fs::write(path, pushed.digest.as_str()).map_err(|source| Error::DigestFile {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    match release {
+        Some(release) => {
+            runtime.append_summary(&release.summary())?;
+            tracing::info!("{}", release.line());
+        }
+        None => {
+            runtime.append_summary(&pushed.summary())?;
+            tracing::info!("{}", pushed.line());
+        }
+    }
     if !runtime.in_actions() {
-        // The one line on stdout, for `uri=$(ecr-push push …)`.
-        println!("{}", pushed.image_uri());
+        // The image on stdout, a line per target, for `uri=$(ecr-push push …)`.
+        match release {
+            Some(release) => println!("{}", release.image_uris()),
+            None => println!("{}", pushed.image_uri()),
+        }
     }
     Ok(())
 }
