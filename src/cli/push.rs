@@ -275,7 +275,7 @@ impl PushArgs {
                 return Err(invalid(
                     input,
                     format!(
-                        "and targets are both set; targets names each target's registry, repository and role: remove {input}"
+                        "is set beside targets, which names each target's registry, repository and role; remove {input}"
                     ),
                 ));
             }
