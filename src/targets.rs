@@ -205,6 +205,20 @@ fn parse_line(line: usize, text: &str) -> Result<Target, Invalid> {
     })
 }
 
+/// A registry host: a name or address, maybe a port; no scheme, no path.
+pub fn is_registry_host(host: &str) -> bool {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(']') || host.starts_with('[') => (name, Some(port)),
+        _ => (host, None),
+    };
+    let name_ok = !name.is_empty()
+        && (name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
+            || (name.starts_with('[') && name.ends_with(']')));
+    name_ok && port.is_none_or(|p| p.parse::<u16>().is_ok())
+}
+
 /// An ECR host in any documented form, else any registry host (`HOST[:PORT]`).
 fn parse_host(host: &str) -> Result<Host, String> {
     if host.eq_ignore_ascii_case(ecr_host::ECR_PUBLIC) {
@@ -221,16 +235,7 @@ fn parse_host(host: &str) -> Result<Host, String> {
             "`{host}` is not an ECR registry host (ACCOUNT.dkr.ecr.REGION.amazonaws.com, or its FIPS, dual-stack or China form)"
         ));
     }
-    let (name, port) = match host.rsplit_once(':') {
-        Some((name, port)) if !name.ends_with(']') || host.starts_with('[') => (name, Some(port)),
-        _ => (host, None),
-    };
-    let name_ok = !name.is_empty()
-        && (name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
-            || (name.starts_with('[') && name.ends_with(']')));
-    if name_ok && port.is_none_or(|p| p.parse::<u16>().is_ok()) {
+    if is_registry_host(host) {
         Ok(Host::Registry(host.to_owned()))
     } else {
         Err(format!(

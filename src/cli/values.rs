@@ -70,17 +70,7 @@ const MAX_TAGS: usize = 1000;
 
 /// A registry host: a name or address, maybe a port; no scheme, no path.
 pub(super) fn check_host(host: &str) -> Result<(), Error> {
-    let (name, port) = match host.rsplit_once(':') {
-        Some((name, port)) if !name.ends_with(']') || host.starts_with('[') => (name, Some(port)),
-        _ => (host, None),
-    };
-    let name_ok = !name.is_empty()
-        && (name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-".contains(&b))
-            || (name.starts_with('[') && name.ends_with(']')));
-    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok());
-    if name_ok && port_ok {
+    if crate::targets::is_registry_host(host) {
         Ok(())
     } else {
         Err(invalid(
