@@ -138,6 +138,7 @@ pub struct Session {
 }
 
 /// One link of the chain: credentials and the identity they are.
+#[derive(Clone, Debug)]
 struct Hop {
     provider: SharedCredentialsProvider,
     arn: String,
@@ -188,17 +189,7 @@ pub async fn authenticate(
     // them: the SDK's cache asks this provider again shortly before they do, and it runs
     // the chain again. The default chain renews its own.
     let provider = if auth.role_to_assume.is_some() || auth.cross_account.is_some() {
-        let initial = last.provider.provide_credentials().await.ok();
-        SharedCredentialsProvider::new(Renewing {
-            base: base.clone(),
-            auth: auth.clone(),
-            runtime: runtime.clone(),
-            variables: RENEWAL_VARIABLES
-                .iter()
-                .filter_map(|name| Some(((*name).to_owned(), env(name)?)))
-                .collect(),
-            held: Held::new(initial),
-        })
+        Renewing::provider(&base, auth.clone(), None, &last, runtime, env).await
     } else {
         last.provider
     };
@@ -288,28 +279,55 @@ const RENEWAL_VARIABLES: [&str; 10] = [
 
 /// The chain's credentials: first those [`authenticate`] got, then, each time the SDK's
 /// identity cache finds the current ones about to expire, the chain again (a new OIDC
-/// token, each assume), every new secret masked before use.
+/// token, each assume), every new secret masked before use. A chain that starts `from`
+/// a session of the step ([`chain`]) runs only its own hop again, with that session's
+/// credentials, which renew themselves.
 #[derive(Debug)]
 struct Renewing {
     base: SdkConfig,
     auth: Request,
+    from: Option<Hop>,
     runtime: Runtime,
     variables: std::collections::HashMap<String, String>,
     held: Held,
 }
 
 impl Renewing {
+    /// The renewing provider of a chain whose credentials are `last` now.
+    async fn provider(
+        base: &SdkConfig,
+        auth: Request,
+        from: Option<Hop>,
+        last: &Hop,
+        runtime: &Runtime,
+        env: &impl Fn(&str) -> Option<String>,
+    ) -> SharedCredentialsProvider {
+        let initial = last.provider.provide_credentials().await.ok();
+        SharedCredentialsProvider::new(Self {
+            base: base.clone(),
+            auth,
+            from,
+            runtime: runtime.clone(),
+            variables: RENEWAL_VARIABLES
+                .iter()
+                .filter_map(|name| Some(((*name).to_owned(), env(name)?)))
+                .collect(),
+            held: Held::new(initial),
+        })
+    }
+
     async fn renew(&self) -> Result<Credentials, Error> {
         let env = |name: &str| self.variables.get(name).cloned();
-        let first = match &self.auth.role_to_assume {
-            Some(role) => {
+        let first = match (&self.from, &self.auth.role_to_assume) {
+            (Some(from), _) => from.clone(),
+            (None, Some(role)) => {
                 let timeout = attempt_timeout(&self.base);
                 let token =
                     request_id_token(&self.auth.audience, timeout, &self.runtime, &env).await?;
                 assume_web_identity(&self.base, &self.auth, role, &token, &self.runtime, &env)
                     .await?
             }
-            None => default_chain(&self.base).await?,
+            (None, None) => default_chain(&self.base).await?,
         };
         let last = match &self.auth.cross_account {
             Some(cross) => {
@@ -334,7 +352,13 @@ impl ProvideCredentials for Renewing {
             if let Some(credentials) = self.held.fresh() {
                 return Ok(credentials);
             }
-            tracing::info!("renewing the credentials before they expire");
+            match (&self.from, &self.auth.cross_account) {
+                (Some(_), Some(cross)) => tracing::info!(
+                    "renewing the credentials of {} before they expire",
+                    cross.role
+                ),
+                _ => tracing::info!("renewing the credentials before they expire"),
+            }
             let credentials = self
                 .renew()
                 .await
@@ -364,79 +388,22 @@ pub async fn chain(
         arn: first.principal.clone(),
     };
     let last = assume_cross_account(&first.config, &from, auth, cross, runtime, env).await?;
-    let initial = last.provider.provide_credentials().await.ok();
-    let renewing = Chained {
-        base: first.config.clone(),
-        from: provider,
-        from_arn: first.principal.clone(),
-        auth: auth.clone(),
-        cross: cross.clone(),
-        runtime: runtime.clone(),
-        variables: RENEWAL_VARIABLES
-            .iter()
-            .filter_map(|name| Some(((*name).to_owned(), env(name)?)))
-            .collect(),
-        held: Held::new(initial),
+    let chained = Request {
+        cross_account: Some(cross.clone()),
+        ..auth.clone()
     };
+    let provider =
+        Renewing::provider(&first.config, chained, Some(from), &last, runtime, env).await;
     Ok(Session {
         config: first
             .config
             .to_builder()
-            .credentials_provider(SharedCredentialsProvider::new(renewing))
+            .credentials_provider(provider)
             .build(),
         account: account_of_arn(&last.arn).unwrap_or_default().to_owned(),
         region: first.region.clone(),
         principal: last.arn,
     })
-}
-
-/// The credentials of a role chained from a session of the step: the hop again, with
-/// that session's (renewing) credentials, each time the SDK finds these about to expire.
-#[derive(Debug)]
-struct Chained {
-    base: SdkConfig,
-    from: SharedCredentialsProvider,
-    from_arn: String,
-    auth: Request,
-    cross: CrossAccount,
-    runtime: Runtime,
-    variables: std::collections::HashMap<String, String>,
-    held: Held,
-}
-
-impl ProvideCredentials for Chained {
-    fn provide_credentials<'a>(&'a self) -> provider::future::ProvideCredentials<'a>
-    where
-        Self: 'a,
-    {
-        provider::future::ProvideCredentials::new(async move {
-            if let Some(credentials) = self.held.fresh() {
-                return Ok(credentials);
-            }
-            tracing::info!(
-                "renewing the credentials of {} before they expire",
-                self.cross.role
-            );
-            let env = |name: &str| self.variables.get(name).cloned();
-            let from = Hop {
-                provider: self.from.clone(),
-                arn: self.from_arn.clone(),
-            };
-            let hop = assume_cross_account(
-                &self.base,
-                &from,
-                &self.auth,
-                &self.cross,
-                &self.runtime,
-                &env,
-            )
-            .await
-            .map_err(provider::error::CredentialsError::provider_error)?;
-            let credentials = hop.provider.provide_credentials().await?;
-            self.held.keep(&credentials);
-            Ok(credentials)
-        })
-    }
 }
 
 /// The credentials a renewing provider got last, handed out again while more than half
