@@ -21,6 +21,70 @@ pub struct Report {
     /// Of those, the ones throttled for the account's quota.
     pub throttled: Vec<(String, u64)>,
     pub elapsed: Duration,
+    /// The manifests that refer to the image, and what became of each.
+    pub referrers: Vec<Carried>,
+}
+
+/// A referrer (signature, SBOM, attestation) and whether it landed.
+#[derive(Debug, Clone)]
+pub struct Carried {
+    pub digest: Digest,
+    pub artifact_type: String,
+    pub subject: Digest,
+    /// The tag of cosign's scheme it was kept under.
+    pub tag: Option<String>,
+    /// The digest the source had, for an attestation moved out of its index.
+    pub rewritten_from: Option<Digest>,
+    /// Why the destination did not store it, when it did not.
+    pub refused: Option<String>,
+}
+
+/// The `referrers` output: what went along, stored.
+pub fn referrers_json(carried: &[Carried]) -> serde_json::Value {
+    carried
+        .iter()
+        .filter(|c| c.refused.is_none())
+        .map(|c| {
+            let mut entry = serde_json::json!({
+                "digest": c.digest.as_str(),
+                "artifactType": c.artifact_type,
+                "subject": c.subject.as_str(),
+            });
+            if let Some(tag) = &c.tag {
+                entry["tag"] = tag.as_str().into();
+            }
+            if let Some(from) = &c.rewritten_from {
+                entry["sourceDigest"] = from.as_str().into();
+            }
+            entry
+        })
+        .collect()
+}
+
+/// The Markdown table of what went along, or nothing when nothing did.
+fn referrers_table(carried: &[Carried], refused_by: impl Fn(&Carried) -> String) -> String {
+    if carried.is_empty() {
+        return String::new();
+    }
+    let mut text = "#### Referrers\n\n| Artifact type | Digest | Refers to | Stored |\n|---|---|---|---|\n"
+        .to_owned();
+    for c in carried {
+        let mut digest = format!("`{}`", c.digest);
+        if let Some(from) = &c.rewritten_from {
+            digest.push_str(&format!(" (from `{}`)", from.short()));
+        }
+        if let Some(tag) = &c.tag {
+            digest.push_str(&format!(" tag `{tag}`"));
+        }
+        text.push_str(&format!(
+            "| `{}` | {digest} | `{}` | {} |\n",
+            c.artifact_type,
+            c.subject.short(),
+            refused_by(c)
+        ));
+    }
+    text.push('\n');
+    text
 }
 
 /// Where the image landed.
@@ -42,12 +106,16 @@ impl Pushed<'_> {
     }
 
     /// The step outputs, under the names amazon-ecr-login and build-push-action use.
-    pub fn outputs(&self) -> [(&'static str, String); 4] {
+    pub fn outputs(&self) -> [(&'static str, String); 5] {
         [
             ("registry", self.registry.to_owned()),
             ("image-uri", self.image_uri()),
             ("digest", self.digest.to_string()),
             ("tags", self.tags.join(",")),
+            (
+                "referrers",
+                referrers_json(&self.report.referrers).to_string(),
+            ),
         ]
     }
 
@@ -102,7 +170,12 @@ impl Pushed<'_> {
              | Uploaded | {up_bytes} in {up_blobs} blobs |\n\
              | Skipped (already in the repository) | {skip_bytes} in {skip_blobs} blobs |\n\
              | Requests | {calls} |\n\
-             | Time | {secs:.1} s |\n\n",
+             | Time | {secs:.1} s |\n\n\
+             {referrers}",
+            referrers = referrers_table(&r.referrers, |c| match &c.refused {
+                Some(reason) => format!("no: {}", reason.replace('|', "\\|")),
+                None => "yes".to_owned(),
+            }),
             repository = self.repository,
             uri = self.image_uri(),
             set = tag_list(&r.tags_set),
@@ -263,6 +336,25 @@ impl Release<'_> {
             ));
         }
         text.push('\n');
+        // Every target carries the same referrers; which ones refused each, per row.
+        text.push_str(&referrers_table(&self.landed[0].report.referrers, |c| {
+            let refused: Vec<String> = self
+                .landed
+                .iter()
+                .filter(|l| {
+                    l.report
+                        .referrers
+                        .iter()
+                        .any(|o| o.digest == c.digest && o.refused.is_some())
+                })
+                .map(|l| format!("`{}/{}`", l.host, l.repository))
+                .collect();
+            if refused.is_empty() {
+                "on every target".to_owned()
+            } else {
+                format!("refused by {}", refused.join(", "))
+            }
+        }));
         text
     }
 }

@@ -76,6 +76,27 @@ pub struct PushArgs {
     #[arg(long, help_heading = "Image", value_name = "N")]
     pub compression_level: Option<String>,
 
+    /// What refers to the image in the source (signatures, SBOMs, attestations: OCI 1.1
+    /// referrers and cosign's sha256-<hex>.sig/.att/.sbom tags) goes along: true (what
+    /// the destination refuses is a warning), false, or required (a refusal fails)
+    #[arg(
+        long,
+        help_heading = "Image",
+        value_name = "TRUE|FALSE|REQUIRED",
+        default_value = "true"
+    )]
+    pub referrers: String,
+
+    /// BuildKit's attestation manifests in an index: keep (as they are), referrers (out
+    /// of the index, each pushed as an OCI 1.1 referrer of its platform's manifest), drop
+    #[arg(
+        long,
+        help_heading = "Image",
+        value_name = "KEEP|REFERRERS|DROP",
+        default_value = "keep"
+    )]
+    pub attestations: String,
+
     /// AWS region of the registry (when empty: AWS_REGION, AWS_DEFAULT_REGION or the
     /// profile's)
     #[arg(long, help_heading = "Credentials", value_name = "REGION")]
@@ -216,6 +237,16 @@ impl PushArgs {
             .transpose()?;
         let platforms = self.platforms.as_deref().map(parse_platforms).transpose()?;
         let compression = parse_compression(&self.compression, self.compression_level.as_deref())?;
+        let referrers = match self.referrers.trim() {
+            "" => Some(crate::push::Referrers::default()),
+            text => crate::push::Referrers::parse(text),
+        }
+        .ok_or_else(|| invalid("referrers", "must be true, false or required"))?;
+        let attestations = match self.attestations.trim() {
+            "" => Some(crate::image::Attestations::default()),
+            text => crate::image::Attestations::parse(text),
+        }
+        .ok_or_else(|| invalid("attestations", "must be keep, referrers or drop"))?;
         let region = self.aws_region.clone().filter(|r| !r.is_empty());
         if let Some(region) = &region {
             check_region(region)?;
@@ -240,6 +271,8 @@ impl PushArgs {
             repository,
             tags,
             platforms: platforms.unwrap_or_default(),
+            referrers,
+            attestations,
             compression,
             region: target.region,
             auth,

@@ -62,6 +62,10 @@ pub struct Push {
     pub tags: Option<Vec<String>>,
     /// Empty: push every platform of an index.
     pub platforms: Vec<crate::image::Platform>,
+    /// Whether what refers to the image goes along (`referrers`).
+    pub referrers: destination::Referrers,
+    /// What becomes of BuildKit's attestation manifests (`attestations`).
+    pub attestations: image::Attestations,
     pub compression: crate::image::Compression,
     pub region: Option<String>,
     pub auth: auth::Request,
@@ -82,6 +86,26 @@ pub struct Push {
     pub session_tags: bool,
     /// Where the digest is written for scripts (`digest-file`).
     pub digest_file: Option<std::path::PathBuf>,
+}
+
+impl Push {
+    /// What of the source is pushed.
+    fn scope(&self) -> image::Scope {
+        image::Scope {
+            platforms: self.platforms.clone(),
+            referrers: self.referrers != destination::Referrers::Off,
+            attestations: self.attestations,
+        }
+    }
+
+    /// How each destination is pushed to.
+    fn options(&self, runtime: &Runtime) -> destination::Options {
+        destination::Options {
+            concurrency: self.concurrency,
+            progress: runtime.progress(),
+            referrers: self.referrers,
+        }
+    }
 }
 
 /// Where and how the image goes.
@@ -127,7 +151,7 @@ async fn run(
     };
     let image = Image::open(
         &push.image,
-        &push.platforms,
+        &push.scope(),
         env("DOCKER_HOST").as_deref(),
         login,
         runtime.masker(),
@@ -306,13 +330,7 @@ async fn push_to_registry(
     let destination =
         destination::Registry::new(host, &push.repository, login, chunked, runtime.masker())?;
     let _group = runtime.group(&format!("Push to {host}/{}", push.repository));
-    Ok(destination::push(
-        &destination,
-        image,
-        tags,
-        push.concurrency,
-        runtime.progress(),
-    )
+    Ok(destination::push(&destination, image, tags, push.options(runtime))
     .await?)
 }
 
@@ -362,16 +380,10 @@ async fn push_to_ecr(
                     true,
                     runtime.masker(),
                 )?;
-                destination::push(
-                    &destination,
-                    image,
-                    tags,
-                    push.concurrency,
-                    runtime.progress(),
-                )
+                destination::push(&destination, image, tags, push.options(runtime))
                 .await?
             }
-            _ => destination::push(&ecr, image, tags, push.concurrency, runtime.progress()).await?,
+            _ => destination::push(&ecr, image, tags, push.options(runtime)).await?,
         }
     };
     if let Some(auth) = login.filter(|_| push.docker_login) {

@@ -52,12 +52,10 @@ impl Landing<'_> {
         push: &Push,
         runtime: &Runtime,
     ) -> Result<Report, destination::Error> {
-        let progress = runtime.progress();
+        let options = push.options(runtime);
         match &self.to {
-            To::Ecr(ecr) => destination::stage(ecr, image, push.concurrency, progress).await,
-            To::Registry(registry) => {
-                destination::stage(registry, image, push.concurrency, progress).await
-            }
+            To::Ecr(ecr) => destination::stage(ecr, image, options).await,
+            To::Registry(registry) => destination::stage(registry, image, options).await,
         }
     }
 

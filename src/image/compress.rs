@@ -313,6 +313,7 @@ fn with_compressed_layers(
         manifest: top,
         children: manifests,
         tag: image.tag,
+        referrers: image.referrers,
         blobs,
         store: Arc::new(Spooled {
             inner: image.store,

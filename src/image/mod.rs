@@ -16,6 +16,7 @@ mod oci_archive;
 mod platform;
 mod reader;
 mod reference;
+mod referrers;
 mod registry;
 mod spool;
 mod tarball;
@@ -25,6 +26,7 @@ pub use crate::digest::Digest;
 pub use compress::Compression;
 pub use platform::Platform;
 pub use reader::BlobReader;
+pub use referrers::{Attestations, Referrer};
 pub(crate) use walk::load;
 
 use reference::Reference;
@@ -226,6 +228,14 @@ pub struct Manifest {
     pub digest: Digest,
 }
 
+/// A manifest a source holds that refers to another: an OCI 1.1 referrer (its
+/// `subject` names the other), or an artifact of cosign's tag scheme, kept under `tag`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub descriptor: Descriptor,
+    pub tag: Option<String>,
+}
+
 /// Where blob bytes come from; each source format implements it.
 pub trait Blobs: Send + Sync {
     /// Opens the blob's bytes, unverified: callers read it through [`BlobReader`].
@@ -234,6 +244,13 @@ pub trait Blobs: Send + Sync {
     /// Opens a manifest's bytes; only registries keep manifests apart from blobs.
     fn open_manifest(&self, descriptor: &Descriptor) -> Result<Box<dyn Read + Send>, Error> {
         self.open(&descriptor.digest)
+    }
+
+    /// The manifests that refer to `subject`, unverified: the walk reads each and keeps
+    /// it only if it does. Sources that cannot hold any (archives of `docker save`, the
+    /// engine) have none.
+    fn referrers(&self, _subject: &Descriptor) -> Result<Vec<Found>, Error> {
+        Ok(Vec::new())
     }
 }
 
@@ -247,6 +264,9 @@ pub struct Image {
     /// The digest the source had, when `platforms` rewrote the index.
     pub original_digest: Option<Digest>,
     pub tag: Option<String>,
+    /// What refers to the image's manifests (signatures, SBOMs, attestations), each
+    /// after its subject, pushed after the image and before its tags.
+    pub referrers: Vec<Referrer>,
     blobs: Vec<Descriptor>,
     store: Arc<dyn Blobs>,
 }
@@ -259,19 +279,29 @@ pub fn registry_host(reference: &str) -> Option<String> {
     }
 }
 
+/// What of the source goes: the platforms of an index (all when empty), whether the
+/// manifests that refer to the image go along, and what becomes of BuildKit's
+/// attestation manifests.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    pub platforms: Vec<Platform>,
+    pub referrers: bool,
+    pub attestations: Attestations,
+}
+
 impl Image {
     /// Opens an image from a reference in skopeo's transport syntax. `docker_host` is
     /// `DOCKER_HOST`, for daemon images; `login` gives the login for a registry host;
     /// `mask` hides a token a registry hands out before it is used.
     pub async fn open(
         reference: &str,
-        platforms: &[Platform],
+        scope: &Scope,
         docker_host: Option<&str>,
         login: impl Fn(&str) -> Option<crate::docker_config::Login>,
         mask: impl Fn(&str) + Send + Sync + 'static,
         compression: Compression,
     ) -> Result<Self, Error> {
-        let platforms = platforms.to_vec();
+        let scope = scope.clone();
         let looks_like_path = reference.starts_with(['.', '/']) || reference.contains('/');
         if !reference.contains(':') && looks_like_path && std::path::Path::new(reference).exists() {
             return Err(Error::Path(reference.to_owned()));
@@ -294,9 +324,10 @@ impl Image {
                 Source::Opened(opened) => opened,
                 Source::Local(local) => Self::open_local(&text, local)?,
             };
-            let image = load(store, &top, tag, &platforms)?;
+            let image = load(store, &top, tag, &scope)?;
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-            compress::compress(image, compression, threads)
+            let image = compress::compress(image, compression, threads)?;
+            Ok(image.without_orphaned_referrers())
         })
         .await
         .map_err(|e| Error::Io {
@@ -376,6 +407,35 @@ impl Image {
         })
     }
 
+    /// Referrers whose subject is no longer pushed (compression gave it a new digest,
+    /// `platforms` a new index) are left out, with one warning: they would refer to
+    /// nothing, and a signature over the old digest does not hold for the new one.
+    fn without_orphaned_referrers(mut self) -> Self {
+        let mut pushed: std::collections::HashSet<Digest> = self
+            .children
+            .iter()
+            .chain([&self.manifest])
+            .map(|m| m.digest.clone())
+            .collect();
+        let mut left_out = Vec::new();
+        self.referrers.retain(|r| {
+            let kept = pushed.contains(&r.subject.digest);
+            if kept {
+                pushed.insert(r.manifest.digest.clone());
+            } else {
+                left_out.push(format!("{} {}", r.artifact_type, r.manifest.digest.short()));
+            }
+            kept
+        });
+        if !left_out.is_empty() {
+            tracing::warn!(
+                "referrers: {} left out: they refer to manifests this push rewrote (platforms or compression), so they would hold for nothing pushed",
+                left_out.join(", ")
+            );
+        }
+        self
+    }
+
     pub fn read_blob(&self, descriptor: &Descriptor) -> Result<BlobReader, Error> {
         Ok(BlobReader::new(
             self.store.open(&descriptor.digest)?,
@@ -434,7 +494,7 @@ fn sniff(path: &Path) -> Option<(&'static str, Vec<&'static str>)> {
     }
 }
 
-fn is_index(media_type: &str) -> bool {
+pub fn is_index(media_type: &str) -> bool {
     INDEX_MEDIA_TYPES.contains(&media_type)
 }
 
@@ -452,7 +512,7 @@ pub fn parse_reference(reference: &str) {
 #[doc(hidden)]
 pub fn open_local(reference: &str) -> Result<Image, Error> {
     let (store, top, tag) = Image::open_local(reference, Reference::parse(reference)?)?;
-    load(store, &top, tag, &[])
+    load(store, &top, tag, &Scope::default())
 }
 
 /// Reads `top` from these blobs and walks everything it lists, as a push does.
@@ -481,7 +541,7 @@ pub fn load_from_memory(
     };
     let mut blobs = blobs;
     blobs.insert(descriptor.digest.clone(), top.to_vec());
-    load(Arc::new(Memory(blobs)), &descriptor, None, &[])
+    load(Arc::new(Memory(blobs)), &descriptor, None, &Scope::default())
 }
 
 /// Where spooled files go (daemon exports, compressed layers): `$RUNNER_TEMP`, which

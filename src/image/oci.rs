@@ -9,7 +9,8 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{Blobs, Descriptor, Digest, Error};
+use super::referrers::{cosign_subject, subject_of};
+use super::{Blobs, Descriptor, Digest, Error, Found, MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES};
 
 /// What a layout adapter hands to [`super::load`]: the blob store, the descriptor of
 /// the manifest to push, and the tag its reference named.
@@ -28,23 +29,71 @@ pub(super) trait Files: Send + Sync + 'static {
     fn root(&self) -> &Path;
 }
 
-struct Layout<F>(F);
+/// A layout's files, and the entries of its `index.json` that refer to another
+/// manifest: by their `subject`, or by a tag of cosign's scheme as their name.
+struct Layout<F> {
+    files: F,
+    referrers: Vec<(Digest, Found)>,
+}
 
 impl<F: Files> Blobs for Layout<F> {
     fn open(&self, digest: &Digest) -> Result<Box<dyn Read + Send>, Error> {
         let path = format!("blobs/sha256/{}", digest.hex());
-        match self.0.open(&path) {
+        match self.files.open(&path) {
             Ok(Some((reader, _))) => Ok(reader),
             Ok(None) => Err(Error::MissingBlob {
-                path: self.0.root().to_owned(),
+                path: self.files.root().to_owned(),
                 digest: digest.clone(),
             }),
             Err(source) => Err(Error::Io {
-                path: self.0.root().join(path),
+                path: self.files.root().join(path),
                 source,
             }),
         }
     }
+
+    fn referrers(&self, subject: &Descriptor) -> Result<Vec<Found>, Error> {
+        Ok(self
+            .referrers
+            .iter()
+            .filter(|(of, _)| *of == subject.digest)
+            .map(|(_, found)| found.clone())
+            .collect())
+    }
+}
+
+/// The entries of `index.json` that refer to another manifest, and which: an entry
+/// named by a tag of cosign's scheme, or one whose manifest has a `subject` (each
+/// manifest read, as small as a manifest must be; one not there is not a referrer).
+fn referrers_in<F: Files>(
+    files: &F,
+    entries: &[oci_spec::image::Descriptor],
+) -> Result<Vec<(Digest, Found)>, Error> {
+    let mut found = Vec::new();
+    for entry in entries {
+        let descriptor = Descriptor::from_spec(entry)?;
+        let tag = name_of(entry).filter(|name| cosign_subject(name).is_some());
+        let subject = match &tag {
+            Some(name) => cosign_subject(name),
+            None if MANIFEST_MEDIA_TYPES.contains(&descriptor.media_type.as_str()) => {
+                let path = format!("blobs/sha256/{}", descriptor.digest.hex());
+                read_small(files, &path, MAX_MANIFEST_BYTES)?
+                    .and_then(|bytes| subject_of(&bytes))
+            }
+            None => None,
+        };
+        if let Some(subject) = subject {
+            found.push((subject, Found { descriptor, tag }));
+        }
+    }
+    Ok(found)
+}
+
+fn name_of(d: &oci_spec::image::Descriptor) -> Option<String> {
+    d.annotations()
+        .as_ref()
+        .and_then(|a| a.get(REF_NAME))
+        .cloned()
 }
 
 struct Dir(PathBuf);
@@ -94,16 +143,19 @@ pub(super) fn open_layout<F: Files>(files: F, reference: Option<&str>) -> Result
             source,
         })?;
 
-    let name_of = |d: &oci_spec::image::Descriptor| {
-        d.annotations()
-            .as_ref()
-            .and_then(|a| a.get(REF_NAME))
-            .cloned()
+    // One entry is the image; with more, those that refer to another are not
+    // candidates for it (a layout of an image and its signature holds one image).
+    let referrers = match index.manifests().len() {
+        0 | 1 => Vec::new(),
+        _ => referrers_in(&files, index.manifests())?,
     };
     let candidates: Vec<_> = index
         .manifests()
         .iter()
-        .filter(|d| reference.is_none() || name_of(d).as_deref() == reference)
+        .filter(|d| match reference {
+            Some(reference) => name_of(d).as_deref() == Some(reference),
+            None => !referrers.iter().any(|(_, f)| f.descriptor.digest.as_str() == d.digest().as_ref()),
+        })
         .collect();
     let descriptor = match (candidates.as_slice(), reference) {
         ([one], _) => *one,
@@ -132,12 +184,15 @@ pub(super) fn open_layout<F: Files>(files: F, reference: Option<&str>) -> Result
 
     let top = Descriptor::from_spec(descriptor)?;
     let tag = reference.map(str::to_owned);
-    Ok((Arc::new(Layout(files)), top, tag))
+    Ok((Arc::new(Layout { files, referrers }), top, tag))
 }
 
 /// The blob store of a layout, whatever holds its files.
 pub(super) fn store<F: Files>(files: F) -> Arc<dyn Blobs> {
-    Arc::new(Layout(files))
+    Arc::new(Layout {
+        files,
+        referrers: Vec::new(),
+    })
 }
 
 /// Reads a whole file that must stay small; `None` when it does not exist.

@@ -6,8 +6,9 @@
 //! are streamed from the source straight into the upload, part by part, never held
 //! whole.
 
+use std::collections::HashMap;
 use std::io::{self, Read};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt as _;
 use reqwest::{Method, StatusCode};
@@ -15,7 +16,8 @@ use tokio::runtime::Handle;
 
 use super::oci::Opened;
 use super::{
-    Blobs, Descriptor, Digest, Error, INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES, MAX_MANIFEST_BYTES,
+    Blobs, Descriptor, Digest, Error, Found, INDEX_MEDIA_TYPES, MANIFEST_MEDIA_TYPES,
+    MAX_MANIFEST_BYTES, referrers,
 };
 use crate::docker_config::Login;
 use crate::registry::{Access, Client, Reference};
@@ -56,26 +58,29 @@ pub(super) async fn open(
             reason: format!("it answered a manifest whose digest is {digest}, not {pinned}"),
         });
     }
-    // The type the manifest names; an OCI manifest may name none (umoci writes them so),
-    // and is then an index if it lists manifests, else an image manifest.
-    let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    let media_type = match value.get("mediaType").and_then(|t| t.as_str()) {
-        Some(declared) => declared.to_owned(),
-        None if value.get("manifests").is_some() => INDEX_MEDIA_TYPES[0].to_owned(),
-        None => MANIFEST_MEDIA_TYPES[0].to_owned(),
-    };
     let top = Descriptor {
-        media_type,
+        media_type: declared_type(&bytes),
         digest: digest.clone(),
         size: bytes.len() as u64,
     };
     let tag = reference.tag.clone().filter(|_| reference.digest.is_none());
     let store = Remote {
         source: Arc::new(source),
-        top: (digest, Arc::new(bytes)),
+        fetched: Mutex::new(HashMap::from([(digest, Arc::new(bytes))])),
         handle: Handle::current(),
     };
     Ok((Arc::new(store), top, tag))
+}
+
+/// The type a manifest names; an OCI manifest may name none (umoci writes them so),
+/// and is then an index if it lists manifests, else an image manifest.
+fn declared_type(bytes: &[u8]) -> String {
+    let value: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    match value.get("mediaType").and_then(|t| t.as_str()) {
+        Some(declared) => declared.to_owned(),
+        None if value.get("manifests").is_some() => INDEX_MEDIA_TYPES[0].to_owned(),
+        None => MANIFEST_MEDIA_TYPES[0].to_owned(),
+    }
 }
 
 const NOT_FOUND: &str = "it has no such manifest; check the name and tag";
@@ -108,16 +113,39 @@ impl Source {
     /// The manifest `reference` (a tag or a digest) names, in one of `accepted` types.
     async fn manifest(&self, reference: &str, accepted: &[&str]) -> Result<Vec<u8>, Error> {
         let url = self.client.url(&format!("manifests/{reference}"));
+        match self.get_small(&url, accepted, "GET manifest", false).await? {
+            Some(bytes) => Ok(bytes),
+            None => Err(self.failed(NOT_FOUND.to_owned())),
+        }
+    }
+
+    /// A manifest or a referrers list at `url`, whole; `None` when there is none (404,
+    /// or with `absent_if_refused` any 4xx but an authorization's: a registry without
+    /// the referrers API answers what its router answers for an unknown path).
+    async fn get_small(
+        &self,
+        url: &str,
+        accepted: &[&str],
+        action: &str,
+        absent_if_refused: bool,
+    ) -> Result<Option<Vec<u8>>, Error> {
         let request = self
             .client
-            .request(Method::GET, &url)
+            .request(Method::GET, url)
             .header(reqwest::header::ACCEPT, accepted.join(", "));
         let response = self
             .client
-            .send(request, "manifest", "GET manifest")
+            .send(request, "manifest", action)
             .await
             .map_err(|e| self.failed(e.reason))?;
-        if response.status() != StatusCode::OK {
+        let status = response.status();
+        let authorization = [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN];
+        if status == StatusCode::NOT_FOUND
+            || (absent_if_refused && status.is_client_error() && !authorization.contains(&status))
+        {
+            return Ok(None);
+        }
+        if status != StatusCode::OK {
             return Err(self.refusal(response).await);
         }
         if response
@@ -132,7 +160,61 @@ impl Source {
             .bytes()
             .await
             .map_err(|e| self.failed(crate::sdk::innermost(&e)))?;
-        Ok(bytes.to_vec())
+        Ok(Some(bytes.to_vec()))
+    }
+
+    /// What refers to `subject`: the referrers API, else the OCI 1.1 fallback tag
+    /// (`sha256-<hex>`, an index of referrers, which distribution 2.8 and other
+    /// registries without the API hold), and cosign's `.sig`, `.att`, `.sbom` tags,
+    /// asked at once. A manifest fetched by a cosign tag is returned with its bytes.
+    async fn referrers(&self, subject: &Digest) -> Result<Vec<(Found, Option<Vec<u8>>)>, Error> {
+        let index = [INDEX_MEDIA_TYPES[0]];
+        let tags = referrers::tags_for(subject);
+        let api = self.client.url(&format!("referrers/{subject}"));
+        let fallback = self.client.url(&format!("manifests/{}", tags[0]));
+        let listed = async {
+            match self.get_small(&api, &index, "GET referrers", true).await? {
+                Some(list) => Ok(Some(list)),
+                None => self.get_small(&fallback, &index, "GET manifest", false).await,
+            }
+        };
+        let cosign = futures_util::future::try_join_all(tags[1..].iter().map(|tag| async move {
+            let url = self.client.url(&format!("manifests/{tag}"));
+            let bytes = self
+                .get_small(&url, &MANIFEST_MEDIA_TYPES, "GET manifest", false)
+                .await?;
+            Ok::<_, Error>(bytes.map(|bytes| (tag.clone(), bytes)))
+        }));
+        let (listed, cosign) = futures_util::future::try_join(listed, cosign).await?;
+        let mut found = Vec::new();
+        if let Some(list) = listed {
+            let index: oci_spec::image::ImageIndex =
+                serde_json::from_slice(&list).map_err(|e| {
+                    self.failed(format!("its list of what refers to {subject} is not an index: {e}"))
+                })?;
+            for spec in index.manifests() {
+                let found_one = Found {
+                    descriptor: Descriptor::from_spec(spec)?,
+                    tag: None,
+                };
+                found.push((found_one, None));
+            }
+        }
+        for (tag, bytes) in cosign.into_iter().flatten() {
+            let descriptor = Descriptor {
+                media_type: declared_type(&bytes),
+                digest: Digest::of(&bytes),
+                size: bytes.len() as u64,
+            };
+            found.push((
+                Found {
+                    descriptor,
+                    tag: Some(tag),
+                },
+                Some(bytes),
+            ));
+        }
+        Ok(found)
     }
 
     /// The answer to GET of a blob, its body not yet read.
@@ -182,7 +264,8 @@ impl Source {
 
 struct Remote {
     source: Arc<Source>,
-    top: (Digest, Arc<Vec<u8>>),
+    /// Manifests fetched already (the top one, those found by a cosign tag), by digest.
+    fetched: Mutex<HashMap<Digest, Arc<Vec<u8>>>>,
     /// The runtime the client's connections belong to; readers run on blocking threads
     /// and wait on it.
     handle: Handle,
@@ -201,8 +284,12 @@ impl Blobs for Remote {
     }
 
     fn open_manifest(&self, descriptor: &Descriptor) -> Result<Box<dyn Read + Send>, Error> {
-        if descriptor.digest == self.top.0 {
-            return Ok(Box::new(io::Cursor::new(self.top.1.to_vec())));
+        let fetched = self
+            .fetched
+            .lock()
+            .map_or(None, |f| f.get(&descriptor.digest).cloned());
+        if let Some(bytes) = fetched {
+            return Ok(Box::new(io::Cursor::new(bytes.to_vec())));
         }
         let accepted: Vec<&str> = if descriptor.media_type.is_empty() {
             MANIFEST_MEDIA_TYPES.to_vec()
@@ -214,6 +301,20 @@ impl Blobs for Remote {
             .handle
             .block_on(self.source.manifest(descriptor.digest.as_str(), &accepted))?;
         Ok(Box::new(io::Cursor::new(bytes)))
+    }
+
+    fn referrers(&self, subject: &Descriptor) -> Result<Vec<Found>, Error> {
+        let found = self
+            .handle
+            .block_on(self.source.referrers(&subject.digest))?;
+        let mut referrers = Vec::with_capacity(found.len());
+        for (one, bytes) in found {
+            if let (Some(bytes), Ok(mut fetched)) = (bytes, self.fetched.lock()) {
+                fetched.insert(one.descriptor.digest.clone(), Arc::new(bytes));
+            }
+            referrers.push(one);
+        }
+        Ok(referrers)
     }
 }
 

@@ -6,31 +6,44 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::referrers::{self, Attestations};
 use super::*;
 
 /// Builds an [`Image`] from a blob store and the descriptor of its top manifest: reads
-/// and verifies every manifest below it, and gathers their blobs.
+/// and verifies every manifest below it, gathers their blobs, and what refers to them.
 pub(crate) fn load(
     store: Arc<dyn Blobs>,
     top: &Descriptor,
     tag: Option<String>,
-    platforms: &[Platform],
+    scope: &Scope,
 ) -> Result<Image, Error> {
     let mut manifest = read_manifest(&*store, top)?;
     let mut original_digest = None;
-    if !platforms.is_empty() {
+    if !scope.platforms.is_empty() {
         if !is_index(&manifest.media_type) {
             return Err(Error::NotAnIndex {
                 digest: manifest.digest,
             });
         }
-        if let Some(bytes) = keep_platforms(&manifest, platforms)? {
-            original_digest = Some(manifest.digest);
+        if let Some(bytes) = keep_platforms(&manifest, &scope.platforms)? {
+            original_digest = Some(manifest.digest.clone());
             manifest = Manifest {
                 digest: Digest::of(&bytes),
                 bytes,
                 media_type: manifest.media_type,
             };
+        }
+    }
+    let mut attached = Vec::new();
+    if scope.attestations != Attestations::Keep && is_index(&manifest.media_type) {
+        if let Some((bytes, found)) = referrers::take_attestations(&manifest)? {
+            original_digest.get_or_insert(manifest.digest.clone());
+            manifest = Manifest {
+                digest: Digest::of(&bytes),
+                bytes,
+                media_type: manifest.media_type,
+            };
+            attached = found;
         }
     }
     let mut walk = Walk {
@@ -40,19 +53,70 @@ pub(crate) fn load(
         seen: HashSet::new(),
     };
     walk.manifest(&manifest, &mut vec![manifest.digest.clone()])?;
+
+    let mut referrers = Vec::new();
+    if scope.attestations == Attestations::Referrers {
+        for attestation in attached {
+            let Some(subject) = walk
+                .children
+                .iter()
+                .find(|c| c.digest == attestation.describes)
+                .cloned()
+            else {
+                tracing::warn!(
+                    "attestations: {} describes {}, which the index does not list; left out",
+                    attestation.descriptor.digest,
+                    attestation.describes
+                );
+                continue;
+            };
+            let read = read_manifest(walk.store, &attestation.descriptor)?;
+            let referrer = referrers::as_referrer(&read, &subject)?;
+            walk.referrer(&referrer.manifest)?;
+            referrers.push(referrer);
+        }
+    }
+    if scope.referrers {
+        let pushed: Vec<&Manifest> = walk.children.iter().chain([&manifest]).collect();
+        let subjects: Vec<Descriptor> = pushed
+            .iter()
+            .map(|m| Descriptor {
+                media_type: m.media_type.clone(),
+                digest: m.digest.clone(),
+                size: m.bytes.len() as u64,
+            })
+            .collect();
+        let mut known: HashSet<Digest> = pushed
+            .iter()
+            .map(|m| m.digest.clone())
+            .chain(referrers.iter().map(|r| r.manifest.digest.clone()))
+            .collect();
+        if original_digest.is_some() {
+            let left_out = store.referrers(top)?;
+            if !left_out.is_empty() {
+                tracing::warn!(
+                    "referrers: {} manifests refer to the source's index {}, which this push rewrote; they are left out, as they would hold for nothing pushed",
+                    left_out.len(),
+                    top.digest
+                );
+            }
+        }
+        referrers.extend(referrers::gather(&mut walk, subjects, &mut known)?);
+    }
     Ok(Image {
         children: walk.children,
         blobs: walk.blobs,
         manifest,
         original_digest,
         tag,
+        referrers,
         store,
     })
 }
 
 /// Reads one manifest whole, verified against its descriptor, with its media type from
 /// itself or, where it has none (umoci writes it so), from the descriptor.
-fn read_manifest(store: &dyn Blobs, descriptor: &Descriptor) -> Result<Manifest, Error> {
+pub(super) fn read_manifest(store: &dyn Blobs, descriptor: &Descriptor) -> Result<Manifest, Error> {
     if descriptor.size > MAX_MANIFEST_BYTES {
         return Err(Error::ManifestTooLarge {
             digest: descriptor.digest.clone(),
@@ -183,14 +247,23 @@ fn strict_json(bytes: &[u8]) -> Result<(), serde_json::Error> {
 }
 
 /// The walk down from the top manifest.
-struct Walk<'a> {
-    store: &'a dyn Blobs,
+pub(super) struct Walk<'a> {
+    pub(super) store: &'a dyn Blobs,
     children: Vec<Manifest>,
     blobs: Vec<Descriptor>,
     seen: HashSet<Digest>,
 }
 
 impl Walk<'_> {
+    /// Walks a referrer: its blobs join the image's; for a referrer that is an index,
+    /// the manifests it lists are returned, apart from the image's.
+    pub(super) fn referrer(&mut self, manifest: &Manifest) -> Result<Vec<Manifest>, Error> {
+        let image_children = std::mem::take(&mut self.children);
+        let walked = self.manifest(manifest, &mut vec![manifest.digest.clone()]);
+        let children = std::mem::replace(&mut self.children, image_children);
+        walked.map(|()| children)
+    }
+
     /// `path`: the digests from the top down to this manifest, to refuse cycles.
     fn manifest(&mut self, manifest: &Manifest, path: &mut Vec<Digest>) -> Result<(), Error> {
         let json_err = |source| Error::Json {

@@ -76,6 +76,15 @@ pub enum Error {
         digest: Digest,
         set: String,
     },
+    #[error(
+        "referrers: {artifact_type} {digest} (referring to {subject}) was not stored: {source}; no tag was written. With referrers: true the image is pushed without it"
+    )]
+    Referrer {
+        artifact_type: String,
+        digest: Digest,
+        subject: Digest,
+        source: Box<Error>,
+    },
     #[error("image: manifest {0} is not UTF-8 text, which PutImage requires")]
     ManifestNotText(Digest),
     #[error("internal error in a blob reader: {0}")]
@@ -157,6 +166,97 @@ pub trait Destination {
     fn throttled(&self) -> Vec<(String, u64)> {
         Vec::new()
     }
+    /// Whether this is ECR, which refuses a referrer whose subject is an image index
+    /// (aws/containers-roadmap#2783, #2306): said when it does.
+    fn is_ecr(&self) -> bool {
+        false
+    }
+}
+
+/// Whether referrers go along (`referrers`): not at all, where the destination stores
+/// them (a refusal is a warning), or all of them (a refusal fails the push).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Referrers {
+    Off,
+    #[default]
+    Carry,
+    Required,
+}
+
+impl Referrers {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "false" => Some(Self::Off),
+            "true" => Some(Self::Carry),
+            "required" => Some(Self::Required),
+            _ => None,
+        }
+    }
+}
+
+/// The image's referrers, each after its subject, by digest (or under the tag cosign's
+/// scheme keeps it under). Where the destination refuses one, it and what refers to it
+/// are left out with a warning, unless they are `required`.
+async fn put_referrers<D: Destination>(
+    destination: &D,
+    image: &Image,
+    required: bool,
+    report: &mut Report,
+) -> Result<(), Error> {
+    let mut refused: HashSet<&Digest> = HashSet::new();
+    for referrer in &image.referrers {
+        let result = if refused.contains(&referrer.subject.digest) {
+            Err(None)
+        } else {
+            async {
+                for child in &referrer.children {
+                    destination.put_manifest(child, None).await?;
+                }
+                destination
+                    .put_manifest(&referrer.manifest, referrer.tag.as_deref())
+                    .await
+            }
+            .await
+            .map_err(Some)
+        };
+        let digest = &referrer.manifest.digest;
+        let reason = match result {
+            Ok(_) => None,
+            Err(Some(source)) if required => {
+                return Err(Error::Referrer {
+                    artifact_type: referrer.artifact_type.clone(),
+                    digest: digest.clone(),
+                    subject: referrer.subject.digest.clone(),
+                    source: Box::new(source),
+                });
+            }
+            Err(error) => {
+                let reason = match error {
+                    Some(error) if destination.is_ecr() && image::is_index(&referrer.subject.media_type) => format!(
+                        "{error}; ECR does not store referrers of an image index yet (aws/containers-roadmap#2783)"
+                    ),
+                    Some(error) => error.to_string(),
+                    None => "what it refers to was not stored".to_owned(),
+                };
+                tracing::warn!(
+                    "referrers: {} {digest} (referring to {}) left out: {reason}; the image is pushed without it (referrers: required fails instead)",
+                    referrer.artifact_type,
+                    referrer.subject.digest.short()
+                );
+                refused.insert(digest);
+                Some(reason)
+            }
+        };
+        report.referrers.push(crate::report::Carried {
+            digest: digest.clone(),
+            artifact_type: referrer.artifact_type.clone(),
+            subject: referrer.subject.digest.clone(),
+            tag: referrer.tag.clone(),
+            rewritten_from: referrer.rewritten_from.clone(),
+            refused: reason,
+        });
+    }
+    Ok(())
 }
 
 use crate::calls::Calls;
@@ -265,6 +365,14 @@ async fn upload<D: Destination>(
     Ok(())
 }
 
+/// How a push goes: blobs at once, how progress is shown, whether referrers must land.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub concurrency: usize,
+    pub progress: crate::progress::Style,
+    pub referrers: Referrers,
+}
+
 /// At most this size, a blob is one request of bytes (ECR's smallest part is 5 MiB)
 /// and goes in the lane of small blobs.
 const SMALL_BLOB: u64 = 5 * 1024 * 1024;
@@ -273,9 +381,13 @@ pub async fn push<D: Destination>(
     destination: &D,
     image: &Image,
     tags: &[String],
-    concurrency: usize,
-    progress: crate::progress::Style,
+    options: Options,
 ) -> Result<Report, Error> {
+    let Options {
+        concurrency,
+        progress,
+        referrers,
+    } = options;
     let started = Instant::now();
     let mut report = upload_missing(destination, image, concurrency, progress).await?;
     // A tag can point at this image only if every blob was there already.
@@ -293,6 +405,14 @@ pub async fn push<D: Destination>(
         }
     }
     report.manifests = image.children.len() + 1;
+    // A referrer's subject is there before it: ECR and the OCI spec do not promise to
+    // take one that refers to nothing yet.
+    if !image.referrers.is_empty() {
+        if already.is_empty() {
+            destination.put_manifest(&image.manifest, None).await?;
+        }
+        put_referrers(destination, image, referrers == Referrers::Required, &mut report).await?;
+    }
     for tag in tags {
         if already.contains(tag) {
             report.tags_unchanged.push(tag.clone());
@@ -334,15 +454,22 @@ pub async fn push<D: Destination>(
 pub async fn stage<D: Destination>(
     destination: &D,
     image: &Image,
-    concurrency: usize,
-    progress: crate::progress::Style,
+    options: Options,
 ) -> Result<Report, Error> {
     let started = Instant::now();
-    let mut report = upload_missing(destination, image, concurrency, progress).await?;
+    let mut report =
+        upload_missing(destination, image, options.concurrency, options.progress).await?;
     for manifest in image.children.iter().chain([&image.manifest]) {
         destination.put_manifest(manifest, None).await?;
     }
     report.manifests = image.children.len() + 1;
+    put_referrers(
+        destination,
+        image,
+        options.referrers == Referrers::Required,
+        &mut report,
+    )
+    .await?;
     finish(destination, &mut report, started);
     Ok(report)
 }
@@ -491,6 +618,14 @@ mod tests {
         }
     }
 
+    fn options() -> Options {
+        Options {
+            concurrency: 1,
+            progress: crate::progress::Style::Lines,
+            referrers: Referrers::Carry,
+        }
+    }
+
     /// An image of one layer of `layer` bytes, in memory.
     fn image(layer: &[u8]) -> Image {
         let config = br#"{"architecture":"amd64","os":"linux"}"#;
@@ -529,15 +664,9 @@ mod tests {
             stored: Mutex::new(Vec::new()),
         };
         let tags = ["v1".to_owned()];
-        let report = push(
-            &destination,
-            &image,
-            &tags,
-            1,
-            crate::progress::Style::Lines,
-        )
-        .await
-        .unwrap();
+        let report = push(&destination, &image, &tags, options())
+            .await
+            .unwrap();
         // Two blobs, one upload each, and the two cut ones again.
         assert_eq!(destination.attempts.load(Ordering::Relaxed), 4);
         let mut stored = destination.stored.into_inner().unwrap();
@@ -555,7 +684,7 @@ mod tests {
             attempts: AtomicU32::new(0),
             stored: Mutex::new(Vec::new()),
         };
-        let error = push(&destination, &image, &[], 1, crate::progress::Style::Lines)
+        let error = push(&destination, &image, &[], options())
             .await
             .unwrap_err()
             .to_string();

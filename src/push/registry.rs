@@ -251,6 +251,10 @@ impl Destination for Registry {
         self.client.calls().snapshot()
     }
 
+    fn is_ecr(&self) -> bool {
+        crate::ecr_host::EcrHost::parse(self.client.host()).is_some()
+    }
+
     async fn missing(&self, digests: &[&Digest]) -> Result<HashSet<Digest>, Error> {
         let found: Vec<Option<Digest>> = stream::iter(digests)
             .map(|digest| async move {

@@ -184,6 +184,10 @@ impl Destination for Ecr {
         self.paces.throttled()
     }
 
+    fn is_ecr(&self) -> bool {
+        true
+    }
+
     async fn missing(&self, digests: &[&Digest]) -> Result<HashSet<Digest>, Error> {
         self.missing_layers(digests).await
     }
