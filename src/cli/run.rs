@@ -85,6 +85,28 @@ fn return_large_buffers_to_the_system() {
     }
 }
 
+/// In Actions, a warning is a workflow annotation, so the run's page shows it.
+struct Annotated<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for Annotated<F>
+where
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        context: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        if *event.metadata().level() == tracing::Level::WARN {
+            write!(writer, "::warning title=ecr-push::")?;
+        }
+        self.0.format_event(context, writer, event)
+    }
+}
+
 /// Short lines in the log; `--verbose` adds each API call and part. In Actions the log
 /// goes to stdout with the workflow commands, so groups and lines stay in order.
 fn init_logging(verbose: bool, runtime: &Runtime) {
@@ -93,13 +115,21 @@ fn init_logging(verbose: bool, runtime: &Runtime) {
     } else {
         "warn,ecr_push=info"
     };
+    let format = tracing_subscriber::fmt::format()
+        .without_time()
+        .with_target(false)
+        .with_level(verbose);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .without_time()
         .with_target(false)
         .with_level(verbose);
     if runtime.in_actions() {
-        builder.with_ansi(false).with_writer(std::io::stdout).init();
+        builder
+            .with_ansi(false)
+            .event_format(Annotated(format.with_ansi(false)))
+            .with_writer(std::io::stdout)
+            .init();
     } else {
         builder
             .with_ansi(std::io::stderr().is_terminal())

@@ -148,18 +148,26 @@ pub struct Recorder {
 /// an account whose policy refuses the step, as long as nobody fixes it.
 struct Refusal {
     action: String,
+    /// Empty: any account.
     registry_id: String,
+    /// The `imageDigest` refused, if only one is.
+    digest: Option<String>,
     fault: Fault,
 }
 
 /// The refusal that answers this call, if one does.
 fn refusal_for(refusals: &Mutex<Vec<Refusal>>, action: &str, body: &str) -> Option<Fault> {
     let body: serde_json::Value = serde_json::from_str(body).ok()?;
-    let registry_id = body["registryId"].as_str()?;
+    let registry_id = body["registryId"].as_str().unwrap_or_default();
+    let digest = body["imageDigest"].as_str();
     let refusals = refusals.lock().expect("lock");
     refusals
         .iter()
-        .find(|r| r.action == action && r.registry_id == registry_id)
+        .find(|r| {
+            r.action == action
+                && (r.registry_id.is_empty() || r.registry_id == registry_id)
+                && r.digest.as_deref().is_none_or(|d| Some(d) == digest)
+        })
         .map(|r| r.fault.clone())
 }
 
@@ -318,6 +326,30 @@ impl Recorder {
         self.refusals.lock().expect("lock").push(Refusal {
             action: action.to_owned(),
             registry_id: account.to_owned(),
+            digest: None,
+            fault: Fault::Answer {
+                status,
+                content_type: "application/x-amz-json-1.1",
+                body,
+            },
+        });
+    }
+
+    /// From now on every call to `action` for the image `digest` (its `imageDigest`),
+    /// in any account, gets AWS's JSON error `code`, until `calm`.
+    pub fn refuse_digest(
+        &self,
+        action: &str,
+        digest: &str,
+        status: &'static str,
+        code: &str,
+        message: &str,
+    ) {
+        let body = serde_json::json!({"__type": code, "message": message}).to_string();
+        self.refusals.lock().expect("lock").push(Refusal {
+            action: action.to_owned(),
+            registry_id: String::new(),
+            digest: Some(digest.to_owned()),
             fault: Fault::Answer {
                 status,
                 content_type: "application/x-amz-json-1.1",

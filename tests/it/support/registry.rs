@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{TestCa, free_port};
+use super::{TestCa, free_port, runtime, sha256};
 
 /// Debian's `docker-registry` (the CNCF distribution registry) on a free loopback port,
 /// storing into a temporary folder.
@@ -120,6 +120,53 @@ impl Registry {
 }
 
 impl Registry {
+    /// Stores a blob as a client of the distribution API does (oras, cosign): an upload
+    /// session, then one PUT of the whole blob with its digest.
+    pub fn put_blob(&self, repository: &str, bytes: &[u8]) {
+        let host = self.host();
+        let status = runtime().block_on(async {
+            let client = reqwest::Client::new();
+            let session = client
+                .post(format!("http://{host}/v2/{repository}/blobs/uploads/"))
+                .send()
+                .await
+                .expect("registry answers");
+            assert_eq!(session.status().as_u16(), 202, "POST upload to {repository}");
+            let location = session.headers()["location"].to_str().unwrap().to_owned();
+            let location = if location.starts_with('/') {
+                format!("http://{host}{location}")
+            } else {
+                location
+            };
+            let separator = if location.contains('?') { '&' } else { '?' };
+            client
+                .put(format!("{location}{separator}digest={}", sha256(bytes)))
+                .header("content-type", "application/octet-stream")
+                .body(bytes.to_vec())
+                .send()
+                .await
+                .expect("registry answers")
+                .status()
+        });
+        assert_eq!(status.as_u16(), 201, "PUT blob to {repository}");
+    }
+
+    /// Stores a manifest under `reference` (a tag, or its digest), as oras and cosign do.
+    pub fn put_manifest(&self, repository: &str, reference: &str, media_type: &str, bytes: &[u8]) {
+        let url = format!("http://{}/v2/{repository}/manifests/{reference}", self.host());
+        let (status, body) = runtime().block_on(async {
+            let response = reqwest::Client::new()
+                .put(url)
+                .header("content-type", media_type)
+                .body(bytes.to_vec())
+                .send()
+                .await
+                .expect("registry answers");
+            (response.status(), response.text().await.unwrap_or_default())
+        });
+        assert_eq!(status.as_u16(), 201, "PUT manifest {reference}: {body}");
+    }
+
     /// Whether the registry answers 200 to a HEAD of this path under /v2/.
     pub fn has(&self, path: &str) -> bool {
         use std::io::{Read, Write};

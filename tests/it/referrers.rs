@@ -1,0 +1,410 @@
+//! The supply chain goes along: what refers to an image (an SBOM, a signature on that
+//! SBOM, cosign's `.sig` and `.att` tags) lands in moto byte for byte after the image
+//! and before its tags; BuildKit's attestations leave the index as referrers of their
+//! platforms; a referrer ECR refuses is one warning, unless `referrers: required`.
+//!
+//! The artifacts are written as their tools write them: OCI 1.1 artifacts (the empty
+//! config, `artifactType`, `subject`) as in the OCI image-spec 1.1 "Guidelines for
+//! Artifact Usage" and as `oras attach` pushes them; cosign's tag-scheme signatures and
+//! attestations as in sigstore/cosign `specs/SIGNATURE_SPEC.md` and
+//! `specs/ATTESTATION_SPEC.md` (an image config, one layer of simple signing or of a
+//! DSSE envelope, the signature in an annotation).
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const EMPTY: &[u8] = b"{}";
+
+/// A manifest and the blobs it lists, not yet stored anywhere.
+struct Artifact {
+    bytes: Vec<u8>,
+    digest: String,
+    blobs: Vec<Vec<u8>>,
+}
+
+impl Artifact {
+    fn descriptor(&self, artifact_type: Option<&str>) -> Value {
+        let mut d = json!({"mediaType": MANIFEST, "digest": self.digest, "size": self.bytes.len()});
+        if let Some(t) = artifact_type {
+            d["artifactType"] = t.into();
+        }
+        d
+    }
+}
+
+fn descriptor(media_type: &str, bytes: &[u8]) -> Value {
+    json!({"mediaType": media_type, "digest": sha256(bytes), "size": bytes.len()})
+}
+
+/// An OCI 1.1 artifact of one layer, referring to `subject` (media type, bytes).
+fn oci_artifact(artifact_type: &str, layer: &[u8], subject: (&str, &[u8])) -> Artifact {
+    let bytes = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "artifactType": artifact_type,
+        "config": descriptor("application/vnd.oci.empty.v1+json", EMPTY),
+        "layers": [descriptor(artifact_type, layer)],
+        "subject": descriptor(subject.0, subject.1),
+        "annotations": {"org.opencontainers.image.created": "2026-12-01T10:00:00Z"},
+    }))
+    .unwrap();
+    Artifact {
+        digest: sha256(&bytes),
+        bytes,
+        blobs: vec![EMPTY.to_vec(), layer.to_vec()],
+    }
+}
+
+/// A signature or attestation of cosign's tag scheme: no `subject`, found by its tag.
+fn cosign_artifact(layer_type: &str, layer: &[u8], annotation: (&str, &str)) -> Artifact {
+    let config = br#"{"architecture":"","created":"0001-01-01T00:00:00Z","history":[{"created":"0001-01-01T00:00:00Z"}],"os":"","rootfs":{"type":"layers","diff_ids":[]},"config":{}}"#;
+    let mut layer_descriptor = descriptor(layer_type, layer);
+    layer_descriptor["annotations"] = json!({annotation.0: annotation.1});
+    let bytes = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+        "layers": [layer_descriptor],
+    }))
+    .unwrap();
+    Artifact {
+        digest: sha256(&bytes),
+        bytes,
+        blobs: vec![config.to_vec(), layer.to_vec()],
+    }
+}
+
+/// An SPDX SBOM of `subject` and a Notation-style signature on that SBOM.
+fn sbom_and_signature(subject: (&str, &[u8])) -> (Artifact, Artifact) {
+    let sbom = oci_artifact(
+        "application/spdx+json",
+        br#"{"spdxVersion":"SPDX-2.3","name":"app","packages":[{"name":"openssl","versionInfo":"3.0.15"}]}"#,
+        subject,
+    );
+    let signature = oci_artifact(
+        "application/vnd.cncf.notary.signature",
+        &random_bytes(170, 1200),
+        (MANIFEST, &sbom.bytes),
+    );
+    (sbom, signature)
+}
+
+/// Adds artifacts to an OCI layout's blobs and, unnamed, to its index.json, as
+/// `oras cp -r --to-oci-layout` leaves them.
+fn add_to_layout(layout: &std::path::Path, artifacts: &[&Artifact]) {
+    let blobs = layout.join("blobs/sha256");
+    let index_path = layout.join("index.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    for artifact in artifacts {
+        for blob in artifact.blobs.iter().chain([&artifact.bytes]) {
+            std::fs::write(blobs.join(sha256(blob).trim_start_matches("sha256:")), blob).unwrap();
+        }
+        index["manifests"]
+            .as_array_mut()
+            .unwrap()
+            .push(artifact.descriptor(None));
+    }
+    std::fs::write(index_path, index.to_string()).unwrap();
+}
+
+fn add_to_registry(registry: &Registry, repository: &str, artifact: &Artifact, tag: Option<&str>) {
+    for blob in &artifact.blobs {
+        registry.put_blob(repository, blob);
+    }
+    let reference = tag.unwrap_or(&artifact.digest);
+    registry.put_manifest(repository, reference, MANIFEST, &artifact.bytes);
+}
+
+/// moto holds `artifact` under its digest with its exact bytes.
+fn assert_in_moto(stack: &Stack, repository: &str, artifact: &Artifact) {
+    let (_, bytes) = stack
+        .moto
+        .manifest_by_digest(CI_ACCOUNT, repository, &artifact.digest)
+        .unwrap_or_else(|| panic!("{} not in {repository}", artifact.digest));
+    assert_eq!(bytes.as_bytes(), artifact.bytes.as_slice(), "{}", artifact.digest);
+    let digests: Vec<String> = artifact.blobs.iter().map(|b| sha256(b)).collect();
+    let available = stack.moto.available_blobs(CI_ACCOUNT, repository, &digests);
+    for blob in &artifact.blobs {
+        assert_eq!(available.get(&sha256(blob)), Some(&(blob.len() as i64)));
+    }
+}
+
+/// The PutImage calls in order: (imageDigest, imageTag).
+fn put_images(stack: &Stack) -> Vec<(String, Option<String>)> {
+    stack
+        .recorder
+        .calls_to("PutImage")
+        .iter()
+        .map(|call| {
+            let body = call.json();
+            (
+                body["imageDigest"].as_str().unwrap_or_default().to_owned(),
+                body["imageTag"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+fn referrers_output(run: &Run) -> Vec<Value> {
+    serde_json::from_str::<Value>(&run.outputs["referrers"])
+        .unwrap()
+        .as_array()
+        .cloned()
+        .unwrap()
+}
+
+#[test]
+fn an_sbom_and_a_signature_on_it_go_along_from_a_layout_by_digest_before_the_tag() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "app", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(171, 300 * 1024)]);
+    let (sbom, signature) = sbom_and_signature((MANIFEST, &layout.manifest));
+    add_to_layout(dir.path(), &[&sbom, &signature]);
+
+    // Without REF: the layout's one image is the entry nothing else refers from.
+    let reference = format!("oci:{}", dir.path().display());
+    let run = stack
+        .action()
+        .input("image", &reference)
+        .input("repository", "app")
+        .input("tags", "v1")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    let (digest, _) = stack.moto.manifest(CI_ACCOUNT, "app", "v1").unwrap();
+    assert_eq!(digest, layout.digest);
+    assert_in_moto(&stack, "app", &sbom);
+    assert_in_moto(&stack, "app", &signature);
+    // The image by digest, its SBOM, the signature on the SBOM, then the tag.
+    assert_eq!(
+        put_images(&stack),
+        vec![
+            (layout.digest.clone(), None),
+            (sbom.digest.clone(), None),
+            (signature.digest.clone(), None),
+            (layout.digest.clone(), Some("v1".to_owned())),
+        ]
+    );
+    let carried = referrers_output(&run);
+    assert_eq!(carried.len(), 2, "{carried:?}");
+    assert_eq!(carried[0]["digest"], sbom.digest.as_str());
+    assert_eq!(carried[0]["artifactType"], "application/spdx+json");
+    assert_eq!(carried[0]["subject"], layout.digest.as_str());
+    assert_eq!(carried[1]["subject"], sbom.digest.as_str());
+    assert!(run.summary.contains("application/vnd.cncf.notary.signature"), "{}", run.summary);
+
+    // `referrers: false`: the image alone.
+    let alone = Stack::start();
+    alone.moto.create_repository(CI_ACCOUNT, "app", false);
+    let run = alone
+        .action()
+        .input("image", &reference)
+        .input("repository", "app")
+        .input("tags", "v1")
+        .input("referrers", "false")
+        .run();
+    assert!(run.ok(), "{}", run.log());
+    assert_eq!(put_images(&alone), vec![(layout.digest.clone(), Some("v1".to_owned()))]);
+    assert!(alone.moto.manifest_by_digest(CI_ACCOUNT, "app", &sbom.digest).is_none());
+}
+
+#[test]
+fn referrers_and_cosign_tags_go_along_from_a_registry_without_the_referrers_api() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "app", false);
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(172, 200 * 1024)]);
+    registry.skopeo_copy(&layout.reference("v1"), "team/app:v1");
+    let (sbom, signature) = sbom_and_signature((MANIFEST, &layout.manifest));
+    add_to_registry(&registry, "team/app", &sbom, None);
+    add_to_registry(&registry, "team/app", &signature, None);
+    // Distribution 2.8 has no referrers API: the OCI 1.1 fallback tag lists them, as
+    // a client pushing them there writes it (distribution-spec 1.1, "Referrers Tag Schema").
+    let fallback = |of: &str, listed: &Artifact, artifact_type: &str| {
+        let index = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX,
+            "manifests": [listed.descriptor(Some(artifact_type))],
+        }))
+        .unwrap();
+        let tag = format!("sha256-{}", of.trim_start_matches("sha256:"));
+        registry.put_manifest("team/app", &tag, INDEX, &index);
+    };
+    fallback(&layout.digest, &sbom, "application/spdx+json");
+    fallback(&sbom.digest, &signature, "application/vnd.cncf.notary.signature");
+    let base = format!("sha256-{}", layout.digest.trim_start_matches("sha256:"));
+    let sig = cosign_artifact(
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        format!(r#"{{"critical":{{"identity":{{"docker-reference":"registry.test/team/app"}},"image":{{"docker-manifest-digest":"{}"}},"type":"cosign container image signature"}},"optional":null}}"#, layout.digest).as_bytes(),
+        ("dev.cosignproject.cosign/signature", "MEUCIQDfake+signature+bytes=="),
+    );
+    let att = cosign_artifact(
+        "application/vnd.dsse.envelope.v1+json",
+        br#"{"payloadType":"application/vnd.in-toto+json","payload":"eyJfdHlwZSI6Imh0dHBzOi8vaW4tdG90by5pby9TdGF0ZW1lbnQvdjAuMSJ9","signatures":[{"sig":"MEUCIQ=="}]}"#,
+        ("predicateType", "https://slsa.dev/provenance/v1"),
+    );
+    add_to_registry(&registry, "team/app", &sig, Some(&format!("{base}.sig")));
+    add_to_registry(&registry, "team/app", &att, Some(&format!("{base}.att")));
+
+    let run = stack
+        .action()
+        .input("image", &format!("docker://{}/team/app:v1", registry.host()))
+        .input("repository", "app")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    let (digest, _) = stack.moto.manifest(CI_ACCOUNT, "app", "v1").unwrap();
+    assert_eq!(digest, layout.digest);
+    for artifact in [&sbom, &signature, &sig, &att] {
+        assert_in_moto(&stack, "app", artifact);
+    }
+    // cosign's artifacts keep their tags; the fallback index is not copied, as ECR
+    // answers the referrers API itself.
+    for (tag, artifact) in [(format!("{base}.sig"), &sig), (format!("{base}.att"), &att)] {
+        let (digest, bytes) = stack.moto.manifest(CI_ACCOUNT, "app", &tag).unwrap();
+        assert_eq!(digest, artifact.digest, "{tag}");
+        assert_eq!(bytes.as_bytes(), artifact.bytes.as_slice());
+    }
+    assert!(stack.moto.manifest(CI_ACCOUNT, "app", &base).is_none());
+    let carried = referrers_output(&run);
+    assert_eq!(carried.len(), 4, "{carried:?}");
+    let tagged: Vec<&str> = carried.iter().filter_map(|c| c["tag"].as_str()).collect();
+    assert_eq!(tagged.len(), 2, "{carried:?}");
+}
+
+#[test]
+fn buildkit_attestations_become_referrers_of_their_platforms() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "multi", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_index_layout(dir.path(), "v1", &["linux/amd64", "linux/arm64"]);
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "multi")
+        .input("attestations", "referrers")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    let (digest, bytes) = stack.moto.manifest(CI_ACCOUNT, "multi", "v1").unwrap();
+    assert_ne!(digest, layout.index.digest);
+    assert_eq!(run.outputs["digest"], digest);
+    let index: Value = serde_json::from_str(&bytes).unwrap();
+    let listed: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
+    let platforms: Vec<&str> = layout.images.iter().map(|i| i.digest.as_str()).collect();
+    assert_eq!(listed, platforms);
+    assert!(run.summary.contains(&layout.index.digest), "{}", run.summary);
+
+    let carried = referrers_output(&run);
+    assert_eq!(carried.len(), layout.attestations.len(), "{carried:?}");
+    for (entry, (image, attestation)) in carried
+        .iter()
+        .zip(layout.images.iter().zip(&layout.attestations))
+    {
+        assert_eq!(entry["subject"], image.digest.as_str());
+        assert_eq!(entry["sourceDigest"], attestation.digest.as_str());
+        assert_eq!(entry["artifactType"], "application/vnd.in-toto+json");
+        let (_, stored) = stack
+            .moto
+            .manifest_by_digest(CI_ACCOUNT, "multi", entry["digest"].as_str().unwrap())
+            .expect("the attestation by digest");
+        let stored: Value = serde_json::from_str(&stored).unwrap();
+        let source: Value = serde_json::from_slice(&attestation.bytes).unwrap();
+        assert_eq!(stored["subject"]["digest"], image.digest.as_str());
+        assert_eq!(stored["subject"]["size"], image.bytes.len());
+        assert_eq!(stored["artifactType"], "application/vnd.in-toto+json");
+        // The in-toto statement is the source's blob, unchanged.
+        assert_eq!(stored["layers"], source["layers"]);
+    }
+    // The source's attestation manifests themselves were not pushed.
+    for attestation in &layout.attestations {
+        assert!(
+            stack
+                .moto
+                .manifest_by_digest(CI_ACCOUNT, "multi", &attestation.digest)
+                .is_none()
+        );
+    }
+
+    // `drop`: the index of platforms, and no attestation anywhere.
+    let dropped = Stack::start();
+    dropped.moto.create_repository(CI_ACCOUNT, "multi", false);
+    let run = dropped
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "multi")
+        .input("attestations", "drop")
+        .run();
+    assert!(run.ok(), "{}", run.log());
+    assert_eq!(run.outputs["digest"], digest);
+    assert_eq!(referrers_output(&run), Vec::<Value>::new());
+    assert_eq!(put_images(&dropped).len(), layout.images.len() + 1);
+}
+
+#[test]
+fn a_referrer_of_an_index_that_ecr_refuses_is_a_warning_unless_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_index_layout(dir.path(), "v1", &["linux/amd64", "linux/arm64"]);
+    let (sbom, _) = sbom_and_signature((INDEX, &layout.index.bytes));
+    add_to_layout(dir.path(), &[&sbom]);
+    // ECR refuses a referrer whose subject is an index (aws/containers-roadmap#2783
+    // records the registry endpoint's 405; the API's own answer to it is not public,
+    // so the refusal here is PutImage's InvalidParameterException).
+    let refuse = |stack: &Stack| {
+        stack.recorder.refuse_digest(
+            "PutImage",
+            &sbom.digest,
+            "400 Bad Request",
+            "InvalidParameterException",
+            "Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Invalid JSON syntax'",
+        );
+    };
+
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "multi", false);
+    refuse(&stack);
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "multi")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    let (digest, _) = stack.moto.manifest(CI_ACCOUNT, "multi", "v1").unwrap();
+    assert_eq!(digest, layout.index.digest);
+    let warnings: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("::warning") && l.contains("referrers"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", run.log());
+    assert!(warnings[0].contains(&sbom.digest), "{}", warnings[0]);
+    assert!(warnings[0].contains("containers-roadmap#2783"), "{}", warnings[0]);
+    assert_eq!(referrers_output(&run), Vec::<Value>::new());
+    assert!(run.summary.contains("no: "), "{}", run.summary);
+
+    let strict = Stack::start();
+    strict.moto.create_repository(CI_ACCOUNT, "multi", false);
+    refuse(&strict);
+    let run = strict
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "multi")
+        .input("referrers", "required")
+        .run();
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(run.error().contains(&sbom.digest), "{}", run.error());
+    assert!(run.error().contains("no tag was written"), "{}", run.error());
+    assert!(strict.moto.manifest(CI_ACCOUNT, "multi", "v1").is_none());
+}
