@@ -66,8 +66,9 @@ fn referrers_table(carried: &[Carried], refused_by: impl Fn(&Carried) -> String)
     if carried.is_empty() {
         return String::new();
     }
-    let mut text = "#### Referrers\n\n| Artifact type | Digest | Refers to | Stored |\n|---|---|---|---|\n"
-        .to_owned();
+    let mut text =
+        "#### Referrers\n\n| Artifact type | Digest | Refers to | Stored |\n|---|---|---|---|\n"
+            .to_owned();
     for c in carried {
         let mut digest = format!("`{}`", c.digest);
         if let Some(from) = &c.rewritten_from {

@@ -330,8 +330,7 @@ async fn push_to_registry(
     let destination =
         destination::Registry::new(host, &push.repository, login, chunked, runtime.masker())?;
     let _group = runtime.group(&format!("Push to {host}/{}", push.repository));
-    Ok(destination::push(&destination, image, tags, push.options(runtime))
-    .await?)
+    Ok(destination::push(&destination, image, tags, push.options(runtime)).await?)
 }
 
 /// Credentials, then the push to ECR through its API or, with `via_registry`, its
@@ -380,8 +379,7 @@ async fn push_to_ecr(
                     true,
                     runtime.masker(),
                 )?;
-                destination::push(&destination, image, tags, push.options(runtime))
-                .await?
+                destination::push(&destination, image, tags, push.options(runtime)).await?
             }
             _ => destination::push(&ecr, image, tags, push.options(runtime)).await?,
         }

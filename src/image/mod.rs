@@ -26,7 +26,7 @@ pub use crate::digest::Digest;
 pub use compress::Compression;
 pub use platform::Platform;
 pub use reader::BlobReader;
-pub use referrers::{Attestations, Referrer};
+pub use referrers::{Attestations, Referrer, referrer_descriptor, subject_of};
 pub(crate) use walk::load;
 
 use reference::Reference;
@@ -541,7 +541,12 @@ pub fn load_from_memory(
     };
     let mut blobs = blobs;
     blobs.insert(descriptor.digest.clone(), top.to_vec());
-    load(Arc::new(Memory(blobs)), &descriptor, None, &Scope::default())
+    load(
+        Arc::new(Memory(blobs)),
+        &descriptor,
+        None,
+        &Scope::default(),
+    )
 }
 
 /// Where spooled files go (daemon exports, compressed layers): `$RUNNER_TEMP`, which

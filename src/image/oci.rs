@@ -77,8 +77,7 @@ fn referrers_in<F: Files>(
             Some(name) => cosign_subject(name),
             None if MANIFEST_MEDIA_TYPES.contains(&descriptor.media_type.as_str()) => {
                 let path = format!("blobs/sha256/{}", descriptor.digest.hex());
-                read_small(files, &path, MAX_MANIFEST_BYTES)?
-                    .and_then(|bytes| subject_of(&bytes))
+                read_small(files, &path, MAX_MANIFEST_BYTES)?.and_then(|bytes| subject_of(&bytes))
             }
             None => None,
         };
@@ -154,7 +153,9 @@ pub(super) fn open_layout<F: Files>(files: F, reference: Option<&str>) -> Result
         .iter()
         .filter(|d| match reference {
             Some(reference) => name_of(d).as_deref() == Some(reference),
-            None => !referrers.iter().any(|(_, f)| f.descriptor.digest.as_str() == d.digest().as_ref()),
+            None => !referrers
+                .iter()
+                .any(|(_, f)| f.descriptor.digest.as_str() == d.digest().as_ref()),
         })
         .collect();
     let descriptor = match (candidates.as_slice(), reference) {

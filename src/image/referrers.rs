@@ -5,21 +5,15 @@
 //! entries and can be moved out of it into referrers (`attestations: referrers`).
 //!
 //! Each source says which manifests it holds that may refer to a given one
-//! ([`super::Blobs::referrers`]); the walk here reads each, verified, keeps those that
+//! ([`super::Blobs::referrers`]); the walk (`walk.rs`) reads each, verified, keeps those that
 //! do refer to it, and asks again for each kept one, so a signature on an SBOM goes
 //! along with the SBOM. Bytes are never changed, except for an attestation moved out
 //! of its index, which gains `subject` and `artifactType` (its in-toto statements,
 //! the layers, stay as they were).
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 
-use super::walk::{Walk, read_manifest};
 use super::{Descriptor, Digest, Error, Manifest, REFERENCE_DIGEST, REFERENCE_TYPE};
-
-/// The manifests found to refer to one image; beyond this a source is more likely
-/// answering in a loop than holding real signatures and SBOMs.
-const MAX_REFERRERS: usize = 256;
 
 /// The `artifactType` of an attestation moved out of its index: in-toto statements.
 pub const IN_TOTO: &str = "application/vnd.in-toto+json";
@@ -102,62 +96,25 @@ pub(super) fn artifact_type(manifest: &Manifest) -> String {
 }
 
 /// The digest a manifest's `subject` names, if it has one.
-pub(super) fn subject_of(bytes: &[u8]) -> Option<Digest> {
+pub fn subject_of(bytes: &[u8]) -> Option<Digest> {
     let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     Digest::parse(text(&value, "/subject/digest")?).ok()
 }
 
-/// Every manifest in the source that refers to one of `subjects`, and to those, each
-/// read and verified, its blobs added to the walk's, in an order where a subject
-/// always comes before what refers to it. `known`: the manifests pushed already,
-/// never pushed twice.
-pub(super) fn gather(
-    walk: &mut Walk<'_>,
-    subjects: Vec<Descriptor>,
-    known: &mut HashSet<Digest>,
-) -> Result<Vec<Referrer>, Error> {
-    let mut found = Vec::new();
-    let mut queue = std::collections::VecDeque::from(subjects);
-    while let Some(subject) = queue.pop_front() {
-        for candidate in walk.store.referrers(&subject)? {
-            if known.contains(&candidate.descriptor.digest) {
-                continue;
-            }
-            if found.len() == MAX_REFERRERS {
-                tracing::warn!(
-                    "referrers: the source lists more than {MAX_REFERRERS} manifests that refer to this image; the first {MAX_REFERRERS} go along"
-                );
-                return Ok(found);
-            }
-            let manifest = read_manifest(walk.store, &candidate.descriptor)?;
-            // An OCI referrer proves what it refers to; cosign's tag scheme names it.
-            if candidate.tag.is_none() && subject_of(&manifest.bytes) != Some(subject.digest.clone())
-            {
-                tracing::debug!(
-                    "{} is listed as referring to {} but does not; left out",
-                    manifest.digest,
-                    subject.digest
-                );
-                continue;
-            }
-            let children = walk.referrer(&manifest)?;
-            known.insert(manifest.digest.clone());
-            queue.push_back(Descriptor {
-                media_type: manifest.media_type.clone(),
-                digest: manifest.digest.clone(),
-                size: manifest.bytes.len() as u64,
-            });
-            found.push(Referrer {
-                artifact_type: artifact_type(&manifest),
-                manifest,
-                children,
-                subject: subject.clone(),
-                tag: candidate.tag,
-                rewritten_from: None,
-            });
-        }
+/// A referrer as a referrers list names it: its descriptor with its `artifactType`
+/// and annotations (distribution-spec 1.1, the referrers API's answer).
+pub fn referrer_descriptor(manifest: &Manifest) -> serde_json::Value {
+    let value = json(manifest).unwrap_or_default();
+    let mut descriptor = serde_json::json!({
+        "mediaType": manifest.media_type,
+        "digest": manifest.digest.as_str(),
+        "size": manifest.bytes.len(),
+        "artifactType": artifact_type(manifest),
+    });
+    if let Some(annotations) = value.get("annotations") {
+        descriptor["annotations"] = annotations.clone();
     }
-    Ok(found)
+    descriptor
 }
 
 /// BuildKit's attestation entries of an index: each entry's descriptor and the digest
@@ -179,14 +136,19 @@ pub(super) fn take_attestations(
     let mut attached = Vec::new();
     let mut kept = Vec::new();
     for entry in entries.drain(..) {
-        let is_attestation = text(&entry, &format!("/annotations/{}", pointer_key(REFERENCE_TYPE)))
-            == Some(ATTESTATION_MANIFEST);
-        let describes = text(&entry, &format!("/annotations/{}", pointer_key(REFERENCE_DIGEST)))
-            .and_then(|d| Digest::parse(d).ok());
+        let is_attestation = text(
+            &entry,
+            &format!("/annotations/{}", pointer_key(REFERENCE_TYPE)),
+        ) == Some(ATTESTATION_MANIFEST);
+        let describes = text(
+            &entry,
+            &format!("/annotations/{}", pointer_key(REFERENCE_DIGEST)),
+        )
+        .and_then(|d| Digest::parse(d).ok());
         match (is_attestation, describes) {
             (true, Some(describes)) => {
-                let spec: oci_spec::image::Descriptor = serde_json::from_value(entry)
-                    .map_err(|source| Error::Json {
+                let spec: oci_spec::image::Descriptor =
+                    serde_json::from_value(entry).map_err(|source| Error::Json {
                         path: PathBuf::from(index.digest.as_str()),
                         what: "an attestation entry of the index".into(),
                         source,
@@ -304,7 +266,10 @@ mod tests {
         let notation = manifest(serde_json::json!({
             "config": {"mediaType": "application/vnd.cncf.notary.signature"},
         }));
-        assert_eq!(artifact_type(&notation), "application/vnd.cncf.notary.signature");
+        assert_eq!(
+            artifact_type(&notation),
+            "application/vnd.cncf.notary.signature"
+        );
         // cosign's signatures: an image config, a layer of simple signing.
         let cosign = manifest(serde_json::json!({
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json"},
@@ -354,13 +319,19 @@ mod tests {
         let (bytes, attached) = take_attestations(&index).unwrap().unwrap();
         let rewritten: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(rewritten["manifests"].as_array().unwrap().len(), 1);
-        assert_eq!(rewritten["manifests"][0]["digest"], platform.digest.as_str());
+        assert_eq!(
+            rewritten["manifests"][0]["digest"],
+            platform.digest.as_str()
+        );
         assert_eq!(attached.len(), 1);
         assert_eq!(attached[0].describes, platform.digest);
         assert_eq!(attached[0].descriptor.digest, attestation.digest);
 
         let referrer = as_referrer(&attestation, &platform).unwrap();
-        assert_eq!(subject_of(&referrer.manifest.bytes), Some(platform.digest.clone()));
+        assert_eq!(
+            subject_of(&referrer.manifest.bytes),
+            Some(platform.digest.clone())
+        );
         assert_eq!(referrer.rewritten_from, Some(attestation.digest.clone()));
         let value: serde_json::Value = serde_json::from_slice(&referrer.manifest.bytes).unwrap();
         let before: serde_json::Value = serde_json::from_slice(&attestation.bytes).unwrap();
@@ -368,6 +339,10 @@ mod tests {
         assert_eq!(value["artifactType"], IN_TOTO);
         assert_eq!(value["subject"]["size"], platform.bytes.len());
         // An index with no attestation is left as it is.
-        assert!(take_attestations(&Manifest { bytes, ..index }).unwrap().is_none());
+        assert!(
+            take_attestations(&Manifest { bytes, ..index })
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -113,7 +113,10 @@ impl Source {
     /// The manifest `reference` (a tag or a digest) names, in one of `accepted` types.
     async fn manifest(&self, reference: &str, accepted: &[&str]) -> Result<Vec<u8>, Error> {
         let url = self.client.url(&format!("manifests/{reference}"));
-        match self.get_small(&url, accepted, "GET manifest", false).await? {
+        match self
+            .get_small(&url, accepted, "GET manifest", false)
+            .await?
+        {
             Some(bytes) => Ok(bytes),
             None => Err(self.failed(NOT_FOUND.to_owned())),
         }
@@ -175,7 +178,10 @@ impl Source {
         let listed = async {
             match self.get_small(&api, &index, "GET referrers", true).await? {
                 Some(list) => Ok(Some(list)),
-                None => self.get_small(&fallback, &index, "GET manifest", false).await,
+                None => {
+                    self.get_small(&fallback, &index, "GET manifest", false)
+                        .await
+                }
             }
         };
         let cosign = futures_util::future::try_join_all(tags[1..].iter().map(|tag| async move {
@@ -190,7 +196,9 @@ impl Source {
         if let Some(list) = listed {
             let index: oci_spec::image::ImageIndex =
                 serde_json::from_slice(&list).map_err(|e| {
-                    self.failed(format!("its list of what refers to {subject} is not an index: {e}"))
+                    self.failed(format!(
+                        "its list of what refers to {subject} is not an index: {e}"
+                    ))
                 })?;
             for spec in index.manifests() {
                 let found_one = Found {

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::referrers::{self, Attestations};
+use super::referrers::{self, Attestations, Referrer};
 use super::*;
 
 /// Builds an [`Image`] from a blob store and the descriptor of its top manifest: reads
@@ -101,7 +101,7 @@ pub(crate) fn load(
                 );
             }
         }
-        referrers.extend(referrers::gather(&mut walk, subjects, &mut known)?);
+        referrers.extend(gather(&mut walk, subjects, &mut known)?);
     }
     Ok(Image {
         children: walk.children,
@@ -114,9 +114,67 @@ pub(crate) fn load(
     })
 }
 
+/// The manifests found to refer to one image; beyond this a source is more likely
+/// answering in a loop than holding real signatures and SBOMs.
+const MAX_REFERRERS: usize = 256;
+
+/// Every manifest in the source that refers to one of `subjects`, and to those, each
+/// read and verified, its blobs added to the walk's, in an order where a subject
+/// always comes before what refers to it. `known`: the manifests pushed already,
+/// never pushed twice.
+fn gather(
+    walk: &mut Walk<'_>,
+    subjects: Vec<Descriptor>,
+    known: &mut HashSet<Digest>,
+) -> Result<Vec<Referrer>, Error> {
+    let mut found = Vec::new();
+    let mut queue = std::collections::VecDeque::from(subjects);
+    while let Some(subject) = queue.pop_front() {
+        for candidate in walk.store.referrers(&subject)? {
+            if known.contains(&candidate.descriptor.digest) {
+                continue;
+            }
+            if found.len() == MAX_REFERRERS {
+                tracing::warn!(
+                    "referrers: the source lists more than {MAX_REFERRERS} manifests that refer to this image; the first {MAX_REFERRERS} go along"
+                );
+                return Ok(found);
+            }
+            let manifest = read_manifest(walk.store, &candidate.descriptor)?;
+            // An OCI referrer proves what it refers to; cosign's tag scheme names it.
+            if candidate.tag.is_none()
+                && referrers::subject_of(&manifest.bytes) != Some(subject.digest.clone())
+            {
+                tracing::debug!(
+                    "{} is listed as referring to {} but does not; left out",
+                    manifest.digest,
+                    subject.digest
+                );
+                continue;
+            }
+            let children = walk.referrer(&manifest)?;
+            known.insert(manifest.digest.clone());
+            queue.push_back(Descriptor {
+                media_type: manifest.media_type.clone(),
+                digest: manifest.digest.clone(),
+                size: manifest.bytes.len() as u64,
+            });
+            found.push(Referrer {
+                artifact_type: referrers::artifact_type(&manifest),
+                manifest,
+                children,
+                subject: subject.clone(),
+                tag: candidate.tag,
+                rewritten_from: None,
+            });
+        }
+    }
+    Ok(found)
+}
+
 /// Reads one manifest whole, verified against its descriptor, with its media type from
 /// itself or, where it has none (umoci writes it so), from the descriptor.
-pub(super) fn read_manifest(store: &dyn Blobs, descriptor: &Descriptor) -> Result<Manifest, Error> {
+fn read_manifest(store: &dyn Blobs, descriptor: &Descriptor) -> Result<Manifest, Error> {
     if descriptor.size > MAX_MANIFEST_BYTES {
         return Err(Error::ManifestTooLarge {
             digest: descriptor.digest.clone(),
@@ -247,8 +305,8 @@ fn strict_json(bytes: &[u8]) -> Result<(), serde_json::Error> {
 }
 
 /// The walk down from the top manifest.
-pub(super) struct Walk<'a> {
-    pub(super) store: &'a dyn Blobs,
+struct Walk<'a> {
+    store: &'a dyn Blobs,
     children: Vec<Manifest>,
     blobs: Vec<Descriptor>,
     seen: HashSet<Digest>,
@@ -257,7 +315,7 @@ pub(super) struct Walk<'a> {
 impl Walk<'_> {
     /// Walks a referrer: its blobs join the image's; for a referrer that is an index,
     /// the manifests it lists are returned, apart from the image's.
-    pub(super) fn referrer(&mut self, manifest: &Manifest) -> Result<Vec<Manifest>, Error> {
+    fn referrer(&mut self, manifest: &Manifest) -> Result<Vec<Manifest>, Error> {
         let image_children = std::mem::take(&mut self.children);
         let walked = self.manifest(manifest, &mut vec![manifest.digest.clone()]);
         let children = std::mem::replace(&mut self.children, image_children);

@@ -232,9 +232,14 @@ async fn put_referrers<D: Destination>(
             }
             Err(error) => {
                 let reason = match error {
-                    Some(error) if destination.is_ecr() && image::is_index(&referrer.subject.media_type) => format!(
-                        "{error}; ECR does not store referrers of an image index yet (aws/containers-roadmap#2783)"
-                    ),
+                    Some(error)
+                        if destination.is_ecr()
+                            && image::is_index(&referrer.subject.media_type) =>
+                    {
+                        format!(
+                            "{error}; ECR does not store referrers of an image index yet (aws/containers-roadmap#2783)"
+                        )
+                    }
                     Some(error) => error.to_string(),
                     None => "what it refers to was not stored".to_owned(),
                 };
@@ -411,7 +416,13 @@ pub async fn push<D: Destination>(
         if already.is_empty() {
             destination.put_manifest(&image.manifest, None).await?;
         }
-        put_referrers(destination, image, referrers == Referrers::Required, &mut report).await?;
+        put_referrers(
+            destination,
+            image,
+            referrers == Referrers::Required,
+            &mut report,
+        )
+        .await?;
     }
     for tag in tags {
         if already.contains(tag) {
@@ -664,9 +675,7 @@ mod tests {
             stored: Mutex::new(Vec::new()),
         };
         let tags = ["v1".to_owned()];
-        let report = push(&destination, &image, &tags, options())
-            .await
-            .unwrap();
+        let report = push(&destination, &image, &tags, options()).await.unwrap();
         // Two blobs, one upload each, and the two cut ones again.
         assert_eq!(destination.attempts.load(Ordering::Relaxed), 4);
         let mut stored = destination.stored.into_inner().unwrap();

@@ -396,6 +396,84 @@ impl Destination for Registry {
             return Err(self.refused("PUT manifest", response).await);
         }
         self.check_digest("PUT manifest", &response, &manifest.digest)?;
+        // A registry with the referrers API says so by naming the subject it indexed;
+        // ECR has the API, and its repositories should not fill with fallback tags.
+        if let Some(subject) = crate::image::subject_of(&manifest.bytes)
+            && !response.headers().contains_key("oci-subject")
+            && !self.is_ecr()
+        {
+            self.list_under_fallback_tag(manifest, &subject).await?;
+        }
         Ok(Tagged::Set)
+    }
+}
+
+impl Registry {
+    /// On a registry without the referrers API, a referrer is found through the
+    /// fallback tag `sha256-<hex>` of its subject: an index of the referrers, which the
+    /// client that pushes one keeps (distribution-spec 1.1, "Pushing Manifests with
+    /// Subject"). Two pushers at once may each write it; the later one wins, as with
+    /// every client of that scheme.
+    async fn list_under_fallback_tag(
+        &self,
+        manifest: &Manifest,
+        subject: &Digest,
+    ) -> Result<(), Error> {
+        const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+        let url = self
+            .client
+            .url(&format!("manifests/sha256-{}", subject.hex()));
+        let response = self
+            .send(
+                self.request(Method::GET, &url)
+                    .header(reqwest::header::ACCEPT, INDEX),
+                "manifest",
+                "GET manifest",
+            )
+            .await?;
+        let mut index = match response.status() {
+            StatusCode::OK => {
+                let bytes = response.bytes().await.map_err(|e| Error::Registry {
+                    host: self.client.host().to_owned(),
+                    reason: format!("GET manifest: {}", crate::sdk::innermost(&e)),
+                })?;
+                serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default()
+            }
+            StatusCode::NOT_FOUND => serde_json::Value::Null,
+            _ => return Err(self.refused("GET manifest", response).await),
+        };
+        if index.get("manifests").and_then(|m| m.as_array()).is_none() {
+            index = serde_json::json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": []});
+        }
+        let entries = index["manifests"]
+            .as_array_mut()
+            .ok_or_else(|| Error::Registry {
+                host: self.client.host().to_owned(),
+                reason: "its fallback referrers index has no list of manifests".into(),
+            })?;
+        if entries
+            .iter()
+            .any(|e| e["digest"].as_str() == Some(manifest.digest.as_str()))
+        {
+            return Ok(());
+        }
+        entries.push(crate::image::referrer_descriptor(manifest));
+        let body = serde_json::to_vec(&index).map_err(|e| Error::Registry {
+            host: self.client.host().to_owned(),
+            reason: format!("the fallback referrers index: {e}"),
+        })?;
+        let response = self
+            .send(
+                self.request(Method::PUT, &url)
+                    .header(CONTENT_TYPE, INDEX)
+                    .body(body),
+                "manifest",
+                "PUT manifest",
+            )
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(self.refused("PUT manifest", response).await);
+        }
+        Ok(())
     }
 }

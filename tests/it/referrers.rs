@@ -124,7 +124,12 @@ fn assert_in_moto(stack: &Stack, repository: &str, artifact: &Artifact) {
         .moto
         .manifest_by_digest(CI_ACCOUNT, repository, &artifact.digest)
         .unwrap_or_else(|| panic!("{} not in {repository}", artifact.digest));
-    assert_eq!(bytes.as_bytes(), artifact.bytes.as_slice(), "{}", artifact.digest);
+    assert_eq!(
+        bytes.as_bytes(),
+        artifact.bytes.as_slice(),
+        "{}",
+        artifact.digest
+    );
     let digests: Vec<String> = artifact.blobs.iter().map(|b| sha256(b)).collect();
     let available = stack.moto.available_blobs(CI_ACCOUNT, repository, &digests);
     for blob in &artifact.blobs {
@@ -195,7 +200,12 @@ fn an_sbom_and_a_signature_on_it_go_along_from_a_layout_by_digest_before_the_tag
     assert_eq!(carried[0]["artifactType"], "application/spdx+json");
     assert_eq!(carried[0]["subject"], layout.digest.as_str());
     assert_eq!(carried[1]["subject"], sbom.digest.as_str());
-    assert!(run.summary.contains("application/vnd.cncf.notary.signature"), "{}", run.summary);
+    assert!(
+        run.summary
+            .contains("application/vnd.cncf.notary.signature"),
+        "{}",
+        run.summary
+    );
 
     // `referrers: false`: the image alone.
     let alone = Stack::start();
@@ -208,8 +218,16 @@ fn an_sbom_and_a_signature_on_it_go_along_from_a_layout_by_digest_before_the_tag
         .input("referrers", "false")
         .run();
     assert!(run.ok(), "{}", run.log());
-    assert_eq!(put_images(&alone), vec![(layout.digest.clone(), Some("v1".to_owned()))]);
-    assert!(alone.moto.manifest_by_digest(CI_ACCOUNT, "app", &sbom.digest).is_none());
+    assert_eq!(
+        put_images(&alone),
+        vec![(layout.digest.clone(), Some("v1".to_owned()))]
+    );
+    assert!(
+        alone
+            .moto
+            .manifest_by_digest(CI_ACCOUNT, "app", &sbom.digest)
+            .is_none()
+    );
 }
 
 #[test]
@@ -236,7 +254,11 @@ fn referrers_and_cosign_tags_go_along_from_a_registry_without_the_referrers_api(
         registry.put_manifest("team/app", &tag, INDEX, &index);
     };
     fallback(&layout.digest, &sbom, "application/spdx+json");
-    fallback(&sbom.digest, &signature, "application/vnd.cncf.notary.signature");
+    fallback(
+        &sbom.digest,
+        &signature,
+        "application/vnd.cncf.notary.signature",
+    );
     let base = format!("sha256-{}", layout.digest.trim_start_matches("sha256:"));
     let sig = cosign_artifact(
         "application/vnd.dev.cosign.simplesigning.v1+json",
@@ -253,7 +275,10 @@ fn referrers_and_cosign_tags_go_along_from_a_registry_without_the_referrers_api(
 
     let run = stack
         .action()
-        .input("image", &format!("docker://{}/team/app:v1", registry.host()))
+        .input(
+            "image",
+            &format!("docker://{}/team/app:v1", registry.host()),
+        )
         .input("repository", "app")
         .run();
 
@@ -304,7 +329,11 @@ fn buildkit_attestations_become_referrers_of_their_platforms() {
         .collect();
     let platforms: Vec<&str> = layout.images.iter().map(|i| i.digest.as_str()).collect();
     assert_eq!(listed, platforms);
-    assert!(run.summary.contains(&layout.index.digest), "{}", run.summary);
+    assert!(
+        run.summary.contains(&layout.index.digest),
+        "{}",
+        run.summary
+    );
 
     let carried = referrers_output(&run);
     assert_eq!(carried.len(), layout.attestations.len(), "{carried:?}");
@@ -390,7 +419,11 @@ fn a_referrer_of_an_index_that_ecr_refuses_is_a_warning_unless_required() {
         .collect();
     assert_eq!(warnings.len(), 1, "{}", run.log());
     assert!(warnings[0].contains(&sbom.digest), "{}", warnings[0]);
-    assert!(warnings[0].contains("containers-roadmap#2783"), "{}", warnings[0]);
+    assert!(
+        warnings[0].contains("containers-roadmap#2783"),
+        "{}",
+        warnings[0]
+    );
     assert_eq!(referrers_output(&run), Vec::<Value>::new());
     assert!(run.summary.contains("no: "), "{}", run.summary);
 
@@ -405,6 +438,61 @@ fn a_referrer_of_an_index_that_ecr_refuses_is_a_warning_unless_required() {
         .run();
     assert_eq!(run.code, Some(1), "{}", run.log());
     assert!(run.error().contains(&sbom.digest), "{}", run.error());
-    assert!(run.error().contains("no tag was written"), "{}", run.error());
+    assert!(
+        run.error().contains("no tag was written"),
+        "{}",
+        run.error()
+    );
     assert!(strict.moto.manifest(CI_ACCOUNT, "multi", "v1").is_none());
+}
+
+#[test]
+fn to_a_registry_without_the_referrers_api_referrers_are_listed_under_the_fallback_tag() {
+    let stack = Stack::start();
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(173, 100 * 1024)]);
+    let (sbom, signature) = sbom_and_signature((MANIFEST, &layout.manifest));
+    add_to_layout(dir.path(), &[&sbom, &signature]);
+
+    let run = stack
+        .action()
+        .without("INPUT_ROLE-TO-ASSUME")
+        .input("image", &layout.reference("v1"))
+        .input("registry", &registry.host())
+        .input("repository", "team/app")
+        .input("tags", "v1")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    let fallback = |of: &str| {
+        let tag = format!("team/app:sha256-{}", of.trim_start_matches("sha256:"));
+        serde_json::from_slice::<Value>(&registry.manifest(&tag)).unwrap()
+    };
+    let listed = fallback(&layout.digest);
+    assert_eq!(listed["manifests"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["manifests"][0]["digest"], sbom.digest.as_str());
+    assert_eq!(
+        listed["manifests"][0]["artifactType"],
+        "application/spdx+json"
+    );
+    assert_eq!(listed["manifests"][0]["size"], sbom.bytes.len());
+    assert_eq!(
+        fallback(&sbom.digest)["manifests"][0]["digest"],
+        signature.digest.as_str()
+    );
+
+    // What landed there is found again when that registry is the source.
+    stack.moto.create_repository(CI_ACCOUNT, "app", false);
+    let run = stack
+        .action()
+        .input(
+            "image",
+            &format!("docker://{}/team/app:v1", registry.host()),
+        )
+        .input("repository", "app")
+        .run();
+    assert!(run.ok(), "{}", run.log());
+    assert_in_moto(&stack, "app", &sbom);
+    assert_in_moto(&stack, "app", &signature);
 }

@@ -131,7 +131,11 @@ impl Registry {
                 .send()
                 .await
                 .expect("registry answers");
-            assert_eq!(session.status().as_u16(), 202, "POST upload to {repository}");
+            assert_eq!(
+                session.status().as_u16(),
+                202,
+                "POST upload to {repository}"
+            );
             let location = session.headers()["location"].to_str().unwrap().to_owned();
             let location = if location.starts_with('/') {
                 format!("http://{host}{location}")
@@ -153,7 +157,10 @@ impl Registry {
 
     /// Stores a manifest under `reference` (a tag, or its digest), as oras and cosign do.
     pub fn put_manifest(&self, repository: &str, reference: &str, media_type: &str, bytes: &[u8]) {
-        let url = format!("http://{}/v2/{repository}/manifests/{reference}", self.host());
+        let url = format!(
+            "http://{}/v2/{repository}/manifests/{reference}",
+            self.host()
+        );
         let (status, body) = runtime().block_on(async {
             let response = reqwest::Client::new()
                 .put(url)
