@@ -124,11 +124,15 @@ pub(super) struct Attached {
     pub describes: Digest,
 }
 
+/// An index without its attestation entries, and those entries.
+pub(super) struct Taken {
+    pub index: Vec<u8>,
+    pub attached: Vec<Attached>,
+}
+
 /// The index without its attestation entries (`None` when it has none), and those
 /// entries.
-pub(super) fn take_attestations(
-    index: &Manifest,
-) -> Result<Option<(Vec<u8>, Vec<Attached>)>, Error> {
+pub(super) fn take_attestations(index: &Manifest) -> Result<Option<Taken>, Error> {
     let mut value = json(index)?;
     let Some(entries) = value.get_mut("manifests").and_then(|m| m.as_array_mut()) else {
         return Ok(None);
@@ -170,7 +174,10 @@ pub(super) fn take_attestations(
         what: "the index".into(),
         source,
     })?;
-    Ok(Some((bytes, attached)))
+    Ok(Some(Taken {
+        index: bytes,
+        attached,
+    }))
 }
 
 /// A JSON pointer's form of an object key (`/` and `~` escaped).
@@ -316,7 +323,10 @@ mod tests {
                 ],
             }))
         };
-        let (bytes, attached) = take_attestations(&index).unwrap().unwrap();
+        let Taken {
+            index: bytes,
+            attached,
+        } = take_attestations(&index).unwrap().unwrap();
         let rewritten: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(rewritten["manifests"].as_array().unwrap().len(), 1);
         assert_eq!(

@@ -35,16 +35,17 @@ pub(crate) fn load(
         }
     }
     let mut attached = Vec::new();
-    if scope.attestations != Attestations::Keep && is_index(&manifest.media_type) {
-        if let Some((bytes, found)) = referrers::take_attestations(&manifest)? {
-            original_digest.get_or_insert(manifest.digest.clone());
-            manifest = Manifest {
-                digest: Digest::of(&bytes),
-                bytes,
-                media_type: manifest.media_type,
-            };
-            attached = found;
-        }
+    if scope.attestations != Attestations::Keep
+        && is_index(&manifest.media_type)
+        && let Some(taken) = referrers::take_attestations(&manifest)?
+    {
+        original_digest.get_or_insert(manifest.digest.clone());
+        manifest = Manifest {
+            digest: Digest::of(&taken.index),
+            bytes: taken.index,
+            media_type: manifest.media_type,
+        };
+        attached = taken.attached;
     }
     let mut walk = Walk {
         store: &*store,
