@@ -291,6 +291,12 @@ fn describe(push: &Push, image: &Image) -> String {
         let platforms: Vec<String> = push.platforms.iter().map(ToString::to_string).collect();
         rewritten_for.push(format!("platforms {}", platforms.join(", ")));
     }
+    if image.attestations_taken > 0 {
+        rewritten_for.push(match push.attestations {
+            image::Attestations::Referrers => "attestations as referrers".to_owned(),
+            _ => "attestations dropped".to_owned(),
+        });
+    }
     if push.compression != image::Compression::Keep {
         rewritten_for.push("compression".to_owned());
     }
@@ -312,6 +318,18 @@ fn describe(push: &Push, image: &Image) -> String {
         image.blobs().len(),
         crate::units::human_bytes(destination::total_size(image.blobs()))
     );
+    if !image.referrers.is_empty() {
+        let kinds: Vec<&str> = image
+            .referrers
+            .iter()
+            .map(|r| r.artifact_type.as_str())
+            .collect();
+        tracing::info!(
+            "{} referrers go along: {}",
+            image.referrers.len(),
+            kinds.join(", ")
+        );
+    }
     rewritten_for.join(" and ")
 }
 

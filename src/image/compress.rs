@@ -314,6 +314,7 @@ fn with_compressed_layers(
         children: manifests,
         tag: image.tag,
         referrers: image.referrers,
+        attestations_taken: image.attestations_taken,
         blobs,
         store: Arc::new(Spooled {
             inner: image.store,

@@ -267,6 +267,8 @@ pub struct Image {
     /// What refers to the image's manifests (signatures, SBOMs, attestations), each
     /// after its subject, pushed after the image and before its tags.
     pub referrers: Vec<Referrer>,
+    /// BuildKit attestation manifests taken out of the index (`attestations`).
+    pub attestations_taken: usize,
     blobs: Vec<Descriptor>,
     store: Arc<dyn Blobs>,
 }

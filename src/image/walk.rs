@@ -47,6 +47,7 @@ pub(crate) fn load(
         };
         attached = taken.attached;
     }
+    let attestations_taken = attached.len();
     let mut walk = Walk {
         store: &*store,
         children: Vec::new(),
@@ -111,6 +112,7 @@ pub(crate) fn load(
         original_digest,
         tag,
         referrers,
+        attestations_taken,
         store,
     })
 }
