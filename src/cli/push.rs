@@ -238,8 +238,8 @@ impl PushArgs {
         let platforms = self.platforms.as_deref().map(parse_platforms).transpose()?;
         let compression = parse_compression(&self.compression, self.compression_level.as_deref())?;
         let referrers = match self.referrers.trim() {
-            "" => Some(crate::push::Referrers::default()),
-            text => crate::push::Referrers::parse(text),
+            "" => Some(crate::image::Referrers::default()),
+            text => crate::image::Referrers::parse(text),
         }
         .ok_or_else(|| invalid("referrers", "must be true, false or required"))?;
         let attestations = match self.attestations.trim() {

@@ -63,7 +63,7 @@ pub struct Push {
     /// Empty: push every platform of an index.
     pub platforms: Vec<crate::image::Platform>,
     /// Whether what refers to the image goes along (`referrers`).
-    pub referrers: destination::Referrers,
+    pub referrers: image::Referrers,
     /// What becomes of BuildKit's attestation manifests (`attestations`).
     pub attestations: image::Attestations,
     pub compression: crate::image::Compression,
@@ -93,7 +93,7 @@ impl Push {
     fn scope(&self) -> image::Scope {
         image::Scope {
             platforms: self.platforms.clone(),
-            referrers: self.referrers != destination::Referrers::Off,
+            referrers: self.referrers,
             attestations: self.attestations,
         }
     }

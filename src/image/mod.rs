@@ -26,7 +26,7 @@ pub use crate::digest::Digest;
 pub use compress::Compression;
 pub use platform::Platform;
 pub use reader::BlobReader;
-pub use referrers::{Attestations, Referrer, referrer_descriptor, subject_of};
+pub use referrers::{Attestations, Referrer, Referrers, referrer_descriptor, subject_of};
 pub(crate) use walk::load;
 
 use reference::Reference;
@@ -287,7 +287,7 @@ pub fn registry_host(reference: &str) -> Option<String> {
 #[derive(Clone, Debug, Default)]
 pub struct Scope {
     pub platforms: Vec<Platform>,
-    pub referrers: bool,
+    pub referrers: Referrers,
     pub attestations: Attestations,
 }
 

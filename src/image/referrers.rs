@@ -45,6 +45,27 @@ impl Attestations {
     }
 }
 
+/// Whether referrers go along (`referrers`): not at all, where the destination stores
+/// them (a refusal is a warning), or all of them (a refusal fails the push).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Referrers {
+    Off,
+    #[default]
+    Carry,
+    Required,
+}
+
+impl Referrers {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "false" => Some(Self::Off),
+            "true" => Some(Self::Carry),
+            "required" => Some(Self::Required),
+            _ => None,
+        }
+    }
+}
+
 /// A manifest that refers to one the push sends, pushed after it.
 #[derive(Clone, Debug)]
 pub struct Referrer {

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::referrers::{self, Attestations, Referrer};
+use super::referrers::{self, Attestations, Referrer, Referrers};
 use super::*;
 
 /// Builds an [`Image`] from a blob store and the descriptor of its top manifest: reads
@@ -78,7 +78,7 @@ pub(crate) fn load(
             referrers.push(referrer);
         }
     }
-    if scope.referrers {
+    if scope.referrers != Referrers::Off {
         let pushed: Vec<&Manifest> = walk.children.iter().chain([&manifest]).collect();
         let subjects: Vec<Descriptor> = pushed
             .iter()
@@ -94,7 +94,7 @@ pub(crate) fn load(
             .chain(referrers.iter().map(|r| r.manifest.digest.clone()))
             .collect();
         if original_digest.is_some() {
-            let left_out = store.referrers(top)?;
+            let left_out = listed(&*store, top, scope.referrers)?;
             if !left_out.is_empty() {
                 tracing::warn!(
                     "referrers: {} manifests refer to the source's index {}, which this push rewrote; they are left out, as they would hold for nothing pushed",
@@ -103,7 +103,7 @@ pub(crate) fn load(
                 );
             }
         }
-        referrers.extend(gather(&mut walk, subjects, &mut known)?);
+        referrers.extend(gather(&mut walk, subjects, &mut known, scope.referrers)?);
     }
     Ok(Image {
         children: walk.children,
@@ -129,11 +129,12 @@ fn gather(
     walk: &mut Walk<'_>,
     subjects: Vec<Descriptor>,
     known: &mut HashSet<Digest>,
+    wanted: Referrers,
 ) -> Result<Vec<Referrer>, Error> {
     let mut found = Vec::new();
     let mut queue = std::collections::VecDeque::from(subjects);
     while let Some(subject) = queue.pop_front() {
-        for candidate in walk.store.referrers(&subject)? {
+        for candidate in listed(walk.store, &subject, wanted)? {
             if known.contains(&candidate.descriptor.digest) {
                 continue;
             }
@@ -173,6 +174,23 @@ fn gather(
         }
     }
     Ok(found)
+}
+
+/// What the source lists as referring to `subject`. A source that cannot tell (it
+/// refuses the referrers API, or answers what is not a list) fails the push only when
+/// the referrers are `required`; else it is one warning, and the image goes without.
+fn listed(store: &dyn Blobs, subject: &Descriptor, wanted: Referrers) -> Result<Vec<Found>, Error> {
+    match store.referrers(subject) {
+        Ok(found) => Ok(found),
+        Err(error) if wanted == Referrers::Required => Err(error),
+        Err(error) => {
+            tracing::warn!(
+                "referrers: what refers to {} could not be listed: {error}; it goes without them (referrers: required fails instead)",
+                subject.digest.short()
+            );
+            Ok(Vec::new())
+        }
+    }
 }
 
 /// Reads one manifest whole, verified against its descriptor, with its media type from

@@ -22,7 +22,7 @@ pub use ecr::{
 pub use registry::Registry;
 
 use crate::http::retry;
-use crate::image::{self, BlobReader, Descriptor, Digest, Image, Manifest};
+use crate::image::{self, BlobReader, Descriptor, Digest, Image, Manifest, Referrers};
 use crate::progress::Sent;
 use crate::report::Report;
 
@@ -170,27 +170,6 @@ pub trait Destination {
     /// (aws/containers-roadmap#2783, #2306): said when it does.
     fn is_ecr(&self) -> bool {
         false
-    }
-}
-
-/// Whether referrers go along (`referrers`): not at all, where the destination stores
-/// them (a refusal is a warning), or all of them (a refusal fails the push).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Referrers {
-    Off,
-    #[default]
-    Carry,
-    Required,
-}
-
-impl Referrers {
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "false" => Some(Self::Off),
-            "true" => Some(Self::Carry),
-            "required" => Some(Self::Required),
-            _ => None,
-        }
     }
 }
 
