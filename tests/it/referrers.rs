@@ -496,3 +496,39 @@ fn to_a_registry_without_the_referrers_api_referrers_are_listed_under_the_fallba
     assert_in_moto(&stack, "app", &sbom);
     assert_in_moto(&stack, "app", &signature);
 }
+
+#[test]
+fn every_target_of_a_release_gets_the_referrers_before_any_tag() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "app", false);
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(174, 64 * 1024)]);
+    let (sbom, signature) = sbom_and_signature((MANIFEST, &layout.manifest));
+    add_to_layout(dir.path(), &[&sbom, &signature]);
+    let targets = format!(
+        "{CI_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/app\n{}/mirror/app",
+        registry.host()
+    );
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("targets", &targets)
+        .input("tags", "v1")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert_in_moto(&stack, "app", &sbom);
+    assert_in_moto(&stack, "app", &signature);
+    // In moto, every referrer is stored before the one tag write.
+    let puts = put_images(&stack);
+    assert_eq!(puts.last(), Some(&(layout.digest.clone(), Some("v1".to_owned()))));
+    assert_eq!(puts.iter().filter(|(_, tag)| tag.is_some()).count(), 1);
+    for artifact in [&sbom, &signature] {
+        let stored = registry.manifest(&format!("mirror/app@{}", artifact.digest));
+        assert_eq!(stored, artifact.bytes);
+    }
+    assert_eq!(referrers_output(&run).len(), 2);
+    assert!(run.summary.contains("on every target"), "{}", run.summary);
+}
