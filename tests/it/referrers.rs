@@ -3,9 +3,10 @@
 //! and before its tags; BuildKit's attestations leave the index as referrers of their
 //! platforms; a referrer ECR refuses is one warning, unless `referrers: required`.
 //!
-//! The artifacts are written as their tools write them: OCI 1.1 artifacts (the empty
-//! config, `artifactType`, `subject`) as in the OCI image-spec 1.1 "Guidelines for
-//! Artifact Usage" and as `oras attach` pushes them; cosign's tag-scheme signatures and
+//! The artifacts are written by oras-py (0.2.43, into docker-registry) or as their
+//! tools write them: OCI 1.1 artifacts (the empty config, `artifactType`, `subject`) as
+//! in the OCI image-spec 1.1 "Guidelines for Artifact Usage" and as `oras attach`
+//! pushes them; cosign's tag-scheme signatures and
 //! attestations as in sigstore/cosign `specs/SIGNATURE_SPEC.md` and
 //! `specs/ATTESTATION_SPEC.md` (an image config, one layer of simple signing or of a
 //! DSSE envelope, the signature in an annotation).
@@ -110,12 +111,12 @@ fn add_to_layout(layout: &std::path::Path, artifacts: &[&Artifact]) {
     std::fs::write(index_path, index.to_string()).unwrap();
 }
 
-fn add_to_registry(registry: &Registry, repository: &str, artifact: &Artifact, tag: Option<&str>) {
+/// Stores an artifact of cosign's tag scheme under its tag, as cosign does.
+fn add_to_registry(registry: &Registry, repository: &str, artifact: &Artifact, tag: &str) {
     for blob in &artifact.blobs {
         registry.put_blob(repository, blob);
     }
-    let reference = tag.unwrap_or(&artifact.digest);
-    registry.put_manifest(repository, reference, MANIFEST, &artifact.bytes);
+    registry.put_manifest(repository, tag, MANIFEST, &artifact.bytes);
 }
 
 /// moto holds `artifact` under its digest with its exact bytes.
@@ -238,9 +239,30 @@ fn referrers_and_cosign_tags_go_along_from_a_registry_without_the_referrers_api(
     let dir = tempfile::tempdir().unwrap();
     let layout = write_layout(dir.path(), "v1", &[random_bytes(172, 200 * 1024)]);
     registry.skopeo_copy(&layout.reference("v1"), "team/app:v1");
-    let (sbom, signature) = sbom_and_signature((MANIFEST, &layout.manifest));
-    add_to_registry(&registry, "team/app", &sbom, None);
-    add_to_registry(&registry, "team/app", &signature, None);
+    // The SBOM and the signature on it as oras writes them, in the registry.
+    let files = tempfile::tempdir().unwrap();
+    let attach = |tag: &str, subject: &[u8], content: &[u8], media_type: &str| {
+        let path = files.path().join(tag);
+        std::fs::write(&path, content).unwrap();
+        let bytes = registry.oras_attach("team/app", tag, (MANIFEST, subject), &path, media_type);
+        Artifact {
+            digest: sha256(&bytes),
+            bytes,
+            blobs: vec![EMPTY.to_vec(), content.to_vec()],
+        }
+    };
+    let sbom = attach(
+        "sbom",
+        &layout.manifest,
+        br#"{"spdxVersion":"SPDX-2.3","name":"app"}"#,
+        "application/spdx+json",
+    );
+    let signature = attach(
+        "signature",
+        &sbom.bytes,
+        &random_bytes(175, 900),
+        "application/vnd.cncf.notary.signature",
+    );
     // Distribution 2.8 has no referrers API: the OCI 1.1 fallback tag lists them, as
     // a client pushing them there writes it (distribution-spec 1.1, "Referrers Tag Schema").
     let fallback = |of: &str, listed: &Artifact, artifact_type: &str| {
@@ -270,8 +292,8 @@ fn referrers_and_cosign_tags_go_along_from_a_registry_without_the_referrers_api(
         br#"{"payloadType":"application/vnd.in-toto+json","payload":"eyJfdHlwZSI6Imh0dHBzOi8vaW4tdG90by5pby9TdGF0ZW1lbnQvdjAuMSJ9","signatures":[{"sig":"MEUCIQ=="}]}"#,
         ("predicateType", "https://slsa.dev/provenance/v1"),
     );
-    add_to_registry(&registry, "team/app", &sig, Some(&format!("{base}.sig")));
-    add_to_registry(&registry, "team/app", &att, Some(&format!("{base}.att")));
+    add_to_registry(&registry, "team/app", &sig, &format!("{base}.sig"));
+    add_to_registry(&registry, "team/app", &att, &format!("{base}.att"));
 
     let run = stack
         .action()
@@ -523,7 +545,10 @@ fn every_target_of_a_release_gets_the_referrers_before_any_tag() {
     assert_in_moto(&stack, "app", &signature);
     // In moto, every referrer is stored before the one tag write.
     let puts = put_images(&stack);
-    assert_eq!(puts.last(), Some(&(layout.digest.clone(), Some("v1".to_owned()))));
+    assert_eq!(
+        puts.last(),
+        Some(&(layout.digest.clone(), Some("v1".to_owned())))
+    );
     assert_eq!(puts.iter().filter(|(_, tag)| tag.is_some()).count(), 1);
     for artifact in [&sbom, &signature] {
         let stored = registry.manifest(&format!("mirror/app@{}", artifact.digest));

@@ -155,6 +155,36 @@ impl Registry {
         assert_eq!(status.as_u16(), 201, "PUT blob to {repository}");
     }
 
+    /// Attaches `file` to `subject` (its media type and bytes) with oras-py, a client
+    /// of the OCI 1.1 referrers scheme, under `tag`; the manifest it wrote, as stored.
+    pub fn oras_attach(
+        &self,
+        repository: &str,
+        tag: &str,
+        subject: (&str, &[u8]),
+        file: &Path,
+        media_type: &str,
+    ) -> Vec<u8> {
+        let subject = serde_json::json!({
+            "mediaType": subject.0,
+            "digest": sha256(subject.1),
+            "size": subject.1.len(),
+        });
+        let output = Command::new(super::root().join(".venv/bin/python"))
+            .arg(super::root().join("scripts/lib/oras_attach.py"))
+            .args([&self.host(), repository, tag, &subject.to_string()])
+            .arg(file)
+            .arg(media_type)
+            .output()
+            .expect("oras-py runs: scripts/test installs it into .venv");
+        assert!(
+            output.status.success(),
+            "oras_attach: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        self.manifest(&format!("{repository}:{tag}"))
+    }
+
     /// Stores a manifest under `reference` (a tag, or its digest), as oras and cosign do.
     pub fn put_manifest(&self, repository: &str, reference: &str, media_type: &str, bytes: &[u8]) {
         let url = format!(
