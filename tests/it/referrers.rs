@@ -557,3 +557,32 @@ fn every_target_of_a_release_gets_the_referrers_before_any_tag() {
     assert_eq!(referrers_output(&run).len(), 2);
     assert!(run.summary.contains("on every target"), "{}", run.summary);
 }
+
+#[test]
+fn referrers_of_a_manifest_the_push_rewrites_are_left_out_with_a_warning() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "app", false);
+    let dir = tempfile::tempdir().unwrap();
+    // Uncompressed layers: `compression: gzip` gives the image a new digest.
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(176, 64 * 1024)]);
+    let (sbom, _) = sbom_and_signature((MANIFEST, &layout.manifest));
+    add_to_layout(dir.path(), &[&sbom]);
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .input("compression", "gzip")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert_ne!(run.outputs["digest"], layout.digest);
+    let warning = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("::warning") && l.contains("left out"))
+        .unwrap_or_else(|| panic!("no warning: {}", run.log()));
+    assert!(warning.contains("application/spdx+json"), "{warning}");
+    assert!(stack.moto.manifest_by_digest(CI_ACCOUNT, "app", &sbom.digest).is_none());
+    assert_eq!(referrers_output(&run), Vec::<Value>::new());
+}
