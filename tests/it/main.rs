@@ -19,6 +19,7 @@ mod policy;
 mod push;
 mod registry;
 mod registry_token;
+mod scan;
 mod secrets;
 mod sources;
 mod targets;

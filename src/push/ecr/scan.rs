@@ -29,7 +29,8 @@
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_ecr::error::ProvideErrorMetadata;
+use aws_sdk_ecr::config::retry::RetryConfig;
+use aws_sdk_ecr::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecr::operation::describe_image_scan_findings::DescribeImageScanFindingsOutput;
 use aws_sdk_ecr::types::{EnhancedImageScanFinding, ImageIdentifier, ImageScanFinding, ScanStatus};
 
@@ -43,6 +44,11 @@ const FINDINGS_PER_PAGE: i32 = 1000;
 const FIRST_POLL_WAIT: Duration = Duration::from_secs(2);
 /// A basic scan takes a minute or more; polling faster spends calls for nothing.
 const MAX_POLL_WAIT: Duration = Duration::from_secs(15);
+/// StartImageScan's attempts at a throttle or a server error. The SDK's own retries are
+/// off for it: its retry classifier counts `LimitExceededException` as throttling
+/// (aws-runtime's `THROTTLING_ERRORS`), and would spend 8 attempts and half a minute of
+/// backoff on the answer that means "a scan exists".
+const START_ATTEMPTS: u32 = 4;
 
 /// Where a scan stands after one poll.
 enum Poll {
@@ -84,15 +90,36 @@ impl Ecr {
 
     /// StartImageScan; a refusal that means "a scan exists or will" is no error.
     async fn start_scan(&self, subject: &Subject) -> Result<(), Error> {
-        let started = self
-            .clients
-            .other
-            .start_image_scan()
-            .registry_id(&self.target.registry_id)
-            .repository_name(&self.target.repository)
-            .image_id(by_digest(subject))
-            .send()
-            .await;
+        let mut attempt = 1;
+        let started = loop {
+            let started = self
+                .clients
+                .other
+                .start_image_scan()
+                .registry_id(&self.target.registry_id)
+                .repository_name(&self.target.repository)
+                .image_id(by_digest(subject))
+                .customize()
+                .config_override(
+                    aws_sdk_ecr::config::Builder::default()
+                        .retry_config(RetryConfig::standard().with_max_attempts(1)),
+                )
+                .send()
+                .await;
+            let transient = match &started {
+                Err(SdkError::ServiceError(e)) => {
+                    e.raw().status().is_server_error()
+                        || e.err().code() == Some("ThrottlingException")
+                }
+                Err(SdkError::DispatchFailure(_) | SdkError::TimeoutError(_)) => true,
+                _ => false,
+            };
+            if !transient || attempt == START_ATTEMPTS {
+                break started;
+            }
+            tokio::time::sleep(FIRST_POLL_WAIT * attempt).await;
+            attempt += 1;
+        };
         match started {
             Ok(_) => {
                 tracing::info!("scan of {subject} started");

@@ -326,6 +326,21 @@ impl Recorder {
         });
     }
 
+    /// From now on every call to `action` whose body's `registryId` is `account` is
+    /// answered 200 with `body` instead of moto's answer, until `calm`: a state moto never
+    /// reaches (a scan that stays IN_PROGRESS).
+    pub fn answer_for(&self, action: &str, account: &str, body: serde_json::Value) {
+        self.refusals.lock().expect("lock").push(Refusal {
+            action: action.to_owned(),
+            registry_id: account.to_owned(),
+            fault: Fault::Answer {
+                status: "200 OK",
+                content_type: "application/x-amz-json-1.1",
+                body: body.to_string(),
+            },
+        });
+    }
+
     /// The faults injected so far: (action, kind) for each.
     pub fn injected(&self) -> Vec<(String, Kind)> {
         self.calls()
