@@ -23,6 +23,11 @@ const INDEX_MEDIA_TYPES: [&str; 2] = [
 /// The platform BuildKit gives an attestation manifest inside an index; it is no image.
 const ATTESTATION_PLATFORM: &str = "unknown/unknown";
 
+/// Rows of findings in the job summary at most: GitHub takes up to 1 MiB of summary per
+/// step, and an old base image can have thousands of findings. The counts table
+/// still counts them all.
+const MAX_SUMMARY_ROWS: usize = 200;
+
 /// A finding's severity as ECR names it, lowest first. Basic scanning says
 /// INFORMATIONAL, LOW, MEDIUM, HIGH, CRITICAL or UNDEFINED; Inspector (enhanced)
 /// adds UNTRIAGED. Only the four from LOW up can be a threshold: the three others
@@ -199,7 +204,7 @@ pub fn refused_summary(scans: &[Scanned], threshold: Severity) -> String {
         found.len(),
         if found.len() == 1 { "" } else { "s" },
     );
-    for (subject, finding) in found {
+    for (subject, finding) in found.iter().take(MAX_SUMMARY_ROWS) {
         let name = match &finding.link {
             Some(link) => format!("[{}]({})", cell(&finding.name), link_target(link)),
             None => cell(&finding.name),
@@ -210,6 +215,12 @@ pub fn refused_summary(scans: &[Scanned], threshold: Severity) -> String {
             cell(finding.package.as_deref().unwrap_or("")),
             cell(finding.version.as_deref().unwrap_or("")),
             subject
+        ));
+    }
+    if found.len() > MAX_SUMMARY_ROWS {
+        text.push_str(&format!(
+            "\n{} more not listed; the `scan` output and ECR's console have them all.\n",
+            found.len() - MAX_SUMMARY_ROWS
         ));
     }
     text.push('\n');
@@ -448,5 +459,20 @@ mod tests {
             "{summary}"
         );
         assert!(summary.contains("| 1 | 1 | 0 | 1 |"), "{summary}");
+    }
+
+    #[test]
+    fn a_long_refusal_lists_the_worst_findings_and_counts_the_rest() {
+        let findings: Vec<Finding> = (0..MAX_SUMMARY_ROWS + 5)
+            .map(|n| finding(Severity::High, &format!("CVE-2026-{n:05}")))
+            .chain([finding(Severity::Critical, "CVE-2026-99999")])
+            .collect();
+        let summary = refused_summary(&[scanned(findings)], Severity::High);
+        assert!(
+            summary.contains("| CRITICAL | [CVE-2026-99999]"),
+            "{summary}"
+        );
+        assert_eq!(summary.matches("| HIGH | [").count(), MAX_SUMMARY_ROWS - 1);
+        assert!(summary.contains("\n6 more not listed"), "{summary}");
     }
 }

@@ -203,12 +203,12 @@ fn a_scan_that_never_completes_stops_at_scan_timeout_minutes() {
     stack.recorder.answer_for(
         "DescribeImageScanFindings",
         CI_ACCOUNT,
-        serde_json::json!({
+        &[serde_json::json!({
             "registryId": CI_ACCOUNT,
             "repositoryName": REPOSITORY,
             "imageId": {"imageDigest": layout.digest},
             "imageScanStatus": {"status": "IN_PROGRESS", "description": "The scan is in progress."},
-        }),
+        })],
     );
 
     let started = Instant::now();
@@ -235,6 +235,120 @@ fn a_scan_that_never_completes_stops_at_scan_timeout_minutes() {
     let polls = stack.recorder.calls_to("DescribeImageScanFindings").len();
     assert!((2..=4).contains(&polls), "{polls} polls");
     assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+/// An enhanced (Inspector) finding, as DescribeImageScanFindings lists it.
+fn enhanced_finding(cve: &str, severity: &str, package: &str, version: &str) -> serde_json::Value {
+    serde_json::json!({
+        "awsAccountId": CI_ACCOUNT,
+        "findingArn": format!("arn:aws:inspector2:{REGION}:{CI_ACCOUNT}:finding/{cve}"),
+        "severity": severity,
+        "status": "ACTIVE",
+        "title": format!("{cve} - {package}"),
+        "type": "PACKAGE_VULNERABILITY",
+        "packageVulnerabilityDetails": {
+            "vulnerabilityId": cve,
+            "source": "NVD",
+            "sourceUrl": format!("https://nvd.nist.gov/vuln/detail/{cve}"),
+            "vulnerablePackages": [{"name": package, "version": version, "packageManager": "PIP"}],
+        },
+    })
+}
+
+#[test]
+fn an_enhanced_scan_is_waited_for_and_read_page_by_page() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, REPOSITORY, false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 11);
+    // Under enhanced scanning StartImageScan starts nothing: Inspector scans by itself.
+    stack.recorder.refuse_for(
+        "StartImageScan",
+        CI_ACCOUNT,
+        "400 Bad Request",
+        "ValidationException",
+        "This feature is disabled",
+    );
+    let answer = |status: &str, findings: serde_json::Value, next: Option<&str>| {
+        let mut body = serde_json::json!({
+            "registryId": CI_ACCOUNT,
+            "repositoryName": REPOSITORY,
+            "imageId": {"imageDigest": layout.digest},
+            "imageScanStatus": {"status": status, "description": "Continuous scan is selected for image."},
+            "imageScanFindings": {"enhancedFindings": findings},
+        });
+        if let Some(token) = next {
+            body["nextToken"] = token.into();
+        }
+        body
+    };
+    stack.recorder.answer_for(
+        "DescribeImageScanFindings",
+        CI_ACCOUNT,
+        &[
+            answer("PENDING", serde_json::json!([]), None),
+            answer(
+                "ACTIVE",
+                serde_json::json!([enhanced_finding(
+                    "CVE-2026-5555",
+                    "HIGH",
+                    "requests",
+                    "2.31.0"
+                )]),
+                Some("page-2"),
+            ),
+            answer(
+                "ACTIVE",
+                serde_json::json!([enhanced_finding(
+                    "CVE-2026-6666",
+                    "CRITICAL",
+                    "urllib3",
+                    "1.26.0"
+                )]),
+                None,
+            ),
+        ],
+    );
+
+    let run = gated(&stack, &layout.reference("v1"), "critical", "v1");
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(
+        run.error()
+            .starts_with("scan-fail-on: 1 finding at or above CRITICAL, the first CRITICAL CVE-2026-6666 in sha256:"),
+        "{}",
+        run.log()
+    );
+    assert!(
+        run.log().contains("as under enhanced scanning"),
+        "{}",
+        run.log()
+    );
+    assert!(
+        run.summary.contains(
+            "| CRITICAL | [CVE-2026-6666](https://nvd.nist.gov/vuln/detail/CVE-2026-6666) | urllib3 | 1.26.0 |"
+        ),
+        "{}",
+        run.summary
+    );
+    let scan: serde_json::Value = serde_json::from_str(&run.outputs["scan"]).unwrap();
+    assert_eq!(scan[0]["counts"]["HIGH"], 1, "both pages counted");
+    assert_eq!(scan[0]["counts"]["CRITICAL"], 1);
+    let tokens: Vec<serde_json::Value> = stack
+        .recorder
+        .calls_to("DescribeImageScanFindings")
+        .iter()
+        .map(|c| c.json()["nextToken"].clone())
+        .collect();
+    assert_eq!(
+        tokens,
+        [
+            serde_json::Value::Null,
+            serde_json::Value::Null,
+            "page-2".into()
+        ]
+    );
+    assert!(stack.moto.manifest(CI_ACCOUNT, REPOSITORY, "v1").is_none());
 }
 
 #[test]

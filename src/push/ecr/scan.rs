@@ -134,7 +134,8 @@ impl Ecr {
                 }
                 Some("ValidationException") => {
                     tracing::info!(
-                        "scan of {subject}: the registry uses enhanced scanning (Amazon Inspector), which scans by itself; waiting for it"
+                        "scan of {subject}: StartImageScan refused ({}), as under enhanced scanning (Amazon Inspector), which scans by itself; waiting for its scan",
+                        crate::sdk::describe(&err)
                     );
                     Ok(())
                 }
