@@ -376,8 +376,10 @@ async fn push_to_ecr(
     } else {
         None
     };
-    let mut scans = None;
-    let report = {
+    // With the scan gate, everything goes untagged first, so the tags move only onto a
+    // scanned image.
+    let gate = push.scan.filter(|_| !via_registry);
+    let mut report = {
         let _group = runtime.group(&format!("Push to {registry}/{}", push.repository));
         match &login {
             Some(auth) if via_registry => {
@@ -398,24 +400,20 @@ async fn push_to_ecr(
                 )
                 .await?
             }
-            _ => match push.scan {
-                // Everything untagged first, so the tags move only onto a scanned image.
-                Some(gate) => {
-                    let mut report =
-                        destination::stage(&ecr, image, push.concurrency, runtime.progress())
-                            .await?;
-                    drop(_group);
-                    scans = Some(scan_gate(&ecr, gate, image, runtime).await?);
-                    let states = ecr.tag_states(&image.manifest, tags).await?;
-                    destination::tag(&ecr, image, tags, &states, &mut report).await?;
-                    report
-                }
-                None => {
-                    destination::push(&ecr, image, tags, push.concurrency, runtime.progress())
-                        .await?
-                }
-            },
+            _ if gate.is_some() => {
+                destination::stage(&ecr, image, push.concurrency, runtime.progress()).await?
+            }
+            _ => destination::push(&ecr, image, tags, push.concurrency, runtime.progress()).await?,
         }
+    };
+    let scans = match gate {
+        Some(gate) => {
+            let scans = scan_gate(&ecr, gate, image, runtime).await?;
+            let states = ecr.tag_states(&image.manifest, tags).await?;
+            destination::tag(&ecr, image, tags, &states, &mut report).await?;
+            Some(scans)
+        }
+        None => None,
     };
     if let Some(auth) = login.filter(|_| push.docker_login) {
         let stored = docker_config::store(&registry, &auth, env)?;
