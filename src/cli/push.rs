@@ -325,6 +325,15 @@ impl PushArgs {
                 format!("{minutes} is out of range; use more than 0 and at most 360 minutes"),
             ));
         }
+        if minutes > self.timeout_minutes {
+            return Err(invalid(
+                "scan-timeout-minutes",
+                format!(
+                    "{minutes} is longer than timeout-minutes ({}), which would stop the push first; raise timeout-minutes or lower scan-timeout-minutes",
+                    self.timeout_minutes
+                ),
+            ));
+        }
         Ok(Some(ScanGate { fail_on, minutes }))
     }
 

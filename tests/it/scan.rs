@@ -428,7 +428,15 @@ fn scan_fail_on_is_refused_where_ecrs_scanning_api_is_not_used() {
     let stack = Stack::start();
     let dir = tempfile::tempdir().unwrap();
     let layout = small_image(dir.path(), 9);
-    let cases: [(&[(&str, &str)], &str); 4] = [
+    let cases: [(&[(&str, &str)], &str); 5] = [
+        (
+            &[
+                ("repository", REPOSITORY),
+                ("scan-fail-on", "high"),
+                ("scan-timeout-minutes", "90"),
+            ],
+            "scan-timeout-minutes: 90 is longer than timeout-minutes (60)",
+        ),
         (
             &[("repository", REPOSITORY), ("scan-fail-on", "severe")],
             "scan-fail-on: `severe` is not critical, high, medium or low",
