@@ -19,6 +19,7 @@ pub mod progress;
 pub mod push;
 pub mod registry;
 pub mod report;
+pub mod scan;
 pub mod sdk;
 pub mod sub_claim;
 pub mod targets;

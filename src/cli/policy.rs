@@ -123,6 +123,10 @@ pub struct GenerateArgs {
     /// image as the pusher, who then needs signer:SignPayload on it
     #[arg(long, value_name = "ARN")]
     pub signing_profile: Option<String>,
+    /// Add ecr:StartImageScan and ecr:DescribeImageScanFindings on the repositories, for
+    /// scan-fail-on (one repository through ECR's API; not with --targets yet)
+    #[arg(long, conflicts_with = "targets")]
+    pub scan_gate: bool,
     /// The push's transport: registry needs ecr:GetAuthorizationToken for its login
     #[arg(long, value_enum, default_value = "api")]
     pub transport: TransportArg,
@@ -221,6 +225,12 @@ impl GenerateArgs {
                 ));
             }
         }
+        if self.scan_gate && self.transport == TransportArg::Registry {
+            return Err(invalid(
+                "scan-gate",
+                "the scan gate needs ECR's API, and --transport registry pushes through the registry endpoint; use one or the other",
+            ));
+        }
         if let Some(name) = &self.publisher_role {
             check_chars("publisher-role", name, 1..=64, "+=,.@-")?;
         }
@@ -248,6 +258,7 @@ impl GenerateArgs {
             create_repository: self.create_repository,
             signing_profile: self.signing_profile,
             registry_transport: self.transport == TransportArg::Registry,
+            scan_gate: self.scan_gate,
             source,
             targets,
         };

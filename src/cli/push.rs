@@ -8,11 +8,12 @@ use super::values::{
 };
 use crate::auth;
 use crate::ecr_host::{self, EcrHost};
-use crate::flow::{Destination, Push};
+use crate::flow::{Destination, Push, ScanGate};
 use crate::names::{
     EXTERNAL_ID_CHARS, Invalid as Error, check_account, check_chars, check_region,
     check_repository, check_role_arn, invalid,
 };
+use crate::scan::Severity;
 
 /// STS `RoleSessionName`: 2 to 64 characters of `[\w+=,.@-]`.
 const SESSION_NAME_CHARS: std::ops::RangeInclusive<usize> = 2..=64;
@@ -200,6 +201,22 @@ pub struct PushArgs {
     )]
     pub timeout_minutes: f64,
 
+    /// Scan each pushed image with ECR before any tag is written, and fail when a finding
+    /// is at or above this severity: critical, high, medium or low (when empty: no scan).
+    /// Needs ecr:StartImageScan and ecr:DescribeImageScanFindings
+    #[arg(long, help_heading = "Scan", value_name = "SEVERITY")]
+    pub scan_fail_on: Option<String>,
+
+    /// How long to wait for ECR's scans, in minutes (decimals allowed)
+    #[arg(
+        long,
+        help_heading = "Scan",
+        allow_negative_numbers = true,
+        value_name = "MINUTES",
+        default_value_t = 10.0
+    )]
+    pub scan_timeout_minutes: f64,
+
     /// Write the pushed manifest's digest to FILE, for scripts (skopeo's --digestfile)
     #[arg(long, help_heading = "Output", value_name = "FILE")]
     pub digest_file: Option<std::path::PathBuf>,
@@ -266,6 +283,7 @@ impl PushArgs {
         };
         let concurrency = self.concurrency()?;
         let deadline = self.deadline()?;
+        let scan = self.scan_gate(&targets, &target.destination)?;
         Ok(Push {
             image: self.image,
             repository,
@@ -286,7 +304,70 @@ impl PushArgs {
             targets,
             session_tags: self.session_tags,
             digest_file: self.digest_file,
+            scan,
         })
+    }
+
+    /// `scan-fail-on` and `scan-timeout-minutes`: the gate, for one ECR target through
+    /// ECR's API only, since the scan is ECR's API.
+    fn scan_gate(
+        &self,
+        targets: &[crate::targets::Target],
+        destination: &Destination,
+    ) -> Result<Option<ScanGate>, Error> {
+        let Some(text) = self
+            .scan_fail_on
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        let fail_on = Severity::threshold(text).ok_or_else(|| {
+            invalid(
+                "scan-fail-on",
+                format!("`{}` is not critical, high, medium or low", text.trim()),
+            )
+        })?;
+        if !targets.is_empty() {
+            return Err(invalid(
+                "scan-fail-on",
+                "is not supported with targets yet; push to one repository, or leave scan-fail-on empty",
+            ));
+        }
+        match destination {
+            Destination::Ecr { registry: false } => {}
+            Destination::Ecr { registry: true } => {
+                return Err(invalid(
+                    "scan-fail-on",
+                    "needs ECR's API (StartImageScan, DescribeImageScanFindings); with transport: registry, leave scan-fail-on empty",
+                ));
+            }
+            Destination::Registry(host) => {
+                return Err(invalid(
+                    "scan-fail-on",
+                    format!(
+                        "scans with ECR's scanning API, and the registry {host} is not ECR; leave scan-fail-on empty"
+                    ),
+                ));
+            }
+        }
+        let minutes = self.scan_timeout_minutes;
+        if !(minutes > 0.0 && minutes <= 360.0) {
+            return Err(invalid(
+                "scan-timeout-minutes",
+                format!("{minutes} is out of range; use more than 0 and at most 360 minutes"),
+            ));
+        }
+        if minutes > self.timeout_minutes {
+            return Err(invalid(
+                "scan-timeout-minutes",
+                format!(
+                    "{minutes} is longer than timeout-minutes ({}), which would stop the push first; raise timeout-minutes or lower scan-timeout-minutes",
+                    self.timeout_minutes
+                ),
+            ));
+        }
+        Ok(Some(ScanGate { fail_on, minutes }))
     }
 
     /// `targets`, checked whole, and the inputs it replaces left empty.

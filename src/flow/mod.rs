@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use crate::actions::Runtime;
 use crate::ecr_host::EcrHost;
 use crate::image::{self, Image};
+use crate::push::Destination as _;
 use crate::{actions, auth, docker_config, push as destination, report};
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,15 @@ pub enum Error {
     Deadline(f64),
     #[error("targets: {0}")]
     Release(String),
+    #[error(
+        "scan-fail-on: {count} finding{plural} at or above {threshold}, the first {first}; no tag was moved. The job summary lists them: fix the image, or raise scan-fail-on",
+        plural = if *count == 1 { "" } else { "s" }
+    )]
+    ScanRefused {
+        count: usize,
+        threshold: crate::scan::Severity,
+        first: String,
+    },
     #[error("digest-file: could not write {path}: {source}")]
     DigestFile {
         path: std::path::PathBuf,
@@ -86,6 +96,16 @@ pub struct Push {
     pub session_tags: bool,
     /// Where the digest is written for scripts (`digest-file`).
     pub digest_file: Option<std::path::PathBuf>,
+    /// The scan gate (`scan-fail-on`), off when `None`.
+    pub scan: Option<ScanGate>,
+}
+
+/// Scan before tagging, and tag only when no finding is at or above `fail_on`.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanGate {
+    pub fail_on: crate::scan::Severity,
+    /// How long the scans may take (`scan-timeout-minutes`).
+    pub minutes: f64,
 }
 
 impl Push {
@@ -177,13 +197,13 @@ async fn run(
         return tell(&push, &release.first(), Some(&release), runtime);
     }
 
-    let (registry, report) = match &push.destination {
+    let (registry, report, scans) = match &push.destination {
         Destination::Registry(host) => {
             // No AWS at all: the registry's login is the Docker CLI's, masked first, as is
             // each token its realm hands out.
             let login = login(host).map(|login| (login.username, login.password));
             let report = push_to_registry(&push, host, login, &image, &tags, runtime, env).await?;
-            (host.clone(), report)
+            (host.clone(), report, None)
         }
         Destination::Ecr { registry } => {
             let session = match session {
@@ -203,7 +223,12 @@ async fn run(
         tags: &tags,
         report: &report,
     };
-    tell(&push, &pushed, None, runtime)
+    tell(&push, &pushed, None, runtime)?;
+    if let (Some(gate), Some(scans)) = (push.scan, scans) {
+        runtime.set_outputs(&[("scan", &crate::scan::output(&scans).to_string())])?;
+        runtime.append_summary(&crate::scan::passed_summary(&scans, gate.fail_on))?;
+    }
+    Ok(())
 }
 
 /// The outputs, the job summary, the digest file and the last line of a push that
@@ -352,7 +377,8 @@ async fn push_to_registry(
 }
 
 /// Credentials, then the push to ECR through its API or, with `via_registry`, its
-/// registry endpoint; the registry host and what the push did.
+/// registry endpoint; the registry host, what the push did, and with the scan gate on
+/// what the scans found.
 async fn push_to_ecr(
     push: &Push,
     session: auth::Session,
@@ -361,7 +387,7 @@ async fn push_to_ecr(
     tags: &[String],
     runtime: &Runtime,
     env: &impl Fn(&str) -> Option<String>,
-) -> Result<(String, report::Report), Error> {
+) -> Result<(String, report::Report, Option<Vec<crate::scan::Scanned>>), Error> {
     let registry_id = push.registry_id.clone().unwrap_or(session.account);
     // The host as the registry input named it (FIPS, dual-stack), else the standard one.
     let host = match &push.ecr_host {
@@ -385,7 +411,10 @@ async fn push_to_ecr(
     } else {
         None
     };
-    let report = {
+    // With the scan gate, everything goes untagged first, so the tags move only onto a
+    // scanned image.
+    let gate = push.scan.filter(|_| !via_registry);
+    let mut report = {
         let _group = runtime.group(&format!("Push to {registry}/{}", push.repository));
         match &login {
             Some(auth) if via_registry => {
@@ -399,8 +428,18 @@ async fn push_to_ecr(
                 )?;
                 destination::push(&destination, image, tags, push.options(runtime)).await?
             }
+            _ if gate.is_some() => destination::stage(&ecr, image, push.options(runtime)).await?,
             _ => destination::push(&ecr, image, tags, push.options(runtime)).await?,
         }
+    };
+    let scans = match gate {
+        Some(gate) => {
+            let scans = scan_gate(&ecr, gate, image, runtime).await?;
+            let states = ecr.tag_states(&image.manifest, tags).await?;
+            destination::tag(&ecr, image, tags, &states, &mut report).await?;
+            Some(scans)
+        }
+        None => None,
     };
     if let Some(auth) = login.filter(|_| push.docker_login) {
         let stored = docker_config::store(&registry, &auth, env)?;
@@ -415,7 +454,60 @@ async fn push_to_ecr(
             );
         }
     }
-    Ok((registry, report))
+    Ok((registry, report, scans))
+}
+
+/// The scan gate on an image pushed untagged: each platform image scanned at once,
+/// within `scan-timeout-minutes`; a finding at or above the threshold ends the push
+/// with the findings in the job summary (and the `scan` output), before any tag moves.
+async fn scan_gate(
+    ecr: &destination::Ecr,
+    gate: ScanGate,
+    image: &Image,
+    runtime: &Runtime,
+) -> Result<Vec<crate::scan::Scanned>, Error> {
+    use crate::scan;
+    let _group = runtime.group("Scan");
+    let subjects = scan::subjects(
+        &image.manifest.media_type,
+        &image.manifest.bytes,
+        &image.manifest.digest,
+    );
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_secs_f64(gate.minutes * 60.0);
+    let results = futures_util::future::join_all(
+        subjects
+            .iter()
+            .map(|subject| ecr.scan(subject, deadline, gate.minutes)),
+    )
+    .await;
+    let mut scans = Vec::with_capacity(subjects.len());
+    for (subject, findings) in subjects.into_iter().zip(results) {
+        let scanned = scan::Scanned {
+            subject,
+            findings: findings?,
+        };
+        let counts: Vec<String> = scanned
+            .counts()
+            .iter()
+            .rev()
+            .map(|(severity, n)| format!("{n} {severity}"))
+            .collect();
+        tracing::info!("scan of {}: {}", scanned.subject, counts.join(", "));
+        scans.push(scanned);
+    }
+    let blocking = scan::blocking(&scans, gate.fail_on);
+    if let Some((subject, finding)) = blocking.first() {
+        let error = Error::ScanRefused {
+            count: blocking.len(),
+            threshold: gate.fail_on,
+            first: format!("{} {} in {subject}", finding.severity, finding.name),
+        };
+        runtime.set_outputs(&[("scan", &scan::output(&scans).to_string())])?;
+        runtime.append_summary(&scan::refused_summary(&scans, gate.fail_on))?;
+        return Err(error);
+    }
+    Ok(scans)
 }
 
 /// The step's AWS credentials: the web identity and role chain, or the default chain.

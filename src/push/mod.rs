@@ -89,6 +89,24 @@ pub enum Error {
     ManifestNotText(Digest),
     #[error("internal error in a blob reader: {0}")]
     Task(String),
+    #[error(
+        "scan-fail-on: ECR could not scan {subject} in {target} ({status}{reason}); no tag was moved. Push an image ECR can scan, or leave scan-fail-on empty"
+    )]
+    ScanFailed {
+        subject: String,
+        target: String,
+        status: String,
+        reason: String,
+    },
+    #[error(
+        "scan-timeout-minutes: the scan of {subject} in {target} was not complete after {minutes} minutes ({status}); no tag was moved. Raise scan-timeout-minutes, and check that the registry's scanning configuration covers the repository"
+    )]
+    ScanTimeout {
+        subject: String,
+        target: String,
+        minutes: f64,
+        status: String,
+    },
 }
 
 impl From<crate::registry::Error> for Error {

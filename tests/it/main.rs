@@ -20,6 +20,7 @@ mod push;
 mod referrers;
 mod registry;
 mod registry_token;
+mod scan;
 mod secrets;
 mod sources;
 mod targets;

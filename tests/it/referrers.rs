@@ -583,6 +583,11 @@ fn referrers_of_a_manifest_the_push_rewrites_are_left_out_with_a_warning() {
         .find(|l| l.starts_with("::warning") && l.contains("left out"))
         .unwrap_or_else(|| panic!("no warning: {}", run.log()));
     assert!(warning.contains("application/spdx+json"), "{warning}");
-    assert!(stack.moto.manifest_by_digest(CI_ACCOUNT, "app", &sbom.digest).is_none());
+    assert!(
+        stack
+            .moto
+            .manifest_by_digest(CI_ACCOUNT, "app", &sbom.digest)
+            .is_none()
+    );
     assert_eq!(referrers_output(&run), Vec::<Value>::new());
 }

@@ -67,6 +67,8 @@ pub struct Request {
     /// `transport: registry`: the registry endpoint, reached with the login that
     /// GetAuthorizationToken gives.
     pub registry_transport: bool,
+    /// `scan-fail-on` (`--scan-gate`): the gate's two scan actions on the repositories.
+    pub scan_gate: bool,
     /// An ECR repository the push reads its image from (a promotion).
     pub source: Option<Source>,
     /// The push's `targets`, in line order. When there are any they name every
@@ -88,6 +90,9 @@ pub struct Source {
 /// What reading an image from ECR through its registry endpoint takes: manifests, then
 /// layers (a blob GET is answered with a redirect GetDownloadUrlForLayer authorises).
 const PULL_ACTIONS: [&str; 2] = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"];
+
+/// What the scan gate (`scan-fail-on`) calls, on the repository it pushes to.
+const SCAN_GATE_ACTIONS: [&str; 2] = ["ecr:StartImageScan", "ecr:DescribeImageScanFindings"];
 
 /// Where a document goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,10 +164,15 @@ impl Request {
     /// What ecr-push calls, and BatchGetImage (which AWS's own push policy holds too):
     /// with it a re-push of an unchanged image asks once which tags are already set
     /// rather than spend a PutImage (10 a second, shared by the account) on each, and a
-    /// tag conflict in an immutable repository names the image the tag holds.
+    /// tag conflict in an immutable repository names the image the tag holds. With the
+    /// scan gate, its two calls: whether a scan exists is StartImageScan's answer, so no
+    /// registry-wide GetRegistryScanningConfiguration is needed.
     fn push_actions(&self) -> Vec<&'static str> {
         let mut actions = PUSH_ACTIONS.to_vec();
         actions.push("ecr:BatchGetImage");
+        if self.scan_gate {
+            actions.extend(SCAN_GATE_ACTIONS);
+        }
         actions
     }
 

@@ -24,6 +24,7 @@ fn request() -> Request {
         create_repository: false,
         signing_profile: None,
         registry_transport: false,
+        scan_gate: false,
         source: None,
         targets: Vec::new(),
     }
@@ -103,6 +104,47 @@ fn default_push_policy_has_no_star_and_exactly_the_push_actions() {
         statements(push)[0]["Resource"],
         "arn:aws:ecr:us-east-1:111111111111:repository/secure-flask"
     );
+}
+
+#[test]
+fn the_scan_gate_adds_exactly_its_two_actions_on_the_repository() {
+    let mut gated = request();
+    gated.scan_gate = true;
+    let documents = generate(&gated);
+    let push = &find(&documents, "aws-ecr-ci-push.json").body;
+    assert_eq!(statements(push).len(), 1);
+    let mut expected = PUSH_ACTIONS.to_vec();
+    expected.extend([
+        "ecr:BatchGetImage",
+        "ecr:StartImageScan",
+        "ecr:DescribeImageScanFindings",
+    ]);
+    assert_eq!(strings(statements(push)[0].get("Action")), expected);
+    assert_eq!(
+        statements(push)[0]["Resource"],
+        "arn:aws:ecr:us-east-1:111111111111:repository/secure-flask"
+    );
+}
+
+#[test]
+fn a_cross_account_repository_policy_lets_the_scan_gate_in_too() {
+    let mut gated = request();
+    gated.scan_gate = true;
+    gated.registry_account = Some("222222222222".into());
+    let documents = generate(&gated);
+    let granted: Vec<String> = documents
+        .iter()
+        .filter(|d| matches!(d.attach, Attach::RepositoryPolicy { .. }))
+        .flat_map(|d| {
+            statements(&d.body)
+                .into_iter()
+                .flat_map(|s| strings(s.get("Action")))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for action in ["ecr:StartImageScan", "ecr:DescribeImageScanFindings"] {
+        assert!(granted.iter().any(|a| a == action), "{action}: {granted:?}");
+    }
 }
 
 #[test]

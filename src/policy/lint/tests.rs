@@ -549,6 +549,7 @@ fn what_the_generator_writes_is_clean() {
             "arn:aws:signer:us-east-1:583920174651:/signing-profiles/release".into(),
         ),
         registry_transport: true,
+        scan_gate: true,
         source: Some(Source {
             account: "731905284613".into(),
             region: "us-east-1".into(),
@@ -598,6 +599,7 @@ localhost:5000/mirror/app";
             "arn:aws:signer:eu-west-1:731905284613:/signing-profiles/release".into(),
         ),
         registry_transport: true,
+        scan_gate: false,
         source: Some(Source {
             account: "820143659271".into(),
             region: "us-east-1".into(),

@@ -5,8 +5,9 @@
 //!
 //! The parts are split by what they talk to: `clients` (the SDK clients, one per quota
 //! with its own retry partition, and the pacing of the write calls), `layers` (the
-//! layer upload), `images` (BatchGetImage and PutImage) and `login`
-//! (GetAuthorizationToken). This file holds the destination they share, and the
+//! layer upload), `images` (BatchGetImage and PutImage), `login`
+//! (GetAuthorizationToken) and `scan` (the scan gate's StartImageScan and
+//! DescribeImageScanFindings). This file holds the destination they share, and the
 //! `Target` every call's error names.
 
 mod clients;
@@ -14,6 +15,7 @@ mod images;
 mod layers;
 mod login;
 mod part_body;
+mod scan;
 
 use std::collections::HashSet;
 

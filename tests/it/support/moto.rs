@@ -154,6 +154,36 @@ impl Moto {
         self.reset_auth(&free_requests.to_string());
     }
 
+    /// Sets what moto's DescribeImageScanFindings answers in `account`, through moto's own
+    /// `/moto-api/static/ecr/scan-finding-results`: each of `results` is a whole answer
+    /// (`repositoryName`, `imageId`, `imageScanStatus`, `imageScanFindings`), matched to an
+    /// image by its `imageId` (`{}` matches any image of the repository) and handed,
+    /// once queued, to every later call for that image. moto answers only after a
+    /// StartImageScan of the image (ScanNotFoundException before).
+    pub fn scan_results(&self, account: &str, results: &[serde_json::Value]) {
+        let body = serde_json::json!({
+            "results": results,
+            "region": REGION,
+            "account_id": account,
+        });
+        let response = self.rt.block_on(
+            reqwest::Client::new()
+                .post(format!(
+                    "{}/moto-api/static/ecr/scan-finding-results",
+                    self.endpoint()
+                ))
+                .header("Content-Type", "application/json")
+                .body(body.to_string())
+                .send(),
+        );
+        assert!(
+            response
+                .expect("moto scan-finding-results")
+                .status()
+                .is_success()
+        );
+    }
+
     pub fn stop_enforcing_iam(&self) {
         self.reset_auth("inf");
     }

@@ -145,7 +145,8 @@ pub struct Recorder {
 }
 
 /// Every call to `action` for the registry of `registry_id` gets `fault`, until `calm`:
-/// an account whose policy refuses the step, as long as nobody fixes it.
+/// an account whose policy refuses the step, as long as nobody fixes it. With `then`,
+/// the calls after the first get those answers in turn, the last one from then on.
 struct Refusal {
     action: String,
     /// Empty: any account.
@@ -153,6 +154,7 @@ struct Refusal {
     /// The `imageDigest` refused, if only one is.
     digest: Option<String>,
     fault: Fault,
+    then: Vec<Fault>,
 }
 
 /// The refusal that answers this call, if one does.
@@ -160,15 +162,17 @@ fn refusal_for(refusals: &Mutex<Vec<Refusal>>, action: &str, body: &str) -> Opti
     let body: serde_json::Value = serde_json::from_str(body).ok()?;
     let registry_id = body["registryId"].as_str().unwrap_or_default();
     let digest = body["imageDigest"].as_str();
-    let refusals = refusals.lock().expect("lock");
-    refusals
-        .iter()
-        .find(|r| {
-            r.action == action
-                && (r.registry_id.is_empty() || r.registry_id == registry_id)
-                && r.digest.as_deref().is_none_or(|d| Some(d) == digest)
-        })
-        .map(|r| r.fault.clone())
+    let mut refusals = refusals.lock().expect("lock");
+    let refusal = refusals.iter_mut().find(|r| {
+        r.action == action
+            && (r.registry_id.is_empty() || r.registry_id == registry_id)
+            && r.digest.as_deref().is_none_or(|d| Some(d) == digest)
+    })?;
+    let answer = refusal.fault.clone();
+    if !refusal.then.is_empty() {
+        refusal.fault = refusal.then.remove(0);
+    }
+    Some(answer)
 }
 
 /// Time as the test sets it: how long STS credentials last, the keys it handed out and
@@ -332,6 +336,7 @@ impl Recorder {
                 content_type: "application/x-amz-json-1.1",
                 body,
             },
+            then: Vec::new(),
         });
     }
 
@@ -355,6 +360,27 @@ impl Recorder {
                 content_type: "application/x-amz-json-1.1",
                 body,
             },
+            then: Vec::new(),
+        });
+    }
+
+    /// From now on the calls to `action` whose body's `registryId` is `account` are
+    /// answered 200 with `bodies` in turn instead of moto's answer, the last one from
+    /// then on, until `calm`: states moto never reaches (a scan that stays IN_PROGRESS,
+    /// an enhanced scan's findings in pages).
+    pub fn answer_for(&self, action: &str, account: &str, bodies: &[serde_json::Value]) {
+        let mut answers = bodies.iter().map(|body| Fault::Answer {
+            status: "200 OK",
+            content_type: "application/x-amz-json-1.1",
+            body: body.to_string(),
+        });
+        let fault = answers.next().expect("at least one answer");
+        self.refusals.lock().expect("lock").push(Refusal {
+            action: action.to_owned(),
+            registry_id: account.to_owned(),
+            digest: None,
+            fault,
+            then: answers.collect(),
         });
     }
 
