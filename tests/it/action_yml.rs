@@ -167,3 +167,62 @@ fn a_release_names_its_published_image_and_moves_its_major_and_minor_tags() {
         "the GitHub release waits for the tags"
     );
 }
+
+/// Every `with:` key of a step that uses the action, in every example and in the
+/// README's YAML, is an input of action.yml: a renamed or mistyped input in an example
+/// would be ignored by the runner with only a warning.
+#[test]
+fn every_example_uses_only_inputs_the_action_has() {
+    let inputs = action_inputs();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(root.join("examples"))
+        .expect("examples/")
+        .map(|e| e.expect("an entry").path())
+        .collect();
+    files.push(root.join("README.md"));
+    let mut checked = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("readable");
+        let lines: Vec<&str> = text.lines().collect();
+        for (at, line) in lines.iter().enumerate() {
+            if !line
+                .trim_start()
+                .trim_start_matches("- ")
+                .starts_with("uses: OWNER/ecr-push")
+            {
+                continue;
+            }
+            // `with:` follows `uses:`, its keys indented one level further.
+            let Some(with) = lines[at + 1..]
+                .iter()
+                .take_while(|l| !l.trim().is_empty())
+                .position(|l| l.trim() == "with:")
+            else {
+                continue;
+            };
+            let with_line = lines[at + 1 + with];
+            let indent = with_line.len() - with_line.trim_start().len();
+            for key_line in lines[at + 2 + with..].iter().take_while(|l| {
+                let trimmed = l.trim_start();
+                !trimmed.is_empty() && l.len() - trimmed.len() > indent
+            }) {
+                let key_indent = key_line.len() - key_line.trim_start().len();
+                let Some((key, _)) = key_line.trim().split_once(':') else {
+                    continue;
+                };
+                // Keys at the first level under `with:`, not a block value's lines.
+                if key_indent != indent + 2 || key.contains(' ') {
+                    continue;
+                }
+                assert!(
+                    inputs.contains_key(key),
+                    "{}:{}: `{key}` is not an input of action.yml",
+                    file.display(),
+                    at + 1
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 30, "only {checked} inputs found in the examples");
+}
