@@ -123,9 +123,9 @@ pub struct GenerateArgs {
     /// image as the pusher, who then needs signer:SignPayload on it
     #[arg(long, value_name = "ARN")]
     pub signing_profile: Option<String>,
-    /// Add ecr:StartImageScan and ecr:DescribeImageScanFindings on the repositories, for
-    /// scan-fail-on (one repository through ECR's API; not with --targets yet)
-    #[arg(long, conflicts_with = "targets")]
+    /// Add ecr:StartImageScan and ecr:DescribeImageScanFindings for scan-fail-on: on the
+    /// repositories, or with --targets on the first ECR target's, the one a release scans
+    #[arg(long)]
     pub scan_gate: bool,
     /// The push's transport: registry needs ecr:GetAuthorizationToken for its login
     #[arg(long, value_enum, default_value = "api")]

@@ -308,8 +308,8 @@ impl PushArgs {
         })
     }
 
-    /// `scan-fail-on` and `scan-timeout-minutes`: the gate, for one ECR target through
-    /// ECR's API only, since the scan is ECR's API.
+    /// `scan-fail-on` and `scan-timeout-minutes`: the gate, for ECR through its API
+    /// only, since the scan is ECR's API (with `targets`, the first ECR target's).
     fn scan_gate(
         &self,
         targets: &[crate::targets::Target],
@@ -328,10 +328,10 @@ impl PushArgs {
                 format!("`{}` is not critical, high, medium or low", text.trim()),
             )
         })?;
-        if !targets.is_empty() {
+        if !targets.is_empty() && targets.iter().all(|t| t.account().is_none()) {
             return Err(invalid(
                 "scan-fail-on",
-                "is not supported with targets yet; push to one repository, or leave scan-fail-on empty",
+                "scans with ECR's scanning API, and no target is ECR; leave scan-fail-on empty",
             ));
         }
         match destination {

@@ -186,7 +186,8 @@ async fn run(
     if !push.targets.is_empty() {
         let digest = image.manifest.digest.clone();
         let original = image.original_digest.clone();
-        let reports = release::run(&push, session, image, &tags, &login, runtime, env).await?;
+        let (reports, scans) =
+            release::run(&push, session, image, &tags, &login, runtime, env).await?;
         let release = report::Release {
             digest: &digest,
             original_digest: original.as_ref(),
@@ -194,7 +195,8 @@ async fn run(
             tags: &tags,
             landed: release::outcomes(&push, &reports),
         };
-        return tell(&push, &release.first(), Some(&release), runtime);
+        tell(&push, &release.first(), Some(&release), runtime)?;
+        return tell_scans(&push, scans, runtime);
     }
 
     let (registry, report, scans) = match &push.destination {
@@ -224,6 +226,15 @@ async fn run(
         report: &report,
     };
     tell(&push, &pushed, None, runtime)?;
+    tell_scans(&push, scans, runtime)
+}
+
+/// A passed scan gate's `scan` output and counts in the job summary.
+fn tell_scans(
+    push: &Push,
+    scans: Option<Vec<crate::scan::Scanned>>,
+    runtime: &Runtime,
+) -> Result<(), Error> {
     if let (Some(gate), Some(scans)) = (push.scan, scans) {
         runtime.set_outputs(&[("scan", &crate::scan::output(&scans).to_string())])?;
         runtime.append_summary(&crate::scan::passed_summary(&scans, gate.fail_on))?;

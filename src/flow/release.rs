@@ -93,7 +93,7 @@ pub(super) async fn run(
     login: &impl Fn(&str) -> Option<docker_config::Login>,
     runtime: &Runtime,
     env: &impl Fn(&str) -> Option<String>,
-) -> Result<Vec<(String, Report)>, Error> {
+) -> Result<(Vec<(String, Report)>, Option<Vec<crate::scan::Scanned>>), Error> {
     // A remote source is read once, whatever the number of targets.
     let image = if crate::image::registry_host(&push.image).is_some() && push.targets.len() > 1 {
         image.fetch_once()?
@@ -125,6 +125,25 @@ pub(super) async fn run(
     }
     let mut reports: Vec<Report> = staged.into_iter().flatten().collect();
 
+    // The same bytes are on every target: the first ECR target's scan decides for all,
+    // before any tag moves anywhere.
+    let scans = match push.scan {
+        Some(gate) => {
+            let scanner = landings.iter().find_map(|l| match &l.to {
+                To::Ecr(ecr) => Some((l, ecr)),
+                To::Registry(_) => None,
+            });
+            let Some((landing, ecr)) = scanner else {
+                return Err(Error::Release(
+                    "scan-fail-on needs an ECR target, whose scanning API scans the image".into(),
+                ));
+            };
+            tracing::info!("scanned on {}, for every target", landing.name());
+            Some(super::scan_gate(ecr, gate, &image, runtime).await?)
+        }
+        None => None,
+    };
+
     let states = check(&landings, &image, tags).await?;
     for (index, landing) in landings.iter().enumerate() {
         let span = tracing::info_span!("target", line = landing.target.line);
@@ -149,11 +168,12 @@ pub(super) async fn run(
         );
     }
     store_logins(&landings, env)?;
-    Ok(landings
+    let reports = landings
         .iter()
         .map(|l| l.target.host.to_string())
         .zip(reports)
-        .collect())
+        .collect();
+    Ok((reports, scans))
 }
 
 /// Credentials (one web identity, each distinct role once) and a destination per target.

@@ -459,13 +459,10 @@ fn scan_fail_on_is_refused_where_ecrs_scanning_api_is_not_used() {
         ),
         (
             &[
-                (
-                    "targets",
-                    "111111111111.dkr.ecr.us-east-1.amazonaws.com/gated",
-                ),
+                ("targets", "registry.example.com/gated"),
                 ("scan-fail-on", "high"),
             ],
-            "scan-fail-on: is not supported with targets yet",
+            "scan-fail-on: scans with ECR's scanning API, and no target is ECR",
         ),
     ];
     for (inputs, error) in cases {
@@ -485,4 +482,62 @@ fn scan_fail_on_is_refused_where_ecrs_scanning_api_is_not_used() {
         stack.recorder.calls().is_empty(),
         "no call before the inputs are right"
     );
+}
+
+#[test]
+fn a_release_is_scanned_once_and_a_blocking_finding_tags_no_target() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, REPOSITORY, false);
+    stack.moto.scan_results(
+        CI_ACCOUNT,
+        &[complete_scan(
+            serde_json::json!({}),
+            &[basic_finding("CVE-2026-3333", "HIGH", "glibc", "2.36-9")],
+        )],
+    );
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 21);
+    let targets = format!(
+        "{}/mirror/gated\n{CI_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY}",
+        registry.host()
+    );
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("targets", &targets)
+        .input("tags", "v1")
+        .input("scan-fail-on", "high")
+        .kill_after(Duration::from_secs(120))
+        .run();
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(
+        run.error()
+            .starts_with("scan-fail-on: 1 finding at or above HIGH"),
+        "{}",
+        run.log()
+    );
+    // Staged everywhere, scanned once on the ECR target, tagged nowhere.
+    assert_eq!(scans_started(&stack), std::slice::from_ref(&layout.digest));
+    assert!(stack.moto.manifest(CI_ACCOUNT, REPOSITORY, "v1").is_none());
+    assert!(!registry.has("mirror/gated/manifests/v1"));
+    assert!(registry.has(&format!("mirror/gated/manifests/{}", layout.digest)));
+    assert!(run.summary.contains("CVE-2026-3333"), "{}", run.summary);
+
+    // Below the threshold, every target is tagged and the counts are told.
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("targets", &targets)
+        .input("tags", "v1")
+        .input("scan-fail-on", "critical")
+        .kill_after(Duration::from_secs(120))
+        .run();
+    assert!(run.ok(), "{}", run.log());
+    assert!(stack.moto.manifest(CI_ACCOUNT, REPOSITORY, "v1").is_some());
+    assert!(registry.has("mirror/gated/manifests/v1"));
+    let scan: serde_json::Value = serde_json::from_str(&run.outputs["scan"]).unwrap();
+    assert_eq!(scan[0]["counts"]["HIGH"], 1);
 }

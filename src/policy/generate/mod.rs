@@ -170,10 +170,25 @@ impl Request {
     fn push_actions(&self) -> Vec<&'static str> {
         let mut actions = PUSH_ACTIONS.to_vec();
         actions.push("ecr:BatchGetImage");
-        if self.scan_gate {
+        // With targets, only the one repository the gate scans gets them (`scan_statement`).
+        if self.scan_gate && self.targets.is_empty() {
             actions.extend(SCAN_GATE_ACTIONS);
         }
         actions
+    }
+
+    /// The scan gate's calls on the one repository a release scans (its first ECR
+    /// target), for the role that pushes there.
+    fn scan_statement(sid: &str, resource: Option<&str>) -> Value {
+        let mut statement = json!({
+            "Sid": sid,
+            "Effect": "Allow",
+            "Action": SCAN_GATE_ACTIONS,
+        });
+        if let Some(resource) = resource {
+            statement["Resource"] = resource.into();
+        }
+        statement
     }
 
     pub fn oidc_provider_arn(&self) -> String {
@@ -237,7 +252,14 @@ impl Request {
     /// The permissions of a role that pushes to `arns` (none for a CI role that only
     /// chains and reads the source), signs as the pusher when `signs`, and reads the
     /// promotion's source when `reads_source`.
-    fn push_policy(&self, arns: Vec<String>, signs: bool, reads_source: bool) -> Value {
+    /// `scanned`: the repository a release's scan gate scans, when this role pushes it.
+    fn push_policy(
+        &self,
+        arns: Vec<String>,
+        signs: bool,
+        reads_source: bool,
+        scanned: Option<&str>,
+    ) -> Value {
         let mut statements = Vec::new();
         let pushes = !arns.is_empty();
         if pushes {
@@ -257,6 +279,9 @@ impl Request {
                     "Resource": arns,
                 }));
             }
+        }
+        if let Some(scanned) = scanned {
+            statements.push(Self::scan_statement("ScanGate", Some(scanned)));
         }
         if let Some(profile) = self.signing_profile.as_ref().filter(|_| signs) {
             // Managed signing signs as the pusher (ECR user guide, "Managed signing").
@@ -370,6 +395,7 @@ fn push(request: &Request, pusher: Pusher) -> Document {
             request.repository_arns(),
             request.signing_profile.is_some(),
             request.source.is_some(),
+            None,
         ),
     }
 }

@@ -25,6 +25,8 @@ use crate::targets::{Host, Target};
 struct Destination<'a> {
     host: &'a EcrHost,
     repository: &'a str,
+    /// Its line in `targets`.
+    line: usize,
 }
 
 impl Destination<'_> {
@@ -109,7 +111,11 @@ fn roles(request: &Request) -> (Role<'_>, Vec<Role<'_>>) {
         else {
             continue;
         };
-        let destination = Destination { host, repository };
+        let destination = Destination {
+            host,
+            repository,
+            line: target.line,
+        };
         let role = match &target.role {
             None => &mut ci,
             Some(arn) => match chained.iter().position(|r| r.arn == *arn) {
@@ -129,6 +135,22 @@ fn roles(request: &Request) -> (Role<'_>, Vec<Role<'_>>) {
 /// Every document, in the order they are set up: the CI account's first.
 pub(super) fn documents(request: &Request) -> Vec<Document> {
     let (ci, chained) = roles(request);
+    // The scan gate scans a release on its first ECR target only.
+    let scanned: Option<String> = request
+        .scan_gate
+        .then(|| {
+            std::iter::once(&ci)
+                .chain(&chained)
+                .flat_map(|r| &r.pushes)
+                .min_by_key(|d| d.line)
+                .map(Destination::arn)
+        })
+        .flatten();
+    let scans = |role: &Role<'_>| -> Option<String> {
+        scanned
+            .clone()
+            .filter(|arn| role.pushes.iter().any(|d| d.arn() == *arn))
+    };
     let mut documents = vec![ci_trust(request)];
     if !chained.is_empty() {
         documents.push(Document {
@@ -156,14 +178,20 @@ pub(super) fn documents(request: &Request) -> Vec<Document> {
                 policy: "ecr-push".into(),
             },
             purpose: "the push to the targets without role=, on their repositories only",
-            body: request.push_policy(ci.arns(), ci.signs(), reads_source),
+            body: request.push_policy(ci.arns(), ci.signs(), reads_source, scans(&ci).as_deref()),
         });
     }
     for account in accounts(&ci, &chained) {
         for role in chained.iter().filter(|r| r.account == account) {
-            documents.extend(chained_role(request, role));
+            documents.extend(chained_role(request, role, scans(role).as_deref()));
         }
-        documents.extend(repository_policies(request, &account, &ci, &chained));
+        documents.extend(repository_policies(
+            request,
+            &account,
+            &ci,
+            &chained,
+            scanned.as_deref(),
+        ));
         let arns: Vec<String> = std::iter::once(&ci)
             .chain(&chained)
             .flat_map(|r| &r.pushes)
@@ -210,7 +238,7 @@ fn accounts(ci: &Role<'_>, chained: &[Role<'_>]) -> Vec<String> {
 }
 
 /// A chained role's trust of exactly the CI role, and its push.
-fn chained_role(request: &Request, role: &Role<'_>) -> [Document; 2] {
+fn chained_role(request: &Request, role: &Role<'_>, scanned: Option<&str>) -> [Document; 2] {
     let (account, name) = (&role.account, &role.name);
     [
         Document {
@@ -231,7 +259,7 @@ fn chained_role(request: &Request, role: &Role<'_>) -> [Document; 2] {
                 policy: "ecr-push".into(),
             },
             purpose: "the push of this role's targets, on their repositories only",
-            body: request.push_policy(role.arns(), role.signs(), false),
+            body: request.push_policy(role.arns(), role.signs(), false, scanned),
         },
     ]
 }
@@ -245,20 +273,27 @@ fn repository_policies(
     account: &str,
     ci: &Role<'_>,
     chained: &[Role<'_>],
+    scanned: Option<&str>,
 ) -> Vec<Document> {
     let mut documents: Vec<Document> = Vec::new();
     for role in std::iter::once(ci).chain(chained) {
-        let mut regions: Vec<(&str, Vec<String>)> = Vec::new();
+        // By region, and the repository the scan gate scans apart: only it lets the
+        // role scan.
+        let mut groups: Vec<(&str, bool, Vec<String>)> = Vec::new();
         for d in role.pushes.iter().filter(|d| d.host.account == account) {
             if role.account == account {
                 continue;
             }
-            match regions.iter_mut().find(|(r, _)| *r == d.host.region) {
-                Some((_, repositories)) => repositories.push(d.repository.to_owned()),
-                None => regions.push((&d.host.region, vec![d.repository.to_owned()])),
+            let scans = scanned == Some(d.arn().as_str());
+            match groups
+                .iter_mut()
+                .find(|(r, s, _)| *r == d.host.region && *s == scans)
+            {
+                Some((_, _, repositories)) => repositories.push(d.repository.to_owned()),
+                None => groups.push((&d.host.region, scans, vec![d.repository.to_owned()])),
             }
         }
-        for (region, repositories) in regions {
+        for (region, scans, repositories) in groups {
             let base = format!("aws-ecr-cross-account-repository-policy-{account}-{region}");
             let mut name = format!("{base}.json");
             let mut n = 1;
@@ -271,6 +306,17 @@ fn repository_policies(
             } else {
                 "PushFromTargetRole"
             };
+            let mut statements = vec![json!({
+                "Sid": sid,
+                "Effect": "Allow",
+                "Principal": { "AWS": role.arn },
+                "Action": request.push_actions(),
+            })];
+            if scans {
+                let mut scan = Request::scan_statement("ScanGate", None);
+                scan["Principal"] = json!({ "AWS": role.arn });
+                statements.push(scan);
+            }
             documents.push(Document {
                 name,
                 account: account.to_owned(),
@@ -279,12 +325,7 @@ fn repository_policies(
                     repositories,
                 },
                 purpose: "lets exactly the role that pushes to the repository push from its own account",
-                body: policy(json!([{
-                    "Sid": sid,
-                    "Effect": "Allow",
-                    "Principal": { "AWS": role.arn },
-                    "Action": request.push_actions(),
-                }])),
+                body: policy(serde_json::Value::Array(statements)),
             });
         }
     }

@@ -188,3 +188,73 @@ fn targets_replace_the_single_registry_options_and_bad_lines_are_named() {
         assert!(stderr.contains(wants), "{stderr}");
     }
 }
+
+#[test]
+fn the_scan_gate_of_a_release_is_granted_on_the_one_repository_it_scans() {
+    // The first ECR line is scanned; the CI role pushes it, and its neighbour in the same
+    // account and region, across accounts.
+    let targets = "
+583920174651.dkr.ecr.us-east-1.amazonaws.com/app
+583920174651.dkr.ecr.us-east-1.amazonaws.com/other
+406817235904.dkr.ecr.us-east-1.amazonaws.com/app
+";
+    let dir = tempfile::tempdir().unwrap();
+    let output = generate(&[
+        "--targets",
+        targets,
+        "--scan-gate",
+        "--out-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(name)).unwrap()).unwrap()
+    };
+    let scanned = "arn:aws:ecr:us-east-1:583920174651:repository/app";
+    let push = read("aws-ecr-ci-push.json");
+    let statements = push["Statement"].as_array().unwrap();
+    let scan: Vec<&serde_json::Value> = statements
+        .iter()
+        .filter(|s| s["Sid"] == "ScanGate")
+        .collect();
+    assert_eq!(scan.len(), 1, "{push}");
+    assert_eq!(
+        scan[0]["Action"],
+        serde_json::json!(["ecr:StartImageScan", "ecr:DescribeImageScanFindings"])
+    );
+    assert_eq!(scan[0]["Resource"], scanned);
+    let pushing = statements
+        .iter()
+        .find(|s| s["Sid"] == "PushToRepository")
+        .unwrap();
+    assert!(
+        !pushing["Action"].to_string().contains("Scan"),
+        "every repository may scan: {push}"
+    );
+
+    // The scanned repository's policy is its own document, with the gate's statement;
+    // its neighbour's has none.
+    let base = "aws-ecr-cross-account-repository-policy-583920174651-us-east-1";
+    let policies = [
+        read(&format!("{base}.json")),
+        read(&format!("{base}-2.json")),
+    ];
+    let scanning: Vec<&serde_json::Value> = policies
+        .iter()
+        .filter(|p| p.to_string().contains("StartImageScan"))
+        .collect();
+    assert_eq!(scanning.len(), 1, "{policies:?}");
+    let paths: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path().to_string_lossy().into_owned())
+        .filter(|p| p.ends_with(".json"))
+        .collect();
+    let mut lint = vec!["policy", "lint", "--fail-on", "low"];
+    lint.extend(paths.iter().map(String::as_str));
+    let output = ecr_push(&lint);
+    assert!(output.status.success(), "{}", stdout(&output));
+}
