@@ -17,6 +17,7 @@ mod hostile;
 mod index;
 mod policy;
 mod push;
+mod races;
 mod referrers;
 mod registry;
 mod registry_token;
