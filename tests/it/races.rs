@@ -58,7 +58,10 @@ fn assert_complete(stack: &Stack, tag: &str, layouts: &[Layout]) -> usize {
     let digests = layouts[at].blob_digests();
     let available = stack.moto.available_blobs(CI_ACCOUNT, "shared", &digests);
     for digest in &digests {
-        assert!(available.contains_key(digest), "{tag}: blob {digest} missing");
+        assert!(
+            available.contains_key(digest),
+            "{tag}: blob {digest} missing"
+        );
     }
     at
 }
@@ -106,7 +109,10 @@ fn twelve_pushes_to_one_immutable_tag_one_wins_and_each_other_names_the_holder()
             "push {n} does not name the image holding latest: {error}"
         );
         assert!(
-            error.contains(&format!("tags already set on {}: build-{n}", layouts[n].digest)),
+            error.contains(&format!(
+                "tags already set on {}: build-{n}",
+                layouts[n].digest
+            )),
             "push {n} does not say which tag it wrote: {error}"
         );
     }

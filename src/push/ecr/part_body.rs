@@ -8,8 +8,15 @@
 //! the blob is read in pieces small enough to stay in the CPU's cache, each hashed and
 //! then encoded straight into the body, and a body no request holds any more is reused
 //! for a later part: one buffer per part in flight, mapped once per push.
+//!
+//! The bodies of one destination share a budget ([`BODY_BUDGET`]): a part is read only
+//! when the bodies already lent out leave room for it, else it waits for a request to
+//! let one go. Memory then follows the parts in flight, whatever the concurrency or the
+//! number of layers (two bodies per blob, as before, was 107 MiB of bodies at the
+//! default concurrency of 4 and 425 MiB at 16). One body is always let out, so a part
+//! larger than the budget still goes.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_types::body::SdkBody;
@@ -28,9 +35,27 @@ pub struct Fields {
     pub upload_id: String,
 }
 
-/// Bodies no request holds any more, for the next parts.
-#[derive(Clone, Default)]
-pub struct Bodies(Arc<Mutex<Vec<Vec<u8>>>>);
+/// The bytes of part bodies one destination may hold at once: five bodies of the default
+/// 10 MiB part (13.3 MiB of base64 each), which keeps four uploads sending and one part
+/// read ahead, and a whole push's peak under 100 MiB.
+pub const BODY_BUDGET: usize = 72 * 1024 * 1024;
+
+/// Bodies no request holds any more, for the next parts, and what is lent out now.
+#[derive(Clone)]
+pub struct Bodies(Arc<(Mutex<Pool>, Condvar)>);
+
+struct Pool {
+    idle: Vec<Vec<u8>>,
+    /// The bytes of the bodies lent out, as charged when they were read.
+    lent: usize,
+    budget: usize,
+}
+
+impl Default for Bodies {
+    fn default() -> Self {
+        Self::with_budget(BODY_BUDGET)
+    }
+}
 
 /// A part's request body: ECR's JSON with the part as base64 in `layerPartBlob`.
 pub struct Body {
@@ -40,6 +65,29 @@ pub struct Body {
 }
 
 impl Bodies {
+    pub fn with_budget(budget: usize) -> Self {
+        Self(Arc::new((
+            Mutex::new(Pool {
+                idle: Vec::new(),
+                lent: 0,
+                budget,
+            }),
+            Condvar::new(),
+        )))
+    }
+
+    /// An idle buffer (or a new one) for a body of `charge` bytes, once the budget has
+    /// room for it (always when nothing is lent). Blocking.
+    fn take(&self, charge: usize) -> Vec<u8> {
+        let (pool, freed) = &*self.0;
+        let mut pool = pool.lock().unwrap_or_else(PoisonError::into_inner);
+        while pool.lent > 0 && pool.lent + charge > pool.budget {
+            pool = freed.wait(pool).unwrap_or_else(PoisonError::into_inner);
+        }
+        pool.lent += charge;
+        pool.idle.pop().unwrap_or_default()
+    }
+
     /// Reads the next part of at most `max` bytes of `blob`, which starts at
     /// `part_first_byte`, into a request body. Blocking: call it off the reactor.
     pub fn read_part(
@@ -58,29 +106,30 @@ impl Bodies {
             "partLastByte": part_first_byte + part_bytes as i64 - 1,
         })
         .to_string();
-        let mut body = self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop()
-            .unwrap_or_default();
         let blob_member = br#","layerPartBlob":""#;
-        body.reserve(
-            head.len() + blob_member.len() + base64_simd::STANDARD.encoded_length(part_bytes) + 2,
-        );
+        let length =
+            head.len() + blob_member.len() + base64_simd::STANDARD.encoded_length(part_bytes) + 2;
+        // Charged for a whole part of `max`, whatever this one's length: a buffer kept
+        // idle has the capacity of the largest part it held.
+        let charge = length.max(base64_simd::STANDARD.encoded_length(max));
+        let mut body = self.take(charge);
+        body.reserve(length);
         // The object without its closing brace, then the blob as its last member.
         body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
         body.extend_from_slice(blob_member);
         let mut piece = vec![0; PIECE_BYTES.min(part_bytes)];
+        // Lent from here on: an error below gives the body back as a request would.
+        let mut lent = Lent {
+            body,
+            charge,
+            pool: self.0.clone(),
+        };
         blob.read_part_through(max, &mut piece, |piece| {
-            base64_simd::STANDARD.encode_append(piece, &mut body)
+            base64_simd::STANDARD.encode_append(piece, &mut lent.body)
         })?;
-        body.extend_from_slice(b"\"}");
+        lent.body.extend_from_slice(b"\"}");
         Ok(Body {
-            bytes: Bytes::from_owner(Lent {
-                body,
-                idle: self.0.clone(),
-            }),
+            bytes: Bytes::from_owner(lent),
             part_bytes,
         })
     }
@@ -100,7 +149,8 @@ impl Body {
 /// A body lent to a request, back with the idle ones once the request lets go of it.
 struct Lent {
     body: Vec<u8>,
-    idle: Arc<Mutex<Vec<Vec<u8>>>>,
+    charge: usize,
+    pool: Arc<(Mutex<Pool>, Condvar)>,
 }
 
 impl AsRef<[u8]> for Lent {
@@ -113,10 +163,11 @@ impl Drop for Lent {
     fn drop(&mut self) {
         let mut body = std::mem::take(&mut self.body);
         body.clear();
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(body);
+        let (pool, freed) = &*self.pool;
+        let mut pool = pool.lock().unwrap_or_else(PoisonError::into_inner);
+        pool.idle.push(body);
+        pool.lent -= self.charge;
+        freed.notify_all();
     }
 }
 
@@ -175,5 +226,66 @@ mod tests {
             &blob[part..]
         );
         assert_eq!(reader.remaining(), 0);
+    }
+
+    #[test]
+    fn a_part_waits_until_the_bodies_lent_out_leave_room_for_it() {
+        let blob = vec![7u8; 3 * 4096];
+        let descriptor = Descriptor {
+            media_type: "application/octet-stream".into(),
+            digest: Digest::of(&blob),
+            size: blob.len() as u64,
+        };
+        let fields = Fields {
+            registry_id: "123456789012".into(),
+            repository_name: "app".into(),
+            upload_id: "u".into(),
+        };
+        // Room for two bodies of a 4096-byte part, not three.
+        let bodies = Bodies::with_budget(2 * 5700);
+        let mut reader = BlobReader::new(Box::new(std::io::Cursor::new(blob)), descriptor);
+        let first = bodies.read_part(&mut reader, 4096, &fields, 0).unwrap();
+        let second = bodies.read_part(&mut reader, 4096, &fields, 4096).unwrap();
+        let (done, waited) = std::sync::mpsc::channel();
+        let third = std::thread::spawn({
+            let bodies = bodies.clone();
+            move || {
+                let body = bodies.read_part(&mut reader, 4096, &fields, 8192);
+                done.send(()).unwrap();
+                body.map(|b| b.part_bytes)
+            }
+        });
+        assert!(
+            waited
+                .recv_timeout(std::time::Duration::from_millis(200))
+                .is_err(),
+            "the third part was read while two bodies were lent"
+        );
+        drop(first);
+        waited
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the third part, once a body was given back");
+        assert_eq!(third.join().unwrap().unwrap(), 4096);
+        drop(second);
+        // A part larger than the whole budget still goes when nothing is lent.
+        let tiny = Bodies::with_budget(1);
+        let blob = vec![1u8; 100];
+        let descriptor = Descriptor {
+            media_type: "application/octet-stream".into(),
+            digest: Digest::of(&blob),
+            size: 100,
+        };
+        let mut reader = BlobReader::new(Box::new(std::io::Cursor::new(blob)), descriptor);
+        let fields = Fields {
+            registry_id: "123456789012".into(),
+            repository_name: "app".into(),
+            upload_id: "u".into(),
+        };
+        assert_eq!(
+            tiny.read_part(&mut reader, 100, &fields, 0)
+                .unwrap()
+                .part_bytes,
+            100
+        );
     }
 }
