@@ -4,7 +4,8 @@
 //!
 //! Parts have the size InitiateLayerUpload returns, kept within ECR's bounds; while one
 //! part is in flight the next is read, hashed and encoded into its request body off the
-//! reactor (`part_body`), so memory per blob is two part bodies. A call whose answer was
+//! reactor (`part_body`), within one budget of part bodies for the destination, so
+//! memory follows the parts in flight, not the blobs or the concurrency. A call whose answer was
 //! lost after ECR acted on it is recognised by what ECR says on the retry, so a lost
 //! answer costs no upload.
 
