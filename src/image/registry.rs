@@ -166,10 +166,27 @@ impl Source {
         Ok(Some(bytes.to_vec()))
     }
 
+    /// Whether a manifest is at `url`: a HEAD, which registries that count pulls
+    /// (Docker Hub) do not count, so looking for tags that are mostly absent costs no
+    /// pull; any answer but 200 is no.
+    async fn has(&self, url: &str, accepted: &[&str]) -> Result<bool, Error> {
+        let request = self
+            .client
+            .request(Method::HEAD, url)
+            .header(reqwest::header::ACCEPT, accepted.join(", "));
+        let response = self
+            .client
+            .send(request, "manifest", "HEAD manifest")
+            .await
+            .map_err(|e| self.failed(e.reason))?;
+        Ok(response.status() == StatusCode::OK)
+    }
+
     /// What refers to `subject`: the referrers API, else the OCI 1.1 fallback tag
     /// (`sha256-<hex>`, an index of referrers, which distribution 2.8 and other
     /// registries without the API hold), and cosign's `.sig`, `.att`, `.sbom` tags,
-    /// asked at once. A manifest fetched by a cosign tag is returned with its bytes.
+    /// asked at once; a tag is fetched only once a HEAD found it. A manifest fetched by
+    /// a cosign tag is returned with its bytes.
     async fn referrers(&self, subject: &Digest) -> Result<Vec<(Found, Option<Vec<u8>>)>, Error> {
         let index = [INDEX_MEDIA_TYPES[0]];
         let tags = referrers::tags_for(subject);
@@ -178,14 +195,18 @@ impl Source {
         let listed = async {
             match self.get_small(&api, &index, "GET referrers", true).await? {
                 Some(list) => Ok(Some(list)),
-                None => {
+                None if self.has(&fallback, &index).await? => {
                     self.get_small(&fallback, &index, "GET manifest", false)
                         .await
                 }
+                None => Ok(None),
             }
         };
         let cosign = futures_util::future::try_join_all(tags[1..].iter().map(|tag| async move {
             let url = self.client.url(&format!("manifests/{tag}"));
+            if !self.has(&url, &MANIFEST_MEDIA_TYPES).await? {
+                return Ok(None);
+            }
             let bytes = self
                 .get_small(&url, &MANIFEST_MEDIA_TYPES, "GET manifest", false)
                 .await?;
