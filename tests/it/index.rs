@@ -21,22 +21,6 @@ fn assert_stored(stack: &Stack, repository: &str, manifest: &Stored, media_type:
     );
 }
 
-/// The PutImage calls in order: (imageDigest, imageTag).
-fn put_images(stack: &Stack) -> Vec<(String, Option<String>)> {
-    stack
-        .recorder
-        .calls_to("PutImage")
-        .iter()
-        .map(|call| {
-            let body = call.json();
-            (
-                body["imageDigest"].as_str().unwrap_or_default().to_owned(),
-                body["imageTag"].as_str().map(str::to_owned),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn index_is_pushed_whole_children_first_with_original_bytes() {
     let stack = Stack::start();
@@ -79,7 +63,7 @@ fn index_is_pushed_whole_children_first_with_original_bytes() {
     );
 
     // Four children by digest only, then the index under each tag.
-    let puts = put_images(&stack);
+    let puts = stack.recorder.put_images();
     assert_eq!(puts.len(), 6, "{puts:?}");
     let mut children: Vec<&str> = puts[..4]
         .iter()

@@ -138,22 +138,6 @@ fn assert_in_moto(stack: &Stack, repository: &str, artifact: &Artifact) {
     }
 }
 
-/// The PutImage calls in order: (imageDigest, imageTag).
-fn put_images(stack: &Stack) -> Vec<(String, Option<String>)> {
-    stack
-        .recorder
-        .calls_to("PutImage")
-        .iter()
-        .map(|call| {
-            let body = call.json();
-            (
-                body["imageDigest"].as_str().unwrap_or_default().to_owned(),
-                body["imageTag"].as_str().map(str::to_owned),
-            )
-        })
-        .collect()
-}
-
 fn referrers_output(run: &Run) -> Vec<Value> {
     serde_json::from_str::<Value>(&run.outputs["referrers"])
         .unwrap()
@@ -187,7 +171,7 @@ fn an_sbom_and_a_signature_on_it_go_along_from_a_layout_by_digest_before_the_tag
     assert_in_moto(&stack, "app", &signature);
     // The image by digest, its SBOM, the signature on the SBOM, then the tag.
     assert_eq!(
-        put_images(&stack),
+        stack.recorder.put_images(),
         vec![
             (layout.digest.clone(), None),
             (sbom.digest.clone(), None),
@@ -220,7 +204,7 @@ fn an_sbom_and_a_signature_on_it_go_along_from_a_layout_by_digest_before_the_tag
         .run();
     assert!(run.ok(), "{}", run.log());
     assert_eq!(
-        put_images(&alone),
+        alone.recorder.put_images(),
         vec![(layout.digest.clone(), Some("v1".to_owned()))]
     );
     assert!(
@@ -400,7 +384,7 @@ fn buildkit_attestations_become_referrers_of_their_platforms() {
     assert!(run.ok(), "{}", run.log());
     assert_eq!(run.outputs["digest"], digest);
     assert_eq!(referrers_output(&run), Vec::<Value>::new());
-    assert_eq!(put_images(&dropped).len(), layout.images.len() + 1);
+    assert_eq!(dropped.recorder.put_images().len(), layout.images.len() + 1);
 }
 
 #[test]
@@ -544,7 +528,7 @@ fn every_target_of_a_release_gets_the_referrers_before_any_tag() {
     assert_in_moto(&stack, "app", &sbom);
     assert_in_moto(&stack, "app", &signature);
     // In moto, every referrer is stored before the one tag write.
-    let puts = put_images(&stack);
+    let puts = stack.recorder.put_images();
     assert_eq!(
         puts.last(),
         Some(&(layout.digest.clone(), Some("v1".to_owned())))
@@ -590,4 +574,66 @@ fn referrers_of_a_manifest_the_push_rewrites_are_left_out_with_a_warning() {
             .is_none()
     );
     assert_eq!(referrers_output(&run), Vec::<Value>::new());
+}
+
+#[test]
+fn a_registry_with_the_referrers_api_is_asked_there_and_not_by_the_fallback_tag() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "app", false);
+    let registry = Registry::start();
+    let port: u16 = registry
+        .host()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(177, 64 * 1024)]);
+    registry.skopeo_copy(&layout.reference("v1"), "team/app:v1");
+    let (sbom, _) = sbom_and_signature((MANIFEST, &layout.manifest));
+    for blob in &sbom.blobs {
+        registry.put_blob("team/app", blob);
+    }
+    registry.put_manifest("team/app", &sbom.digest, MANIFEST, &sbom.bytes);
+    // In front of it, the referrers API as distribution-spec 1.1 answers it: an index
+    // of descriptors with their artifactType.
+    let api = Recorder::start(port);
+    let listed = json!({
+        "schemaVersion": 2,
+        "mediaType": INDEX,
+        "manifests": [sbom.descriptor(Some("application/spdx+json"))],
+    });
+    api.answer_path(
+        &format!("/v2/team/app/referrers/{}", layout.digest),
+        "application/vnd.oci.image.index.v1+json",
+        listed.to_string(),
+    );
+
+    let run = stack
+        .action()
+        .input(
+            "image",
+            &format!("docker://127.0.0.1:{}/team/app:v1", api.port),
+        )
+        .input("repository", "app")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert_in_moto(&stack, "app", &sbom);
+    let paths: Vec<String> = api.calls().iter().map(|c| c.path.clone()).collect();
+    let fallback = format!(
+        "/v2/team/app/manifests/sha256-{}",
+        layout.digest.trim_start_matches("sha256:")
+    );
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.ends_with(&format!("/referrers/{}", layout.digest))),
+        "{paths:?}"
+    );
+    assert!(
+        !paths.contains(&fallback),
+        "the fallback tag was asked: {paths:?}"
+    );
+    assert_eq!(referrers_output(&run).len(), 1);
 }

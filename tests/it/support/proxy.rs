@@ -157,6 +157,16 @@ struct Refusal {
     then: Vec<Fault>,
 }
 
+/// The answer set for a request to `path` (a registry's, with no AWS body), if one is:
+/// kept as a refusal whose `action` is the path and whose account is `path:`.
+fn answer_at(refusals: &Mutex<Vec<Refusal>>, path: &str) -> Option<Fault> {
+    let refusals = refusals.lock().expect("lock");
+    refusals
+        .iter()
+        .find(|r| r.registry_id == "path:" && r.action == path)
+        .map(|r| r.fault.clone())
+}
+
 /// The refusal that answers this call, if one does.
 fn refusal_for(refusals: &Mutex<Vec<Refusal>>, action: &str, body: &str) -> Option<Fault> {
     let body: serde_json::Value = serde_json::from_str(body).ok()?;
@@ -364,6 +374,23 @@ impl Recorder {
         });
     }
 
+    /// From now on a GET of `path` (e.g. `/v2/app/referrers/sha256:…`) is answered 200
+    /// with `body` as `content_type`, whatever the registry behind holds, until `calm`:
+    /// a registry with an API the one here lacks.
+    pub fn answer_path(&self, path: &str, content_type: &'static str, body: String) {
+        self.refusals.lock().expect("lock").push(Refusal {
+            action: path.to_owned(),
+            registry_id: "path:".to_owned(),
+            digest: None,
+            fault: Fault::Answer {
+                status: "200 OK",
+                content_type,
+                body,
+            },
+            then: Vec::new(),
+        });
+    }
+
     /// From now on the calls to `action` whose body's `registryId` is `account` are
     /// answered 200 with `bodies` in turn instead of moto's answer, the last one from
     /// then on, until `calm`: states moto never reaches (a scan that stays IN_PROGRESS,
@@ -501,6 +528,20 @@ impl Recorder {
             .collect()
     }
 
+    /// The PutImage calls in order: (imageDigest, imageTag).
+    pub fn put_images(&self) -> Vec<(String, Option<String>)> {
+        self.calls_to("PutImage")
+            .iter()
+            .map(|call| {
+                let body = call.json();
+                (
+                    body["imageDigest"].as_str().unwrap_or_default().to_owned(),
+                    body["imageTag"].as_str().map(str::to_owned),
+                )
+            })
+            .collect()
+    }
+
     pub fn calls_to(&self, action: &str) -> Vec<Call> {
         self.calls()
             .into_iter()
@@ -555,7 +596,15 @@ fn relay(
                 _ => None,
             }
         };
-        let fault = fault.or_else(|| refusal_for(refusals, &action, &text));
+        let path = head
+            .lines()
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .unwrap_or_default()
+            .to_owned();
+        let fault = fault
+            .or_else(|| refusal_for(refusals, &action, &text))
+            .or_else(|| answer_at(refusals, &path));
         let scheduled = match &fault {
             Some(_) => None,
             None => chaos
