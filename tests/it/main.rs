@@ -17,6 +17,7 @@ mod hostile;
 mod index;
 mod policy;
 mod push;
+mod quota;
 mod races;
 mod referrers;
 mod registry;

@@ -5,6 +5,8 @@
 //! - `moto`: moto, as STS and ECR;
 //! - `proxy`: the recorder between the tool and moto, which keeps what the tool sent
 //!   and injects faults;
+//! - `quota`: one account's ECR request quotas, shared by the processes pushing
+//!   through it (`scripts/lib/quota_sim.py`);
 //! - `oidc`: the GitHub Actions ID-token endpoint;
 //! - `action`: the binary under test, run as the Actions runner runs it;
 //! - `images` and `docker`: test images, as OCI layouts and as `docker save` archives;
@@ -23,6 +25,7 @@ mod images;
 mod moto;
 mod oidc;
 mod proxy;
+mod quota;
 mod registry;
 mod tls;
 mod token;
@@ -36,6 +39,7 @@ pub use images::*;
 pub use moto::*;
 pub use oidc::*;
 pub use proxy::*;
+pub use quota::*;
 pub use registry::*;
 pub use tls::*;
 pub use token::*;
