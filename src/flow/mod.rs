@@ -310,7 +310,7 @@ async fn source_login(
     let login = destination::ecr_source_login(
         &authenticated.config,
         &ecr_host,
-        destination::ecr_endpoint_overridden(env),
+        destination::EcrEnvironment::read(env).endpoint_overridden,
         &authenticated.principal,
         |secret| runtime.mask(secret),
     )
@@ -408,7 +408,7 @@ async fn push_to_ecr(
     let ecr = destination::Ecr::new(
         &session.config,
         host,
-        destination::ecr_endpoint_overridden(env),
+        destination::EcrEnvironment::read(env),
         push.repository.clone(),
         push.create_repository,
         session.principal,

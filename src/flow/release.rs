@@ -260,7 +260,7 @@ async fn ecr_landing<'a>(
     let ecr = destination::Ecr::new(
         &session.config,
         host.clone(),
-        destination::ecr_endpoint_overridden(env),
+        destination::EcrEnvironment::read(env),
         target.repository.clone(),
         push.create_repository,
         session.principal.clone(),

@@ -44,15 +44,19 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 /// Full jitter (a uniform wait up to the ceiling): up to 0.5 s after the first
 /// attempt, 1 s after the second, 2 s, … within [`MAX_BACKOFF`].
 pub fn backoff(attempt: u32) -> Duration {
-    use std::hash::{BuildHasher as _, Hasher as _};
     let ceiling = FIRST_BACKOFF
         .saturating_mul(1 << attempt.saturating_sub(1).min(10))
         .min(MAX_BACKOFF);
-    // A random fraction from the standard library's per-process random keys.
+    ceiling.mul_f64(fraction())
+}
+
+/// A random fraction in [0, 1), from the standard library's per-process random keys:
+/// enough to spread waits, no generator to carry.
+pub fn fraction() -> f64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(attempt);
-    let fraction = (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64;
-    ceiling.mul_f64(fraction)
+    hasher.write_u8(0);
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// What one attempt came to: an answer, or none (the connection's error).

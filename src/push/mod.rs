@@ -16,9 +16,7 @@ use std::time::Instant;
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 
-pub use ecr::{
-    Ecr, endpoint_overridden as ecr_endpoint_overridden, source_login as ecr_source_login,
-};
+pub use ecr::{Ecr, Environment as EcrEnvironment, source_login as ecr_source_login};
 pub use registry::Registry;
 
 use crate::http::retry;

@@ -1,29 +1,78 @@
-//! Quota-aware pacing: how many calls of one ECR action may be in flight at once.
+//! Quota-aware pacing: how many calls of one ECR action may be in flight at once, and
+//! how long a throttled call waits before it goes again.
 //!
 //! ECR's request quotas are per account and region and shared by every job of the
 //! organisation (UploadLayerPart 500 a second, InitiateLayerUpload and
 //! CompleteLayerUpload 100, PutImage 10), so a throttle says the account is busy, not
-//! that this push is wrong. Each action has its own [`Pace`]: it starts at the push's
-//! concurrency, halves on a throttle (once per round: calls admitted before the cut
-//! were sent at the old pace and say nothing new) and grows by one after
-//! [`SUCCESSES_TO_GROW`] answers in a row without one, additive increase and
-//! multiplicative decrease as TCP does. The throttled call itself is retried by the
-//! SDK with jittered backoff, on that action only.
+//! that this push is wrong. Each action has its own [`Pace`]:
+//! - Calls in flight start at the push's concurrency, halve on a throttle (once per
+//!   round: calls admitted before the cut were sent at the old pace and say nothing
+//!   new) and grow by one after [`SUCCESSES_TO_GROW`] answers in a row without one,
+//!   additive increase and multiplicative decrease as TCP does.
+//! - A throttled call goes again after a wait drawn as AWS's "decorrelated jitter"
+//!   (each wait uniform between the first and three times the last, within a ceiling),
+//!   with the first wait and the ceiling set by the action's quota: 10 and 40 calls'
+//!   worth (1 s and 4 s for PutImage), never under 0.25 s and 1 s. The SDK's
+//!   exponential backoff (full jitter, up to 20 s) leaves the quota idle in the end
+//!   while the unlucky jobs sleep: measured with 32 jobs on PutImage's quota
+//!   (`scripts/bench quota`, BENCHMARKS.md), and modelled first
+//!   (`scripts/lib/quota_model.py`), which is how the ceiling was chosen.
+//! - A throttle is not a failure: it is waited out as long as the push's deadline
+//!   allows ([`THROTTLED_ATTEMPTS`] at most), where any other error still gets
+//!   [`MAX_ATTEMPTS`], so a hundred jobs at once slow down and none fails.
 //!
-//! A throttle is seen by an interceptor that goes with each request ([`Watch`]) and
-//! knows the round it was admitted in.
+//! A throttle is seen by an interceptor that goes with each request ([`Watch`]), which
+//! counts its attempts and knows the round each was sent in; the wait is a retry
+//! classifier that goes with it ([`Wait`]) and refines the SDK's verdict. With
+//! `ECR_PUSH_PACE=off` there are no cuts and no waits of the pace's own (the push's
+//! concurrency and the SDK's retry alone; throttles still counted), to measure the pace
+//! against its absence.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use aws_sdk_ecr::config::interceptors::FinalizerInterceptorContextRef;
+use aws_sdk_ecr::config::interceptors::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
+use aws_sdk_ecr::config::retry::RetryConfig;
 use aws_sdk_ecr::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_ecr::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
+use aws_smithy_runtime_api::client::retries::classifiers::{
+    ClassifyRetry, RetryAction, RetryClassifierPriority, RetryReason,
+};
+use aws_smithy_types::retry::ErrorKind;
 use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// Attempts per call, for errors other than a throttle. Those that are not transient
+/// (access denied) are never retried.
+pub const MAX_ATTEMPTS: u32 = 8;
+/// The longest wait between two attempts the SDK draws (exponential backoff with
+/// jitter), for errors other than a throttle.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(20);
+
+/// Attempts per call when throttled: over an hour of PutImage's waits, so in practice the
+/// push's deadline ends the wait first. Not unbounded: the SDK sums a backoff per
+/// possible attempt (its identity cache's timeout), which `u32::MAX` makes endless.
+const THROTTLED_ATTEMPTS: u32 = 1_000;
 
 /// Answers in a row without a throttle before one more call may be in flight: two
 /// rounds at the default concurrency, so a busy account is probed gently.
 const SUCCESSES_TO_GROW: usize = 8;
+
+/// A throttled call's first wait, in calls of the action's quota: 1 s for PutImage.
+const FIRST_WAIT_CALLS: u32 = 10;
+/// The longest wait, likewise: 4 s for PutImage. Waits this short keep the quota busy
+/// to the end; the jobs still pay in throttles, which cost the account nothing.
+const LONGEST_WAIT_CALLS: u32 = 40;
+/// Whatever the quota, no first wait is shorter than this, nor a longest wait than
+/// [`LEAST_LONGEST_WAIT`]: a throttled part goes again with its whole body (13 MiB
+/// encoded), which waits of 20 to 80 ms (UploadLayerPart's 500 a second) would send
+/// several times a second.
+const LEAST_FIRST_WAIT: Duration = Duration::from_millis(250);
+const LEAST_LONGEST_WAIT: Duration = Duration::from_secs(1);
 
 /// The error codes ECR throttles with (HTTP 400); a 429 is a throttle whatever its code.
 const THROTTLING_CODES: [&str; 2] = ["ThrottlingException", "TooManyRequestsException"];
@@ -31,6 +80,11 @@ const THROTTLING_CODES: [&str; 2] = ["ThrottlingException", "TooManyRequestsExce
 #[derive(Debug)]
 pub struct Pace {
     action: &'static str,
+    /// A throttled call's first wait, and the longest.
+    first_wait: Duration,
+    longest_wait: Duration,
+    /// False with `ECR_PUSH_PACE=off`.
+    on: bool,
     permits: Semaphore,
     state: Mutex<State>,
 }
@@ -59,10 +113,16 @@ pub struct Admitted<'a> {
 }
 
 impl Pace {
-    pub fn new(action: &'static str, concurrency: usize) -> Arc<Self> {
+    /// `quota`: ECR's default rate for the action, calls a second per account and
+    /// region; `on`: false to measure without the pace.
+    pub fn new(action: &'static str, concurrency: usize, quota: u32, on: bool) -> Arc<Self> {
         let most = concurrency.max(1);
+        let call = Duration::from_secs(1) / quota.max(1);
         Arc::new(Self {
             action,
+            first_wait: (call * FIRST_WAIT_CALLS).max(LEAST_FIRST_WAIT),
+            longest_wait: (call * LONGEST_WAIT_CALLS).max(LEAST_LONGEST_WAIT),
+            on,
             permits: Semaphore::new(most),
             state: Mutex::new(State {
                 limit: most,
@@ -91,14 +151,14 @@ impl Pace {
         self.state.lock().map(|s| s.round).unwrap_or_default()
     }
 
-    /// A call admitted in `round` was throttled.
+    /// An attempt sent in `round` was throttled.
     fn throttled(&self, round: u64) {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
         state.throttles += 1;
         state.successes = 0;
-        if round != state.round {
+        if !self.on || round != state.round {
             return;
         }
         let limit = (state.limit / 2).max(1);
@@ -114,6 +174,16 @@ impl Pace {
         );
     }
 
+    /// The wait after a throttle, given the last one (zero before the first): uniform
+    /// between the first wait and three times the last (or the first), within the
+    /// longest. Random from the start, so calls throttled together part.
+    fn next_wait(&self, last: Duration) -> Duration {
+        let high = (last.max(self.first_wait) * 3).min(self.longest_wait);
+        let wait =
+            self.first_wait + (high - self.first_wait).mul_f64(crate::http::retry::fraction());
+        wait.min(self.longest_wait)
+    }
+
     pub fn action(&self) -> &'static str {
         self.action
     }
@@ -124,16 +194,36 @@ impl Pace {
     }
 
     /// The config override for one request: an interceptor that reports a throttle of
-    /// it to this pace. `E` is the operation's error type.
+    /// it to this pace, and the wait before a throttled attempt goes again (throttles
+    /// waited out without a count; other errors [`MAX_ATTEMPTS`] in all). `E` is the
+    /// operation's error type.
     pub fn watch<E>(self: &Arc<Self>, admitted: &Admitted<'_>) -> aws_sdk_ecr::config::Builder
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        aws_sdk_ecr::Config::builder().interceptor(Watch::<E> {
+        let request = Arc::new(Request {
+            attempts: AtomicU32::new(0),
+            round: AtomicU64::new(admitted.round),
+            last_wait: Mutex::new(Duration::ZERO),
+        });
+        let builder = aws_sdk_ecr::Config::builder().interceptor(Watch::<E> {
             pace: Arc::clone(self),
-            round: admitted.round,
+            request: Arc::clone(&request),
             error: std::marker::PhantomData,
-        })
+        });
+        if !self.on {
+            return builder;
+        }
+        builder
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(THROTTLED_ATTEMPTS)
+                    .with_max_backoff(MAX_BACKOFF),
+            )
+            .retry_classifier(Wait {
+                pace: Arc::clone(self),
+                request,
+            })
     }
 }
 
@@ -177,17 +267,28 @@ impl Drop for Admitted<'_> {
     }
 }
 
-/// Goes with one request: tells its [`Pace`] when an attempt was throttled. `E` is the
-/// operation's error type, whose code says what ECR answered.
+/// What the interceptor and the classifier of one request share.
+#[derive(Debug)]
+struct Request {
+    /// Attempts sent so far.
+    attempts: AtomicU32,
+    /// The round the last attempt was sent in.
+    round: AtomicU64,
+    /// The last wait after a throttle; zero before the first.
+    last_wait: Mutex<Duration>,
+}
+
+/// Goes with one request: counts its attempts and tells its [`Pace`] when one was
+/// throttled. `E` is the operation's error type, whose code says what ECR answered.
 struct Watch<E> {
     pace: Arc<Pace>,
-    round: u64,
+    request: Arc<Request>,
     error: std::marker::PhantomData<fn() -> E>,
 }
 
 impl<E> std::fmt::Debug for Watch<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Watch({}, round {})", self.pace.action, self.round)
+        write!(f, "Watch({})", self.pace.action)
     }
 }
 
@@ -197,6 +298,19 @@ where
 {
     fn name(&self) -> &'static str {
         "ecr-push pace"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.request.attempts.fetch_add(1, Ordering::Relaxed);
+        self.request
+            .round
+            .store(self.pace.round(), Ordering::Relaxed);
+        Ok(())
     }
 
     fn read_after_attempt(
@@ -215,9 +329,52 @@ where
             .and_then(|e| e.downcast_ref::<E>())
             .and_then(|e| e.code());
         if too_many || code.is_some_and(|c| THROTTLING_CODES.contains(&c)) {
-            self.pace.throttled(self.round);
+            self.pace
+                .throttled(self.request.round.load(Ordering::Relaxed));
         }
         Ok(())
+    }
+}
+
+/// Goes with one request: refines the SDK's verdict on an attempt. A throttle goes
+/// again after the pace's wait, however many attempts it took; any other error the
+/// SDK would retry, only within [`MAX_ATTEMPTS`].
+#[derive(Debug)]
+struct Wait {
+    pace: Arc<Pace>,
+    request: Arc<Request>,
+}
+
+impl ClassifyRetry for Wait {
+    fn classify_retry(&self, _ctx: &InterceptorContext) -> RetryAction {
+        RetryAction::NoActionIndicated
+    }
+
+    fn classify_retry_v2(&self, _ctx: &InterceptorContext, previous: &RetryAction) -> RetryAction {
+        let RetryAction::RetryIndicated(RetryReason::RetryableError { kind, .. }) = previous else {
+            return RetryAction::NoActionIndicated;
+        };
+        if *kind != ErrorKind::ThrottlingError {
+            return if self.request.attempts.load(Ordering::Relaxed) >= MAX_ATTEMPTS {
+                RetryAction::RetryForbidden
+            } else {
+                RetryAction::NoActionIndicated
+            };
+        }
+        let Ok(mut last) = self.request.last_wait.lock() else {
+            return RetryAction::NoActionIndicated;
+        };
+        *last = self.pace.next_wait(*last);
+        RetryAction::retryable_error_with_explicit_delay(ErrorKind::ThrottlingError, *last)
+    }
+
+    fn name(&self) -> &'static str {
+        "ecr-push pace wait"
+    }
+
+    fn priority(&self) -> RetryClassifierPriority {
+        // After the SDK's own classifiers, whose verdict this refines.
+        RetryClassifierPriority::run_after(RetryClassifierPriority::transient_error_classifier())
     }
 }
 
@@ -231,7 +388,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_throttle_halves_once_per_round() {
-        let pace = Pace::new("UploadLayerPart", 4);
+        let pace = Pace::new("UploadLayerPart", 4, 500, true);
         let calls: Vec<_> = [(); 4].iter().map(|_| pace.admit()).collect();
         let mut admitted = Vec::new();
         for call in calls {
@@ -260,7 +417,7 @@ mod tests {
 
     #[tokio::test]
     async fn answers_in_a_row_grow_it_back_to_the_concurrency() {
-        let pace = Pace::new("InitiateLayerUpload", 2);
+        let pace = Pace::new("InitiateLayerUpload", 2, 100, true);
         let first = pace.admit().await;
         pace.throttled(first.round);
         drop(first);
@@ -277,5 +434,52 @@ mod tests {
         }
         assert_eq!(limit(&pace), 2, "never past the concurrency");
         assert_eq!(pace.permits.available_permits(), 2);
+    }
+
+    #[test]
+    fn throttled_waits_are_decorrelated_between_the_first_and_the_longest() {
+        let pace = Pace::new("PutImage", 1, 10, true);
+        let (first, longest) = (Duration::from_secs(1), Duration::from_secs(4));
+        let mut last = Duration::ZERO;
+        let mut waits = Vec::new();
+        for _ in 0..200 {
+            let wait = pace.next_wait(last);
+            let high = (last.max(first) * 3).min(longest);
+            assert!(wait >= first && wait <= high, "{wait:?} after {last:?}");
+            waits.push(wait);
+            last = wait;
+        }
+        let firsts: Vec<Duration> = (0..20).map(|_| pace.next_wait(Duration::ZERO)).collect();
+        assert!(
+            firsts.iter().all(|w| *w >= first && *w <= first * 3),
+            "{firsts:?}"
+        );
+        assert!(
+            firsts.iter().any(|w| *w != firsts[0]),
+            "calls throttled together part from the first wait: {firsts:?}"
+        );
+        assert!(
+            waits.iter().any(|w| *w > Duration::from_millis(3500)),
+            "waits reach towards the longest"
+        );
+        let mean = waits.iter().sum::<Duration>() / waits.len() as u32;
+        assert!(mean > first && mean < longest, "spread between: {mean:?}");
+        // The layer actions' quotas are higher, and so their waits shorter, but never
+        // so short that a part's body goes again several times a second.
+        let parts = Pace::new("UploadLayerPart", 4, 500, true);
+        let wait = parts.next_wait(Duration::ZERO);
+        assert!(wait >= Duration::from_millis(250) && wait <= Duration::from_millis(750));
+        assert!(parts.next_wait(Duration::from_secs(9)) <= Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn off_it_never_cuts_but_still_counts() {
+        let pace = Pace::new("UploadLayerPart", 4, 500, false);
+        for _ in 0..3 {
+            let call = pace.admit().await;
+            pace.throttled(call.round);
+        }
+        assert_eq!(limit(&pace), 4);
+        assert_eq!(pace.throttles(), 3);
     }
 }

@@ -13,15 +13,9 @@ use aws_sdk_ecr::config::retry::{RetryConfig, RetryPartition};
 
 use crate::calls::Calls;
 use crate::ecr_host::EcrHost;
-use crate::push::pace::Pace;
+use crate::push::pace::{MAX_ATTEMPTS, MAX_BACKOFF, Pace};
 use crate::sdk::Endpoint;
 
-/// Attempts per call. ECR's write quotas are shared by every job of the account, so a
-/// throttled call waits (exponential backoff with jitter, at most [`MAX_BACKOFF`]
-/// between attempts) and tries again rather than fail the push; errors that are not
-/// transient (access denied) are never retried.
-const MAX_ATTEMPTS: u32 = 8;
-const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(20);
 /// The retry partition of the calls outside the write quotas; a registry login, the
 /// destination's or a source's, retries in it too.
 const OTHER_CALLS: &str = "ecr-push-other";
@@ -119,14 +113,16 @@ pub struct Paces {
 }
 
 impl Paces {
-    /// Each layer-upload action starts at the push's `concurrency`.
-    pub fn new(concurrency: usize) -> Self {
+    /// Each layer-upload action starts at the push's `concurrency`, each knowing ECR's
+    /// default quota for it (calls a second per account and region, from the ECR user
+    /// guide's "Amazon ECR service quotas"). `on`: false to measure without the pace.
+    pub fn new(concurrency: usize, on: bool) -> Self {
         Self {
-            initiate: Pace::new("InitiateLayerUpload", concurrency),
-            part: Pace::new("UploadLayerPart", concurrency),
-            complete: Pace::new("CompleteLayerUpload", concurrency),
+            initiate: Pace::new("InitiateLayerUpload", concurrency, 100, on),
+            part: Pace::new("UploadLayerPart", concurrency, 500, on),
+            complete: Pace::new("CompleteLayerUpload", concurrency, 100, on),
             // Tags are written one after another.
-            put: Pace::new("PutImage", 1),
+            put: Pace::new("PutImage", 1, 10, on),
         }
     }
 
@@ -152,8 +148,29 @@ fn endpoint_variant(host: &EcrHost, endpoint_overridden: bool) -> (bool, bool) {
     }
 }
 
+/// What the environment says of the calls to ECR's API.
+#[derive(Clone, Copy, Debug)]
+pub struct Environment {
+    /// An endpoint URL is configured (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_ECR`),
+    /// which the SDK refuses to combine with the FIPS or dual-stack variant a host asks
+    /// for; the configured URL then wins.
+    pub endpoint_overridden: bool,
+    /// The write calls are paced: always, but for `ECR_PUSH_PACE=off`, which
+    /// `scripts/bench quota` sets to measure the pace against its absence.
+    pub paced: bool,
+}
+
+impl Environment {
+    pub fn read(env: &impl Fn(&str) -> Option<String>) -> Self {
+        Self {
+            endpoint_overridden: endpoint_overridden(env),
+            paced: env("ECR_PUSH_PACE").as_deref() != Some("off"),
+        }
+    }
+}
+
 /// Whether an endpoint URL for ECR is configured in the environment, as the SDK reads it.
-pub fn endpoint_overridden(env: &impl Fn(&str) -> Option<String>) -> bool {
+fn endpoint_overridden(env: &impl Fn(&str) -> Option<String>) -> bool {
     let set = |name: &str| env(name).is_some_and(|v| !v.trim().is_empty());
     let ignored =
         env("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS").is_some_and(|v| v.eq_ignore_ascii_case("true"));

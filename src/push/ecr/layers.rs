@@ -387,7 +387,10 @@ mod tests {
         let ecr = Ecr::new(
             &crate::sdk::answering("{}"),
             EcrHost::standard("111111111111", "us-east-1"),
-            false,
+            super::super::Environment {
+                endpoint_overridden: false,
+                paced: true,
+            },
             "team/app".into(),
             false,
             "arn:aws:sts::111111111111:assumed-role/ci/run".into(),

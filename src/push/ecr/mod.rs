@@ -22,7 +22,7 @@ use std::collections::HashSet;
 use aws_sdk_ecr::config::http::HttpResponse;
 use aws_sdk_ecr::error::ProvideErrorMetadata;
 
-pub use clients::endpoint_overridden;
+pub use clients::Environment;
 pub use login::source_login;
 
 use clients::{Clients, Paces};
@@ -46,13 +46,12 @@ pub struct Ecr {
 }
 
 impl Ecr {
-    /// `endpoint_overridden`: an endpoint URL is configured (`AWS_ENDPOINT_URL`,
-    /// `AWS_ENDPOINT_URL_ECR`), which the SDK refuses to combine with the FIPS or
-    /// dual-stack variant a host asks for; the configured URL then wins.
+    /// `environment`: what the environment variables say of the API calls (an endpoint
+    /// URL, the pace).
     pub fn new(
         config: &aws_config::SdkConfig,
         host: EcrHost,
-        endpoint_overridden: bool,
+        environment: Environment,
         repository: String,
         create_repository: bool,
         principal: String,
@@ -60,12 +59,17 @@ impl Ecr {
     ) -> Self {
         let target = Target::new(&host, repository, principal);
         Self {
-            clients: Clients::new(config, &host, endpoint_overridden, &target.endpoint),
+            clients: Clients::new(
+                config,
+                &host,
+                environment.endpoint_overridden,
+                &target.endpoint,
+            ),
             target,
             host,
             create_repository,
             request_timeout: crate::auth::attempt_timeout(config),
-            paces: Paces::new(concurrency),
+            paces: Paces::new(concurrency, environment.paced),
             bodies: Bodies::default(),
         }
     }
