@@ -11,9 +11,10 @@ fresh moto and simulator for each. Reported per N and side: PutImage throughput
 against its quota over the PutImage phase (from the first PutImage that reached the
 account to the last admitted), throttles per push (every action), p50 and p95 push
 time, failed pushes. The figures go to stdout as a Markdown table and, with --json, to
-a file; with --plot, a PNG of throughput and throttles against N.
+a file; with --plot, a PNG of throughput, throttles and push time against N.
 
 Usage: bench_quota.py BINARY RUNS [--json FILE] [--plot FILE]
+       bench_quota.py - 0 --replot JSON --plot FILE   (the plot again from the results)
 """
 import argparse
 import hashlib
@@ -154,24 +155,31 @@ def plot(rows, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for pace, style in (("on", "o-"), ("off", "s--")):
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(14, 4))
+    for pace, style, color in (("on", "o-", "tab:blue"), ("off", "s--", "tab:orange")):
         side = [r for r in rows if r["pace"] == pace]
-        label = "pace on (AIMD)" if pace == "on" else "pace off"
-        left.plot([r["jobs"] for r in side], [r["put_rate"] / r["put_quota"] for r in side], style, label=label)
-        right.plot([r["jobs"] for r in side], [r["throttles_per_push"] for r in side], style, label=label)
+        label = "pace on" if pace == "on" else "pace off (the SDK's backoff)"
+        jobs = [r["jobs"] for r in side]
+        left.plot(jobs, [r["put_rate"] / r["put_quota"] for r in side], style, color=color, label=label)
+        middle.plot(jobs, [r["throttles_per_push"] for r in side], style, color=color, label=label)
+        right.plot(jobs, [r["p95"] for r in side], style, color=color, label=label + ", p95")
+        right.plot(jobs, [r["p50"] for r in side], style, color=color, alpha=0.35, label=label + ", p50")
     left.axhline(1.0, color="grey", linewidth=0.8)
     left.axhline(0.8, color="grey", linewidth=0.8, linestyle=":")
     left.set(xscale="log", xlabel="jobs pushing at once", ylabel="PutImage calls/s ÷ quota",
-             title="PutImage throughput against the account's quota", ylim=(0, 1.2))
-    right.set(xscale="log", xlabel="jobs pushing at once", ylabel="throttled calls per push",
-              title="Throttles per push")
-    for ax in (left, right):
+             title="PutImage throughput against the quota", ylim=(0, 1.5))
+    left.text(1.05, 0.15, "1 job: 5 calls, within the bucket's\none-second burst (off the scale)",
+              fontsize=8, color="grey")
+    middle.set(xscale="log", xlabel="jobs pushing at once", ylabel="throttled calls per push",
+               title="Throttles per push (every action)")
+    right.set(xscale="log", xlabel="jobs pushing at once", ylabel="seconds",
+              title="Push time (each job's whole push)")
+    for ax in (left, middle, right):
         ax.set_xticks(JOBS, [str(j) for j in JOBS])
-        ax.legend()
+        ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
 
 
 def main():
@@ -181,7 +189,12 @@ def main():
     parser.add_argument("--json")
     parser.add_argument("--plot")
     parser.add_argument("--jobs", default=",".join(map(str, JOBS)))
+    parser.add_argument("--replot", metavar="JSON", help="only the plot again, from a results file")
     args = parser.parse_args()
+    if args.replot:
+        with open(args.replot) as f:
+            plot(json.load(f), args.plot)
+        return
     scale = float(os.environ.get("BENCH_QUOTA_SCALE", "1"))
     jobs_list = [int(j) for j in args.jobs.split(",")]
     work = tempfile.mkdtemp(prefix="bench-quota-")
