@@ -447,7 +447,7 @@ async fn push_to_ecr(
         Some(gate) => {
             let scans = scan_gate(&ecr, gate, image, runtime).await?;
             let states = ecr.tag_states(&image.manifest, tags).await?;
-            destination::tag(&ecr, image, tags, &states, &mut report).await?;
+            destination::tag(&ecr, image, tags, &states, push.referrers, &mut report).await?;
             Some(scans)
         }
         None => None,

@@ -2,11 +2,13 @@
 //! session, each target's role chained from it once, then two phases so that no tag
 //! moves anywhere unless the image is everywhere:
 //!
-//! 1. every target at once: the blobs it lacks, an index's children, the image by
-//!    digest. A failure on any target ends the step here, with no tag written.
+//! 1. every target at once: the blobs it lacks, an index's children, the image and
+//!    its referrers by digest. A failure on any target ends the step here, with no
+//!    tag written.
 //! 2. every target's tags read (BatchGetImage), so an immutable tag that points at
 //!    another image, or a refusal, fails before a tag moves; then the tags, target by
-//!    target. A write that still fails says which targets carry which tags now.
+//!    target: the referrers' (cosign's, a registry's fallback tag), then the image's.
+//!    A write that still fails says which targets carry which tags now.
 
 use std::collections::HashMap;
 
@@ -75,11 +77,15 @@ impl Landing<'_> {
         image: &Image,
         tags: &[String],
         states: &[TagState],
+        push: &Push,
         report: &mut Report,
     ) -> Result<(), destination::Error> {
+        let referrers = push.referrers;
         match &self.to {
-            To::Ecr(ecr) => destination::tag(ecr, image, tags, states, report).await,
-            To::Registry(registry) => destination::tag(registry, image, tags, states, report).await,
+            To::Ecr(ecr) => destination::tag(ecr, image, tags, states, referrers, report).await,
+            To::Registry(registry) => {
+                destination::tag(registry, image, tags, states, referrers, report).await
+            }
         }
     }
 }
@@ -148,7 +154,7 @@ pub(super) async fn run(
     for (index, landing) in landings.iter().enumerate() {
         let span = tracing::info_span!("target", line = landing.target.line);
         let written = landing
-            .tag(&image, tags, &states[index], &mut reports[index])
+            .tag(&image, tags, &states[index], push, &mut reports[index])
             .instrument(span)
             .await;
         if let Err(err) = written {

@@ -20,9 +20,9 @@ const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const EMPTY: &[u8] = b"{}";
 
 /// A manifest and the blobs it lists, not yet stored anywhere.
-struct Artifact {
-    bytes: Vec<u8>,
-    digest: String,
+pub(crate) struct Artifact {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) digest: String,
     blobs: Vec<Vec<u8>>,
 }
 
@@ -60,7 +60,11 @@ fn oci_artifact(artifact_type: &str, layer: &[u8], subject: (&str, &[u8])) -> Ar
 }
 
 /// A signature or attestation of cosign's tag scheme: no `subject`, found by its tag.
-fn cosign_artifact(layer_type: &str, layer: &[u8], annotation: (&str, &str)) -> Artifact {
+pub(crate) fn cosign_artifact(
+    layer_type: &str,
+    layer: &[u8],
+    annotation: (&str, &str),
+) -> Artifact {
     let config = br#"{"architecture":"","created":"0001-01-01T00:00:00Z","history":[{"created":"0001-01-01T00:00:00Z"}],"os":"","rootfs":{"type":"layers","diff_ids":[]},"config":{}}"#;
     let mut layer_descriptor = descriptor(layer_type, layer);
     layer_descriptor["annotations"] = json!({annotation.0: annotation.1});
@@ -79,7 +83,7 @@ fn cosign_artifact(layer_type: &str, layer: &[u8], annotation: (&str, &str)) -> 
 }
 
 /// An SPDX SBOM of `subject` and a Notation-style signature on that SBOM.
-fn sbom_and_signature(subject: (&str, &[u8])) -> (Artifact, Artifact) {
+pub(crate) fn sbom_and_signature(subject: (&str, &[u8])) -> (Artifact, Artifact) {
     let sbom = oci_artifact(
         "application/spdx+json",
         br#"{"spdxVersion":"SPDX-2.3","name":"app","packages":[{"name":"openssl","versionInfo":"3.0.15"}]}"#,
@@ -95,19 +99,30 @@ fn sbom_and_signature(subject: (&str, &[u8])) -> (Artifact, Artifact) {
 
 /// Adds artifacts to an OCI layout's blobs and, unnamed, to its index.json, as
 /// `oras cp -r --to-oci-layout` leaves them.
-fn add_to_layout(layout: &std::path::Path, artifacts: &[&Artifact]) {
+pub(crate) fn add_to_layout(layout: &std::path::Path, artifacts: &[&Artifact]) {
+    for artifact in artifacts {
+        add_named_to_layout(layout, artifact, None);
+    }
+}
+
+/// Adds one artifact to an OCI layout, its index.json entry named `name` if given: a
+/// tag of cosign's scheme, by which the layout source knows what it signs.
+pub(crate) fn add_named_to_layout(
+    layout: &std::path::Path,
+    artifact: &Artifact,
+    name: Option<&str>,
+) {
     let blobs = layout.join("blobs/sha256");
     let index_path = layout.join("index.json");
     let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
-    for artifact in artifacts {
-        for blob in artifact.blobs.iter().chain([&artifact.bytes]) {
-            std::fs::write(blobs.join(sha256(blob).trim_start_matches("sha256:")), blob).unwrap();
-        }
-        index["manifests"]
-            .as_array_mut()
-            .unwrap()
-            .push(artifact.descriptor(None));
+    for blob in artifact.blobs.iter().chain([&artifact.bytes]) {
+        std::fs::write(blobs.join(sha256(blob).trim_start_matches("sha256:")), blob).unwrap();
     }
+    let mut entry = artifact.descriptor(None);
+    if let Some(name) = name {
+        entry["annotations"] = json!({"org.opencontainers.image.ref.name": name});
+    }
+    index["manifests"].as_array_mut().unwrap().push(entry);
     std::fs::write(index_path, index.to_string()).unwrap();
 }
 

@@ -541,3 +541,99 @@ fn a_release_is_scanned_once_and_a_blocking_finding_tags_no_target() {
     let scan: serde_json::Value = serde_json::from_str(&run.outputs["scan"]).unwrap();
     assert_eq!(scan[0]["counts"]["HIGH"], 1);
 }
+
+#[test]
+fn a_refused_gate_leaves_no_cosign_tag_nor_fallback_tag_on_any_target() {
+    use crate::referrers::{add_named_to_layout, cosign_artifact, sbom_and_signature};
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, REPOSITORY, false);
+    stack.moto.scan_results(
+        CI_ACCOUNT,
+        &[complete_scan(
+            serde_json::json!({}),
+            &[basic_finding("CVE-2026-7777", "HIGH", "openssl", "3.0.1-1")],
+        )],
+    );
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 23);
+    // A cosign signature under its tag, and an SBOM, which a registry without the
+    // referrers API lists under the fallback tag.
+    let base = format!("sha256-{}", layout.digest.trim_start_matches("sha256:"));
+    let sig = cosign_artifact(
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        format!(r#"{{"critical":{{"image":{{"docker-manifest-digest":"{}"}},"type":"cosign container image signature"}}}}"#, layout.digest).as_bytes(),
+        ("dev.cosignproject.cosign/signature", "MEUCIQDfake=="),
+    );
+    add_named_to_layout(dir.path(), &sig, Some(&format!("{base}.sig")));
+    let (sbom, _) = sbom_and_signature((
+        "application/vnd.oci.image.manifest.v1+json",
+        &layout.manifest,
+    ));
+    add_named_to_layout(dir.path(), &sbom, None);
+    let targets = format!(
+        "{CI_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY}\n{}/mirror/gated",
+        registry.host()
+    );
+    let release = |fail_on: &str| {
+        stack
+            .action()
+            .input("image", &layout.reference("v1"))
+            .input("targets", &targets)
+            .input("tags", "v1")
+            .input("scan-fail-on", fail_on)
+            .kill_after(Duration::from_secs(120))
+            .run()
+    };
+
+    let run = release("high");
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(
+        run.error().starts_with("scan-fail-on: 1 finding"),
+        "{}",
+        run.log()
+    );
+    // Staged by digest everywhere; no tag of any kind moved.
+    assert!(
+        stack
+            .moto
+            .manifest_by_digest(CI_ACCOUNT, REPOSITORY, &sig.digest)
+            .is_some()
+    );
+    assert!(
+        stack
+            .moto
+            .manifest(CI_ACCOUNT, REPOSITORY, &format!("{base}.sig"))
+            .is_none(),
+        "the cosign tag was written in ECR"
+    );
+    assert!(
+        stack
+            .recorder
+            .put_images()
+            .iter()
+            .all(|(_, tag)| tag.is_none()),
+        "{:?}",
+        stack.recorder.put_images()
+    );
+    assert!(registry.has(&format!("mirror/gated/manifests/{}", sig.digest)));
+    assert!(!registry.has(&format!("mirror/gated/manifests/{base}.sig")));
+    assert!(
+        !registry.has(&format!("mirror/gated/manifests/{base}")),
+        "the fallback tag was written"
+    );
+
+    // Once the gate passes, the tag phase writes them, on every target.
+    let run = release("critical");
+    assert!(run.ok(), "{}", run.log());
+    let (digest, _) = stack
+        .moto
+        .manifest(CI_ACCOUNT, REPOSITORY, &format!("{base}.sig"))
+        .expect("the cosign tag in ECR");
+    assert_eq!(digest, sig.digest);
+    assert!(registry.has(&format!("mirror/gated/manifests/{base}.sig")));
+    let fallback: serde_json::Value =
+        serde_json::from_slice(&registry.manifest(&format!("mirror/gated:{base}"))).unwrap();
+    assert_eq!(fallback["manifests"][0]["digest"], sbom.digest.as_str());
+}
