@@ -166,20 +166,32 @@ impl Source {
         Ok(Some(bytes.to_vec()))
     }
 
-    /// Whether a manifest is at `url`: a HEAD, which registries that count pulls
+    /// Whether a manifest is tagged `tag`: a HEAD, which registries that count pulls
     /// (Docker Hub) do not count, so looking for tags that are mostly absent costs no
-    /// pull; any answer but 200 is no.
-    async fn has(&self, url: &str, accepted: &[&str]) -> Result<bool, Error> {
+    /// pull. Only 404 is no: a refusal, a throttle or a server error says nothing of
+    /// the tag, and taking it for absent would drop a signature without a word.
+    async fn has(&self, tag: &str, accepted: &[&str]) -> Result<bool, Error> {
+        let url = self.client.url(&format!("manifests/{tag}"));
         let request = self
             .client
-            .request(Method::HEAD, url)
+            .request(Method::HEAD, &url)
             .header(reqwest::header::ACCEPT, accepted.join(", "));
         let response = self
             .client
             .send(request, "manifest", "HEAD manifest")
             .await
             .map_err(|e| self.failed(e.reason))?;
-        Ok(response.status() == StatusCode::OK)
+        match response.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(match self.refusal(response).await {
+                Error::Registry { image, reason } => Error::Registry {
+                    image,
+                    reason: format!("HEAD of the tag {tag}: {reason}"),
+                },
+                other => other,
+            }),
+        }
     }
 
     /// What refers to `subject`: the referrers API, else the OCI 1.1 fallback tag
@@ -195,7 +207,7 @@ impl Source {
         let listed = async {
             match self.get_small(&api, &index, "GET referrers", true).await? {
                 Some(list) => Ok(Some(list)),
-                None if self.has(&fallback, &index).await? => {
+                None if self.has(&tags[0], &index).await? => {
                     self.get_small(&fallback, &index, "GET manifest", false)
                         .await
                 }
@@ -203,10 +215,10 @@ impl Source {
             }
         };
         let cosign = futures_util::future::try_join_all(tags[1..].iter().map(|tag| async move {
-            let url = self.client.url(&format!("manifests/{tag}"));
-            if !self.has(&url, &MANIFEST_MEDIA_TYPES).await? {
+            if !self.has(tag, &MANIFEST_MEDIA_TYPES).await? {
                 return Ok(None);
             }
+            let url = self.client.url(&format!("manifests/{tag}"));
             let bytes = self
                 .get_small(&url, &MANIFEST_MEDIA_TYPES, "GET manifest", false)
                 .await?;

@@ -652,3 +652,58 @@ fn a_registry_with_the_referrers_api_is_asked_there_and_not_by_the_fallback_tag(
     );
     assert_eq!(referrers_output(&run).len(), 1);
 }
+
+#[test]
+fn a_cosign_tag_the_source_refuses_to_show_is_a_warning_or_with_required_an_error() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "app", false);
+    let registry = Registry::start();
+    let port: u16 = registry
+        .host()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(178, 64 * 1024)]);
+    registry.skopeo_copy(&layout.reference("v1"), "team/app:v1");
+    let sig_tag = format!("sha256-{}.sig", layout.digest.trim_start_matches("sha256:"));
+    let sig = cosign_artifact(
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        b"{}",
+        ("dev.cosignproject.cosign/signature", "MEUCIQDfake=="),
+    );
+    add_to_registry(&registry, "team/app", &sig, &sig_tag);
+    // The signature is there, but the registry will not say so: not a 404.
+    let api = Recorder::start(port);
+    api.refuse_path(
+        &format!("/v2/team/app/manifests/{sig_tag}"),
+        "403 Forbidden",
+    );
+    let image = format!("docker://127.0.0.1:{}/team/app:v1", api.port);
+
+    let run = stack
+        .action()
+        .input("image", &image)
+        .input("repository", "app")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    let warning = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("::warning") && l.contains(&sig_tag))
+        .unwrap_or_else(|| panic!("no warning naming {sig_tag}: {}", run.log()));
+    assert!(warning.contains("could not be listed"), "{warning}");
+
+    let run = stack
+        .action()
+        .input("image", &image)
+        .input("repository", "app")
+        .input("tags", "v2")
+        .input("referrers", "required")
+        .run();
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(run.error().contains(&sig_tag), "{}", run.error());
+    assert!(stack.moto.manifest(CI_ACCOUNT, "app", "v2").is_none());
+}

@@ -391,6 +391,22 @@ impl Recorder {
         });
     }
 
+    /// From now on any request for `path` is answered `status` with no body, whatever
+    /// the registry behind holds, until `calm`: a registry that refuses one tag.
+    pub fn refuse_path(&self, path: &str, status: &'static str) {
+        self.refusals.lock().expect("lock").push(Refusal {
+            action: path.to_owned(),
+            registry_id: "path:".to_owned(),
+            digest: None,
+            fault: Fault::Answer {
+                status,
+                content_type: "application/json",
+                body: String::new(),
+            },
+            then: Vec::new(),
+        });
+    }
+
     /// From now on the calls to `action` whose body's `registryId` is `account` are
     /// answered 200 with `bodies` in turn instead of moto's answer, the last one from
     /// then on, until `calm`: states moto never reaches (a scan that stays IN_PROGRESS,
