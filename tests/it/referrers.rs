@@ -707,3 +707,58 @@ fn a_cosign_tag_the_source_refuses_to_show_is_a_warning_or_with_required_an_erro
     assert!(run.error().contains(&sig_tag), "{}", run.error());
     assert!(stack.moto.manifest(CI_ACCOUNT, "app", "v2").is_none());
 }
+
+#[test]
+fn attestations_made_referrers_follow_their_platforms_through_compression() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "multi", false);
+    let dir = tempfile::tempdir().unwrap();
+    // Uncompressed layers: gzip gives every platform manifest a new digest.
+    let layout = write_index_layout(dir.path(), "v1", &["linux/amd64", "linux/arm64"]);
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "multi")
+        .input("attestations", "referrers")
+        .input("compression", "gzip")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert!(
+        !run.stdout.contains("left out"),
+        "an attestation was left out: {}",
+        run.log()
+    );
+    let (_, index) = stack.moto.manifest(CI_ACCOUNT, "multi", "v1").unwrap();
+    let index: Value = serde_json::from_str(&index).unwrap();
+    let platforms: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms.len(), layout.images.len());
+    for image in &layout.images {
+        assert!(
+            !platforms.contains(&image.digest.as_str()),
+            "not compressed"
+        );
+    }
+    let carried = referrers_output(&run);
+    assert_eq!(carried.len(), layout.attestations.len(), "{carried:?}");
+    for (entry, platform) in carried.iter().zip(&platforms) {
+        assert_eq!(entry["subject"], *platform);
+        let (_, stored) = stack
+            .moto
+            .manifest_by_digest(CI_ACCOUNT, "multi", entry["digest"].as_str().unwrap())
+            .expect("the attestation by digest");
+        let stored: Value = serde_json::from_str(&stored).unwrap();
+        assert_eq!(stored["subject"]["digest"], *platform);
+        let (_, subject) = stack
+            .moto
+            .manifest_by_digest(CI_ACCOUNT, "multi", platform)
+            .unwrap();
+        assert_eq!(stored["subject"]["size"], subject.len());
+    }
+}
