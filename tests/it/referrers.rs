@@ -589,6 +589,64 @@ fn referrers_of_a_manifest_the_push_rewrites_are_left_out_with_a_warning() {
             .is_none()
     );
     assert_eq!(referrers_output(&run), Vec::<Value>::new());
+    // Nor are its blobs uploaded for nothing.
+    let sbom_layer = sha256(&sbom.blobs[1]);
+    assert!(
+        !stack.recorder.uploaded_layers().contains_key(&sbom_layer),
+        "the SBOM's blob was uploaded"
+    );
+}
+
+#[test]
+fn required_referrers_a_rewrite_would_leave_behind_fail_before_any_upload() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "app", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(179, 64 * 1024)]);
+    let (sbom, _) = sbom_and_signature((MANIFEST, &layout.manifest));
+    add_to_layout(dir.path(), &[&sbom]);
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .input("compression", "gzip")
+        .input("referrers", "required")
+        .run();
+
+    assert_eq!(run.code, Some(2), "{}", run.log());
+    assert!(
+        run.error().starts_with(&format!(
+            "referrers: required, and application/spdx+json {} refers to {}, which compression rewrote",
+            sbom.digest, layout.digest
+        )),
+        "{}",
+        run.log()
+    );
+    assert!(stack.recorder.calls().is_empty(), "something was sent");
+
+    // A signature of the source's index, which `platforms` rewrites.
+    let dir = tempfile::tempdir().unwrap();
+    let index = write_index_layout(dir.path(), "v1", &["linux/amd64", "linux/arm64"]);
+    let (sbom, _) = sbom_and_signature((INDEX, &index.index.bytes));
+    add_to_layout(dir.path(), &[&sbom]);
+    let run = stack
+        .action()
+        .input("image", &index.reference("v1"))
+        .input("repository", "app")
+        .input("platforms", "linux/amd64")
+        .input("referrers", "required")
+        .run();
+    assert_eq!(run.code, Some(2), "{}", run.log());
+    assert!(
+        run.error().contains(&format!(
+            "{} refers to {}, which platforms rewrote",
+            sbom.digest, index.index.digest
+        )),
+        "{}",
+        run.log()
+    );
+    assert!(stack.recorder.calls().is_empty(), "something was sent");
 }
 
 #[test]
