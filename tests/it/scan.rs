@@ -637,3 +637,60 @@ fn a_refused_gate_leaves_no_cosign_tag_nor_fallback_tag_on_any_target() {
         serde_json::from_slice(&registry.manifest(&format!("mirror/gated:{base}"))).unwrap();
     assert_eq!(fallback["manifests"][0]["digest"], sbom.digest.as_str());
 }
+
+#[test]
+fn a_scan_ecr_cannot_do_fails_with_its_status_and_reason_and_no_tag() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, REPOSITORY, false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 25);
+    // The scan ends FAILED, with ECR's description.
+    stack.recorder.answer_for(
+        "DescribeImageScanFindings",
+        CI_ACCOUNT,
+        &[serde_json::json!({
+            "registryId": CI_ACCOUNT,
+            "repositoryName": REPOSITORY,
+            "imageId": {"imageDigest": layout.digest},
+            "imageScanStatus": {"status": "FAILED", "description": "UnsupportedImageError: The operating system and/or package manager are not supported."},
+        })],
+    );
+
+    let run = gated(&stack, &layout.reference("v1"), "high", "v1");
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert_eq!(
+        run.error(),
+        format!(
+            "scan-fail-on: ECR could not scan {} in repository {REPOSITORY} in registry {CI_ACCOUNT} ({REGION}) (FAILED: UnsupportedImageError: The operating system and/or package manager are not supported.); no tag was moved. Push an image ECR can scan, or leave scan-fail-on empty",
+            layout.digest
+        ),
+        "{}",
+        run.log()
+    );
+    assert!(stack.moto.manifest(CI_ACCOUNT, REPOSITORY, "v1").is_none());
+
+    // StartImageScan refuses the image type outright.
+    stack.recorder.calm();
+    stack.recorder.refuse_for(
+        "StartImageScan",
+        CI_ACCOUNT,
+        "400 Bad Request",
+        "UnsupportedImageTypeException",
+        "The image is not supported for scanning",
+    );
+    let run = gated(&stack, &layout.reference("v1"), "high", "v1");
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(
+        run.error().contains("(UNSUPPORTED_IMAGE: "),
+        "{}",
+        run.log()
+    );
+    assert!(
+        run.error()
+            .contains("The image is not supported for scanning"),
+        "{}",
+        run.log()
+    );
+    assert!(stack.moto.manifest(CI_ACCOUNT, REPOSITORY, "v1").is_none());
+}

@@ -143,7 +143,7 @@ impl Ecr {
                     subject: subject.to_string(),
                     target: self.target.to_string(),
                     status: "UNSUPPORTED_IMAGE".to_owned(),
-                    reason: crate::sdk::describe(&err),
+                    reason: format!(": {}", crate::sdk::describe(&err)),
                 }),
                 code => Err(self.target.api_error("StartImageScan", &err, code)),
             },
