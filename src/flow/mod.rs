@@ -36,13 +36,20 @@ pub enum Error {
     #[error("targets: {0}")]
     Release(String),
     #[error(
-        "scan-fail-on: {count} finding{plural} at or above {threshold}, the first {first}; no tag was moved. The job summary lists them: fix the image, or raise scan-fail-on",
-        plural = if *count == 1 { "" } else { "s" }
+        "scan-fail-on: {count} finding{plural} at or above {threshold}, the first {first}{also}; no tag was moved. The job summary lists them: fix the image, or raise scan-fail-on",
+        plural = if *count == 1 { "" } else { "s" },
+        also = match unscanned {
+            0 => String::new(),
+            1 => ", and 1 image could not be scanned".to_owned(),
+            n => format!(", and {n} images could not be scanned"),
+        }
     )]
     ScanRefused {
         count: usize,
         threshold: crate::scan::Severity,
         first: String,
+        /// Images whose scan failed or timed out beside these findings.
+        unscanned: usize,
     },
     #[error("digest-file: could not write {path}: {source}")]
     DigestFile {
@@ -469,8 +476,10 @@ async fn push_to_ecr(
 }
 
 /// The scan gate on an image pushed untagged: each platform image scanned at once,
-/// within `scan-timeout-minutes`; a finding at or above the threshold ends the push
-/// with the findings in the job summary (and the `scan` output), before any tag moves.
+/// within `scan-timeout-minutes`; a finding at or above the threshold, or a scan that
+/// could not be done, ends the push with the findings in the job summary (and the
+/// `scan` output), before any tag moves. A platform whose scan failed does not hide
+/// what the others found: every scan is awaited anyway, and the summary lists both.
 async fn scan_gate(
     ecr: &destination::Ecr,
     gate: ScanGate,
@@ -493,11 +502,16 @@ async fn scan_gate(
     )
     .await;
     let mut scans = Vec::with_capacity(subjects.len());
+    let mut failed = Vec::new();
     for (subject, findings) in subjects.into_iter().zip(results) {
-        let scanned = scan::Scanned {
-            subject,
-            findings: findings?,
+        let findings = match findings {
+            Ok(findings) => findings,
+            Err(error) => {
+                failed.push((subject, error));
+                continue;
+            }
         };
+        let scanned = scan::Scanned { subject, findings };
         let counts: Vec<String> = scanned
             .counts()
             .iter()
@@ -508,17 +522,33 @@ async fn scan_gate(
         scans.push(scanned);
     }
     let blocking = scan::blocking(&scans, gate.fail_on);
-    if let Some((subject, finding)) = blocking.first() {
-        let error = Error::ScanRefused {
+    if blocking.is_empty() && failed.is_empty() {
+        return Ok(scans);
+    }
+    let unscanned: Vec<(scan::Subject, String)> = failed
+        .iter()
+        .map(|(subject, error)| (subject.clone(), error.to_string()))
+        .collect();
+    runtime.set_outputs(&[("scan", &scan::output(&scans).to_string())])?;
+    runtime.append_summary(&scan::refused_summary(&scans, gate.fail_on, &unscanned))?;
+    let mut failed = failed.into_iter();
+    let error = match blocking.first() {
+        Some((subject, finding)) => Error::ScanRefused {
             count: blocking.len(),
             threshold: gate.fail_on,
             first: format!("{} {} in {subject}", finding.severity, finding.name),
-        };
-        runtime.set_outputs(&[("scan", &scan::output(&scans).to_string())])?;
-        runtime.append_summary(&scan::refused_summary(&scans, gate.fail_on))?;
-        return Err(error);
+            unscanned: unscanned.len(),
+        },
+        None => match failed.next() {
+            Some((_, error)) => error.into(),
+            None => return Ok(scans),
+        },
+    };
+    // The step's error is one line; each other failure gets its own.
+    for (_, other) in failed {
+        tracing::warn!("{other}");
     }
-    Ok(scans)
+    Err(error)
 }
 
 /// The step's AWS credentials: the web identity and role chain, or the default chain.

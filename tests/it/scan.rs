@@ -694,3 +694,67 @@ fn a_scan_ecr_cannot_do_fails_with_its_status_and_reason_and_no_tag() {
     );
     assert!(stack.moto.manifest(CI_ACCOUNT, REPOSITORY, "v1").is_none());
 }
+
+#[test]
+fn a_platform_that_cannot_be_scanned_does_not_hide_another_platforms_findings() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, REPOSITORY, false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_index_layout(dir.path(), "v1", &["linux/amd64", "linux/arm64"]);
+    let (amd64, arm64) = (&layout.images[0], &layout.images[1]);
+    stack.moto.scan_results(
+        CI_ACCOUNT,
+        &[complete_scan(
+            serde_json::json!({"imageDigest": amd64.digest}),
+            &[basic_finding(
+                "CVE-2026-8888",
+                "CRITICAL",
+                "openssl",
+                "3.0.1-1",
+            )],
+        )],
+    );
+    stack.recorder.refuse_digest(
+        "StartImageScan",
+        &arm64.digest,
+        "400 Bad Request",
+        "UnsupportedImageTypeException",
+        "The image is not supported for scanning",
+    );
+
+    let run = gated(&stack, &layout.reference("v1"), "high", "v1");
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(
+        run.error().starts_with(
+            "scan-fail-on: 1 finding at or above HIGH, the first CRITICAL CVE-2026-8888 in sha256:"
+        ),
+        "{}",
+        run.log()
+    );
+    assert!(
+        run.error()
+            .contains(", and 1 image could not be scanned; no tag was moved"),
+        "{}",
+        run.log()
+    );
+    // The arm64 image's failure is its own line, and in the summary beside the finding.
+    assert!(
+        run.stdout.lines().any(|l| l.starts_with("::warning")
+            && l.contains(&arm64.digest)
+            && l.contains("UNSUPPORTED_IMAGE: ")),
+        "{}",
+        run.log()
+    );
+    assert!(run.summary.contains("CVE-2026-8888"), "{}", run.summary);
+    assert!(
+        run.summary
+            .contains(&format!("| `{} (linux/arm64)` |", arm64.digest)),
+        "{}",
+        run.summary
+    );
+    let scan: serde_json::Value = serde_json::from_str(&run.outputs["scan"]).unwrap();
+    assert_eq!(scan.as_array().unwrap().len(), 1, "{scan}");
+    assert_eq!(scan[0]["digest"], amd64.digest.as_str());
+    assert!(stack.moto.manifest(CI_ACCOUNT, REPOSITORY, "v1").is_none());
+}

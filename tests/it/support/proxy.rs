@@ -171,7 +171,10 @@ fn answer_at(refusals: &Mutex<Vec<Refusal>>, path: &str) -> Option<Fault> {
 fn refusal_for(refusals: &Mutex<Vec<Refusal>>, action: &str, body: &str) -> Option<Fault> {
     let body: serde_json::Value = serde_json::from_str(body).ok()?;
     let registry_id = body["registryId"].as_str().unwrap_or_default();
-    let digest = body["imageDigest"].as_str();
+    // PutImage names it at the top; the scan calls in `imageId`.
+    let digest = body["imageDigest"]
+        .as_str()
+        .or_else(|| body["imageId"]["imageDigest"].as_str());
     let mut refusals = refusals.lock().expect("lock");
     let refusal = refusals.iter_mut().find(|r| {
         r.action == action
@@ -350,8 +353,8 @@ impl Recorder {
         });
     }
 
-    /// From now on every call to `action` for the image `digest` (its `imageDigest`),
-    /// in any account, gets AWS's JSON error `code`, until `calm`.
+    /// From now on every call to `action` for the image `digest` (its `imageDigest`, or
+    /// its `imageId`'s), in any account, gets AWS's JSON error `code`, until `calm`.
     pub fn refuse_digest(
         &self,
         action: &str,
