@@ -291,8 +291,25 @@ fn referrers_and_cosign_tags_go_along_from_a_registry_without_the_referrers_api(
         br#"{"payloadType":"application/vnd.in-toto+json","payload":"eyJfdHlwZSI6Imh0dHBzOi8vaW4tdG90by5pby9TdGF0ZW1lbnQvdjAuMSJ9","signatures":[{"sig":"MEUCIQ=="}]}"#,
         ("predicateType", "https://slsa.dev/provenance/v1"),
     );
+    // `cosign attach sbom`: the SBOM itself as the one layer, no signature on it.
+    let spdx = br#"{"spdxVersion":"SPDX-2.3","name":"app","packages":[]}"#;
+    let config =
+        br#"{"architecture":"","os":"","rootfs":{"type":"layers","diff_ids":[]},"config":{}}"#;
+    let sbom_bytes = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+        "layers": [descriptor("text/spdx+json", spdx)],
+    }))
+    .unwrap();
+    let cosign_sbom = Artifact {
+        digest: sha256(&sbom_bytes),
+        bytes: sbom_bytes,
+        blobs: vec![config.to_vec(), spdx.to_vec()],
+    };
     add_to_registry(&registry, "team/app", &sig, &format!("{base}.sig"));
     add_to_registry(&registry, "team/app", &att, &format!("{base}.att"));
+    add_to_registry(&registry, "team/app", &cosign_sbom, &format!("{base}.sbom"));
 
     let run = stack
         .action()
@@ -306,21 +323,40 @@ fn referrers_and_cosign_tags_go_along_from_a_registry_without_the_referrers_api(
     assert!(run.ok(), "{}", run.log());
     let (digest, _) = stack.moto.manifest(CI_ACCOUNT, "app", "v1").unwrap();
     assert_eq!(digest, layout.digest);
-    for artifact in [&sbom, &signature, &sig, &att] {
+    for artifact in [&sbom, &signature, &sig, &att, &cosign_sbom] {
         assert_in_moto(&stack, "app", artifact);
     }
     // cosign's artifacts keep their tags; the fallback index is not copied, as ECR
     // answers the referrers API itself.
-    for (tag, artifact) in [(format!("{base}.sig"), &sig), (format!("{base}.att"), &att)] {
+    for (tag, artifact) in [
+        (format!("{base}.sig"), &sig),
+        (format!("{base}.att"), &att),
+        (format!("{base}.sbom"), &cosign_sbom),
+    ] {
         let (digest, bytes) = stack.moto.manifest(CI_ACCOUNT, "app", &tag).unwrap();
         assert_eq!(digest, artifact.digest, "{tag}");
         assert_eq!(bytes.as_bytes(), artifact.bytes.as_slice());
     }
     assert!(stack.moto.manifest(CI_ACCOUNT, "app", &base).is_none());
     let carried = referrers_output(&run);
-    assert_eq!(carried.len(), 4, "{carried:?}");
-    let tagged: Vec<&str> = carried.iter().filter_map(|c| c["tag"].as_str()).collect();
-    assert_eq!(tagged.len(), 2, "{carried:?}");
+    assert_eq!(carried.len(), 5, "{carried:?}");
+    let mut tagged: Vec<&str> = carried.iter().filter_map(|c| c["tag"].as_str()).collect();
+    tagged.sort();
+    assert_eq!(
+        tagged,
+        [
+            format!("{base}.att"),
+            format!("{base}.sbom"),
+            format!("{base}.sig")
+        ],
+        "{carried:?}"
+    );
+    let sbom_entry = carried
+        .iter()
+        .find(|c| c["digest"] == cosign_sbom.digest.as_str())
+        .unwrap();
+    assert_eq!(sbom_entry["artifactType"], "text/spdx+json");
+    assert_eq!(sbom_entry["subject"], layout.digest.as_str());
 }
 
 #[test]
