@@ -856,3 +856,36 @@ fn attestations_made_referrers_follow_their_platforms_through_compression() {
         assert_eq!(stored["subject"]["size"], subject.len());
     }
 }
+
+#[test]
+fn an_invalid_referrers_or_attestations_value_is_one_line_before_any_call() {
+    let stack = Stack::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(180, 4096)]);
+    let cases = [
+        (
+            "referrers",
+            "yes",
+            "referrers: `yes` is not true, false or required",
+        ),
+        (
+            "attestations",
+            "move",
+            "attestations: `move` is not keep, referrers or drop",
+        ),
+    ];
+    for (input, value, error) in cases {
+        let run = stack
+            .action()
+            .input("image", &layout.reference("v1"))
+            .input("repository", "app")
+            .input(input, value)
+            .run();
+        assert_eq!(run.code, Some(2), "{input}: {}", run.log());
+        assert_eq!(run.error(), error, "{}", run.log());
+        let errors = run.stdout.lines().filter(|l| l.starts_with("::error"));
+        assert_eq!(errors.count(), 1, "{}", run.log());
+    }
+    assert!(stack.recorder.calls().is_empty(), "a call was made");
+    assert!(stack.oidc.audiences().is_empty(), "a token was asked for");
+}
