@@ -686,7 +686,7 @@ fn required_referrers_a_rewrite_would_leave_behind_fail_before_any_upload() {
 }
 
 #[test]
-fn a_registry_with_the_referrers_api_is_asked_there_and_not_by_the_fallback_tag() {
+fn a_registry_with_the_referrers_api_is_asked_there_page_by_page_and_not_by_the_fallback_tag() {
     let stack = Stack::start();
     stack.moto.create_repository(CI_ACCOUNT, "app", false);
     let registry = Registry::start();
@@ -706,16 +706,37 @@ fn a_registry_with_the_referrers_api_is_asked_there_and_not_by_the_fallback_tag(
     registry.put_manifest("team/app", &sbom.digest, MANIFEST, &sbom.bytes);
     // In front of it, the referrers API as distribution-spec 1.1 answers it: an index
     // of descriptors with their artifactType.
+    // A second referrer on a second page, which the first names in `Link`.
+    let cyclonedx = oci_artifact(
+        "application/vnd.cyclonedx+json",
+        br#"{"bomFormat":"CycloneDX","specVersion":"1.5"}"#,
+        (MANIFEST, &layout.manifest),
+    );
+    for blob in &cyclonedx.blobs {
+        registry.put_blob("team/app", blob);
+    }
+    registry.put_manifest("team/app", &cyclonedx.digest, MANIFEST, &cyclonedx.bytes);
     let api = Recorder::start(port);
-    let listed = json!({
-        "schemaVersion": 2,
-        "mediaType": INDEX,
-        "manifests": [sbom.descriptor(Some("application/spdx+json"))],
-    });
-    api.answer_path(
-        &format!("/v2/team/app/referrers/{}", layout.digest),
+    let page = |artifact: &Artifact, artifact_type: &str| {
+        json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX,
+            "manifests": [artifact.descriptor(Some(artifact_type))],
+        })
+        .to_string()
+    };
+    let first = format!("/v2/team/app/referrers/{}", layout.digest);
+    let second = format!("{first}?n=1&last={}", sbom.digest);
+    api.answer_page(
+        &first,
         "application/vnd.oci.image.index.v1+json",
-        listed.to_string(),
+        page(&sbom, "application/spdx+json"),
+        &second,
+    );
+    api.answer_path(
+        &second,
+        "application/vnd.oci.image.index.v1+json",
+        page(&cyclonedx, "application/vnd.cyclonedx+json"),
     );
 
     let run = stack
@@ -729,7 +750,9 @@ fn a_registry_with_the_referrers_api_is_asked_there_and_not_by_the_fallback_tag(
 
     assert!(run.ok(), "{}", run.log());
     assert_in_moto(&stack, "app", &sbom);
+    assert_in_moto(&stack, "app", &cyclonedx);
     let paths: Vec<String> = api.calls().iter().map(|c| c.path.clone()).collect();
+    assert!(paths.contains(&second), "the second page: {paths:?}");
     let fallback = format!(
         "/v2/team/app/manifests/sha256-{}",
         layout.digest.trim_start_matches("sha256:")
@@ -744,7 +767,7 @@ fn a_registry_with_the_referrers_api_is_asked_there_and_not_by_the_fallback_tag(
         !paths.contains(&fallback),
         "the fallback tag was asked: {paths:?}"
     );
-    assert_eq!(referrers_output(&run).len(), 1);
+    assert_eq!(referrers_output(&run).len(), 2);
 }
 
 #[test]

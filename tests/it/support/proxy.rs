@@ -394,6 +394,21 @@ impl Recorder {
         });
     }
 
+    /// As [`Self::answer_path`], the answer naming `next` as its next page (`Link`).
+    pub fn answer_page(&self, path: &str, content_type: &'static str, body: String, next: &str) {
+        self.refusals.lock().expect("lock").push(Refusal {
+            action: path.to_owned(),
+            registry_id: "path:".to_owned(),
+            digest: None,
+            fault: Fault::Page {
+                content_type,
+                body,
+                next: next.to_owned(),
+            },
+            then: Vec::new(),
+        });
+    }
+
     /// From now on any request for `path` is answered `status` with no body, whatever
     /// the registry behind holds, until `calm`: a registry that refuses one tag.
     pub fn refuse_path(&self, path: &str, status: &'static str) {
@@ -709,6 +724,19 @@ fn relay(
             write!(
                 client,
                 "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )?;
+            continue;
+        }
+        if let Some(Fault::Page {
+            content_type,
+            body,
+            next,
+        }) = &fault
+        {
+            write!(
+                client,
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nLink: <{next}>; rel=\"next\"\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             )?;
             continue;
