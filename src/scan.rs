@@ -106,6 +106,18 @@ pub struct Finding {
     pub link: Option<String>,
 }
 
+/// How long the gate waits for its scans, and which input set that, as a scan that
+/// runs out says.
+#[derive(Debug, Clone)]
+pub struct Wait {
+    pub until: std::time::Instant,
+    /// `scan-timeout-minutes`, or `timeout-minutes` when the push's own deadline comes
+    /// first.
+    pub input: &'static str,
+    /// When it ran out, as the error says it: `after 10 minutes`.
+    pub when: String,
+}
+
 /// An image the gate scans: a single image, or one platform of an index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subject {

@@ -379,7 +379,11 @@ impl PushArgs {
                 ),
             ));
         }
-        Ok(Some(ScanGate { fail_on, minutes }))
+        Ok(Some(ScanGate {
+            fail_on,
+            minutes,
+            push_ends: None,
+        }))
     }
 
     /// `targets`, checked whole, and the inputs it replaces left empty.

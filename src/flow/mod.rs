@@ -113,7 +113,14 @@ pub struct ScanGate {
     pub fail_on: crate::scan::Severity,
     /// How long the scans may take (`scan-timeout-minutes`).
     pub minutes: f64,
+    /// When the push's own deadline (`timeout-minutes`) ends: set by [`push`] as its
+    /// clock starts, so the scans stop before it with a line that names them.
+    pub push_ends: Option<std::time::Instant>,
 }
+
+/// How long before the push's deadline the scans stop: the last poll, the summary
+/// and the error line are written in it.
+const SCAN_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Push {
     /// What of the source is pushed.
@@ -156,6 +163,10 @@ pub fn push(
         .map_err(Error::Runtime)?
         .block_on(async {
             let deadline = push.deadline;
+            let mut push = push;
+            if let Some(gate) = &mut push.scan {
+                gate.push_ends = Some(std::time::Instant::now() + deadline);
+            }
             tokio::time::timeout(deadline, run(push, runtime, env))
                 .await
                 .unwrap_or(Err(Error::Deadline(deadline.as_secs_f64() / 60.0)))
@@ -493,14 +504,28 @@ async fn scan_gate(
         &image.manifest.bytes,
         &image.manifest.digest,
     );
-    let deadline =
-        std::time::Instant::now() + std::time::Duration::from_secs_f64(gate.minutes * 60.0);
-    let results = futures_util::future::join_all(
-        subjects
-            .iter()
-            .map(|subject| ecr.scan(subject, deadline, gate.minutes)),
-    )
-    .await;
+    let now = std::time::Instant::now();
+    let scan_ends = now + std::time::Duration::from_secs_f64(gate.minutes * 60.0);
+    // The push's deadline, should it come first, would end the wait with a line that
+    // names no scan and writes no summary: the scans stop a little before it.
+    let push_ends = gate
+        .push_ends
+        .map(|ends| ends.checked_sub(SCAN_MARGIN).unwrap_or(now).max(now));
+    let wait = match push_ends {
+        Some(push_ends) if push_ends < scan_ends => scan::Wait {
+            until: push_ends,
+            input: "timeout-minutes",
+            when: "before the push's timeout-minutes ran out".to_owned(),
+        },
+        _ => scan::Wait {
+            until: scan_ends,
+            input: "scan-timeout-minutes",
+            when: format!("after {} minutes", gate.minutes),
+        },
+    };
+    let results =
+        futures_util::future::join_all(subjects.iter().map(|subject| ecr.scan(subject, &wait)))
+            .await;
     let mut scans = Vec::with_capacity(subjects.len());
     let mut failed = Vec::new();
     for (subject, findings) in subjects.into_iter().zip(results) {

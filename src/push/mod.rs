@@ -108,12 +108,13 @@ pub enum Error {
         reason: String,
     },
     #[error(
-        "scan-timeout-minutes: the scan of {subject} in {target} was not complete after {minutes} minutes ({status}); no tag was moved. Raise scan-timeout-minutes, and check that the registry's scanning configuration covers the repository"
+        "{input}: the scan of {subject} in {target} was not complete {when} ({status}); no tag was moved. Raise {input}, and check that the registry's scanning configuration covers the repository"
     )]
     ScanTimeout {
+        input: &'static str,
         subject: String,
         target: String,
-        minutes: f64,
+        when: String,
         status: String,
     },
 }

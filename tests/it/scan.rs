@@ -758,3 +758,43 @@ fn a_platform_that_cannot_be_scanned_does_not_hide_another_platforms_findings() 
     assert_eq!(scan[0]["digest"], amd64.digest.as_str());
     assert!(stack.moto.manifest(CI_ACCOUNT, REPOSITORY, "v1").is_none());
 }
+
+#[test]
+fn a_scan_cut_short_by_the_push_deadline_says_so_itself() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, REPOSITORY, false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 27);
+    stack.recorder.answer_for(
+        "DescribeImageScanFindings",
+        CI_ACCOUNT,
+        &[serde_json::json!({
+            "registryId": CI_ACCOUNT,
+            "repositoryName": REPOSITORY,
+            "imageId": {"imageDigest": layout.digest},
+            "imageScanStatus": {"status": "IN_PROGRESS", "description": "The scan is in progress."},
+        })],
+    );
+
+    // The scan may take as long as the whole push, so the push's deadline comes first.
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", REPOSITORY)
+        .input("scan-fail-on", "critical")
+        .input("timeout-minutes", "0.2")
+        .input("scan-timeout-minutes", "0.2")
+        .kill_after(Duration::from_secs(120))
+        .run();
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(
+        run.error().starts_with(&format!(
+            "timeout-minutes: the scan of {} in repository {REPOSITORY} in registry {CI_ACCOUNT} ({REGION}) was not complete before the push's timeout-minutes ran out (IN_PROGRESS); no tag was moved. Raise timeout-minutes",
+            layout.digest
+        )),
+        "{}",
+        run.log()
+    );
+    assert!(stack.moto.manifest(CI_ACCOUNT, REPOSITORY, "v1").is_none());
+}
