@@ -464,6 +464,9 @@ async fn push_to_ecr(
     let scans = match gate {
         Some(gate) => {
             let scans = scan_gate(&ecr, gate, image, runtime).await?;
+            if push.referrers == image::Referrers::Required {
+                destination::held_referrer_tags(&ecr, image).await?;
+            }
             let states = ecr.tag_states(&image.manifest, tags).await?;
             destination::tag(&ecr, image, tags, &states, push.referrers, &mut report).await?;
             Some(scans)

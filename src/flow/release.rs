@@ -72,6 +72,18 @@ impl Landing<'_> {
         }
     }
 
+    /// Under `referrers: required`, the referrers' tags an immutable repository keeps
+    /// on another manifest.
+    async fn referrer_tag_conflicts(
+        &self,
+        image: &Image,
+    ) -> Result<Vec<String>, destination::Error> {
+        match &self.to {
+            To::Ecr(ecr) => destination::referrer_tag_conflicts(ecr, image).await,
+            To::Registry(registry) => destination::referrer_tag_conflicts(registry, image).await,
+        }
+    }
+
     async fn tag(
         &self,
         image: &Image,
@@ -150,7 +162,7 @@ pub(super) async fn run(
         None => None,
     };
 
-    let states = check(&landings, &image, tags).await?;
+    let states = check(&landings, &image, tags, push.referrers).await?;
     for (index, landing) in landings.iter().enumerate() {
         let span = tracing::info_span!("target", line = landing.target.line);
         let written = landing
@@ -298,14 +310,27 @@ async fn ecr_landing<'a>(
 }
 
 /// Every target's tags, read before any moves: a refusal, or a tag an immutable
-/// repository keeps on another image, anywhere, ends the release here.
+/// repository keeps on another image, anywhere, ends the release here. With
+/// `referrers: required` the tags of cosign's scheme too, which that would fail on.
 async fn check(
     landings: &[Landing<'_>],
     image: &Image,
     tags: &[String],
+    referrers: crate::image::Referrers,
 ) -> Result<Vec<Vec<TagState>>, Error> {
     let read = join_all(landings.iter().map(|l| l.tag_states(image, tags))).await;
     let mut problems = Vec::new();
+    if referrers == crate::image::Referrers::Required {
+        let conflicts = join_all(landings.iter().map(|l| l.referrer_tag_conflicts(image))).await;
+        for (landing, result) in landings.iter().zip(conflicts) {
+            match result {
+                Err(err) => problems.push(format!("{}: {err}", landing.name())),
+                Ok(found) => problems.extend(found.into_iter().map(|conflict| {
+                    format!("{}: referrers: required, and {conflict}", landing.name())
+                })),
+            }
+        }
+    }
     let mut states = Vec::with_capacity(landings.len());
     for (landing, result) in landings.iter().zip(read) {
         match result {

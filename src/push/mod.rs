@@ -94,6 +94,10 @@ pub enum Error {
         digest: Digest,
         source: Box<Error>,
     },
+    #[error(
+        "referrers: required, and {0}; no tag was moved. With referrers: true the image is tagged without them"
+    )]
+    ReferrerTagsHeld(String),
     #[error("image: manifest {0} is not UTF-8 text, which PutImage requires")]
     ManifestNotText(Digest),
     #[error("internal error in a blob reader: {0}")]
@@ -275,6 +279,46 @@ async fn put_referrers<D: Destination>(
         });
     }
     Ok(())
+}
+
+/// Of the image's referrers kept under a tag of cosign's scheme, those whose tag the
+/// repository keeps on another manifest (immutable tags), one line each: read with a
+/// release's other tags, before any moves, where `referrers: required` would fail the
+/// tag phase on them.
+pub async fn referrer_tag_conflicts<D: Destination>(
+    destination: &D,
+    image: &Image,
+) -> Result<Vec<String>, Error> {
+    let mut conflicts = Vec::new();
+    for referrer in &image.referrers {
+        let Some(tag) = &referrer.tag else { continue };
+        let states = destination
+            .tag_states(&referrer.manifest, std::slice::from_ref(tag))
+            .await?;
+        if let Some(TagState::Other {
+            digest,
+            movable: false,
+        }) = states.first()
+        {
+            conflicts.push(format!(
+                "the tag `{tag}` of {} {} already points at {digest} in an immutable repository",
+                referrer.artifact_type, referrer.manifest.digest
+            ));
+        }
+    }
+    Ok(conflicts)
+}
+
+/// [`referrer_tag_conflicts`] on one destination, as an error when there are any.
+pub async fn held_referrer_tags<D: Destination>(
+    destination: &D,
+    image: &Image,
+) -> Result<(), Error> {
+    let conflicts = referrer_tag_conflicts(destination, image).await?;
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    Err(Error::ReferrerTagsHeld(conflicts.join("; ")))
 }
 
 /// The tag phase of the referrers [`put_referrers`] stored (those `report` holds as
@@ -491,6 +535,9 @@ pub async fn push<D: Destination>(
             &mut report,
         )
         .await?;
+        if referrers == Referrers::Required {
+            held_referrer_tags(destination, image).await?;
+        }
         tag_referrers(
             destination,
             image,

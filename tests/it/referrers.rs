@@ -912,3 +912,94 @@ fn an_invalid_referrers_or_attestations_value_is_one_line_before_any_call() {
     assert!(stack.recorder.calls().is_empty(), "a call was made");
     assert!(stack.oidc.audiences().is_empty(), "a token was asked for");
 }
+
+#[test]
+fn a_cosign_tag_an_immutable_repository_holds_elsewhere_stops_required_before_any_tag() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "app", true);
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(181, 64 * 1024)]);
+    let sig_tag = format!("sha256-{}.sig", layout.digest.trim_start_matches("sha256:"));
+    let sig = cosign_artifact(
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        b"{}",
+        ("dev.cosignproject.cosign/signature", "MEUCIQDfake=="),
+    );
+    add_named_to_layout(dir.path(), &sig, Some(&sig_tag));
+    // An older signature holds the tag already, and the repository's tags cannot move.
+    let older_dir = tempfile::tempdir().unwrap();
+    let older = write_layout(older_dir.path(), "v1", &[random_bytes(182, 4096)]);
+    let run = stack
+        .action()
+        .input("image", &older.reference("v1"))
+        .input("repository", "app")
+        .input("tags", &sig_tag)
+        .run();
+    assert!(run.ok(), "{}", run.log());
+
+    let targets = format!(
+        "{CI_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/app\n{}/mirror/app",
+        registry.host()
+    );
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("targets", &targets)
+        .input("tags", "v1")
+        .input("referrers", "required")
+        .run();
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(
+        run.error().contains(&format!(
+            "(account {CI_ACCOUNT}): referrers: required, and the tag `{sig_tag}` of application/vnd.dev.cosign.simplesigning.v1+json {} already points at {} in an immutable repository",
+            sig.digest, older.digest
+        )),
+        "{}",
+        run.log()
+    );
+    assert!(
+        run.error().contains("no tag was moved on any target"),
+        "{}",
+        run.log()
+    );
+    assert!(stack.moto.manifest(CI_ACCOUNT, "app", "v1").is_none());
+    assert!(!registry.has("mirror/app/manifests/v1"));
+    assert!(!registry.has(&format!("mirror/app/manifests/{sig_tag}")));
+
+    // One target: the same, before its one tag.
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .input("tags", "v1")
+        .input("referrers", "required")
+        .run();
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(
+        run.error()
+            .starts_with(&format!("referrers: required, and the tag `{sig_tag}` of")),
+        "{}",
+        run.log()
+    );
+    assert!(run.error().contains("no tag was moved"), "{}", run.log());
+    assert!(stack.moto.manifest(CI_ACCOUNT, "app", "v1").is_none());
+
+    // With referrers: true, a warning, and the image is tagged.
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .input("tags", "v1")
+        .run();
+    assert!(run.ok(), "{}", run.log());
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("::warning") && l.contains(&sig_tag)),
+        "{}",
+        run.log()
+    );
+    assert!(stack.moto.manifest(CI_ACCOUNT, "app", "v1").is_some());
+}
