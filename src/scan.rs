@@ -106,6 +106,18 @@ pub struct Finding {
     pub link: Option<String>,
 }
 
+/// How long the gate waits for its scans, and which input set that, as a scan that
+/// runs out says.
+#[derive(Debug, Clone)]
+pub struct Wait {
+    pub until: std::time::Instant,
+    /// `scan-timeout-minutes`, or `timeout-minutes` when the push's own deadline comes
+    /// first.
+    pub input: &'static str,
+    /// When it ran out, as the error says it: `after 10 minutes`.
+    pub when: String,
+}
+
 /// An image the gate scans: a single image, or one platform of an index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subject {
@@ -195,15 +207,41 @@ pub fn blocking(scans: &[Scanned], threshold: Severity) -> Vec<(&Subject, &Findi
 }
 
 /// The job summary of a gate that stopped the push: the findings at or above the
-/// threshold, one row each, then the counts.
-pub fn refused_summary(scans: &[Scanned], threshold: Severity) -> String {
+/// threshold, one row each, the images that could not be scanned and why, then the
+/// counts of those that were.
+pub fn refused_summary(
+    scans: &[Scanned],
+    threshold: Severity,
+    unscanned: &[(Subject, String)],
+) -> String {
     let found = blocking(scans, threshold);
-    let mut text = format!(
-        "### Scan gate: {} finding{} at or above {threshold}, no tag was moved\n\n\
-         | Severity | Finding | Package | Version | Image |\n|---|---|---|---|---|\n",
-        found.len(),
-        if found.len() == 1 { "" } else { "s" },
-    );
+    let mut text = if found.is_empty() {
+        format!(
+            "### Scan gate: {} image{} not scanned, no tag was moved\n\n",
+            unscanned.len(),
+            if unscanned.len() == 1 { "" } else { "s" },
+        )
+    } else {
+        format!(
+            "### Scan gate: {} finding{} at or above {threshold}, no tag was moved\n\n",
+            found.len(),
+            if found.len() == 1 { "" } else { "s" },
+        )
+    };
+    if !unscanned.is_empty() {
+        text.push_str("| Not scanned | Why |\n|---|---|\n");
+        for (subject, why) in unscanned {
+            text.push_str(&format!("| `{subject}` | {} |\n", cell(why)));
+        }
+        text.push('\n');
+    }
+    if found.is_empty() {
+        if !scans.is_empty() {
+            text.push_str(&counts_table(scans));
+        }
+        return text;
+    }
+    text.push_str("| Severity | Finding | Package | Version | Image |\n|---|---|---|---|---|\n");
     for (subject, finding) in found.iter().take(MAX_SUMMARY_ROWS) {
         let name = match &finding.link {
             Some(link) => format!("[{}]({})", cell(&finding.name), link_target(link)),
@@ -441,7 +479,7 @@ mod tests {
             odd,
             finding(Severity::Low, "CVE-2026-0005"),
         ])];
-        let summary = refused_summary(&scans, Severity::High);
+        let summary = refused_summary(&scans, Severity::High, &[]);
         assert!(summary.contains("2 findings at or above HIGH"), "{summary}");
         assert!(
             summary.contains(
@@ -462,12 +500,40 @@ mod tests {
     }
 
     #[test]
+    fn images_not_scanned_are_listed_with_why_beside_what_the_others_found() {
+        let arm64 = Subject {
+            digest: digest(2),
+            platform: Some("linux/arm64".to_owned()),
+        };
+        let unscanned = [(arm64, "ECR could not scan it (FAILED | odd)".to_owned())];
+        let scans = [scanned(vec![finding(Severity::Low, "CVE-2026-0005")])];
+        let summary = refused_summary(&scans, Severity::High, &unscanned);
+        assert!(
+            summary.starts_with("### Scan gate: 1 image not scanned, no tag was moved"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains(&format!(
+                "| `{} (linux/arm64)` | ECR could not scan it (FAILED \\| odd) |",
+                digest(2)
+            )),
+            "{summary}"
+        );
+        assert!(summary.contains("| 0 | 0 | 0 | 1 |"), "{summary}");
+        let scans = [scanned(vec![finding(Severity::Critical, "CVE-2026-0001")])];
+        let summary = refused_summary(&scans, Severity::High, &unscanned);
+        assert!(summary.contains("1 finding at or above HIGH"), "{summary}");
+        assert!(summary.contains("| Not scanned | Why |"), "{summary}");
+        assert!(summary.contains("[CVE-2026-0001]"), "{summary}");
+    }
+
+    #[test]
     fn a_long_refusal_lists_the_worst_findings_and_counts_the_rest() {
         let findings: Vec<Finding> = (0..MAX_SUMMARY_ROWS + 5)
             .map(|n| finding(Severity::High, &format!("CVE-2026-{n:05}")))
             .chain([finding(Severity::Critical, "CVE-2026-99999")])
             .collect();
-        let summary = refused_summary(&[scanned(findings)], Severity::High);
+        let summary = refused_summary(&[scanned(findings)], Severity::High, &[]);
         assert!(
             summary.contains("| CRITICAL | [CVE-2026-99999]"),
             "{summary}"

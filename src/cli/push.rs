@@ -258,12 +258,24 @@ impl PushArgs {
             "" => Some(crate::image::Referrers::default()),
             text => crate::image::Referrers::parse(text),
         }
-        .ok_or_else(|| invalid("referrers", "must be true, false or required"))?;
+        .ok_or_else(|| {
+            let given = self.referrers.trim();
+            invalid(
+                "referrers",
+                format!("`{given}` is not true, false or required"),
+            )
+        })?;
         let attestations = match self.attestations.trim() {
             "" => Some(crate::image::Attestations::default()),
             text => crate::image::Attestations::parse(text),
         }
-        .ok_or_else(|| invalid("attestations", "must be keep, referrers or drop"))?;
+        .ok_or_else(|| {
+            let given = self.attestations.trim();
+            invalid(
+                "attestations",
+                format!("`{given}` is not keep, referrers or drop"),
+            )
+        })?;
         let region = self.aws_region.clone().filter(|r| !r.is_empty());
         if let Some(region) = &region {
             check_region(region)?;
@@ -367,7 +379,11 @@ impl PushArgs {
                 ),
             ));
         }
-        Ok(Some(ScanGate { fail_on, minutes }))
+        Ok(Some(ScanGate {
+            fail_on,
+            minutes,
+            push_ends: None,
+        }))
     }
 
     /// `targets`, checked whole, and the inputs it replaces left empty.

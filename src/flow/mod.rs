@@ -36,13 +36,20 @@ pub enum Error {
     #[error("targets: {0}")]
     Release(String),
     #[error(
-        "scan-fail-on: {count} finding{plural} at or above {threshold}, the first {first}; no tag was moved. The job summary lists them: fix the image, or raise scan-fail-on",
-        plural = if *count == 1 { "" } else { "s" }
+        "scan-fail-on: {count} finding{plural} at or above {threshold}, the first {first}{also}; no tag was moved. The job summary lists them: fix the image, or raise scan-fail-on",
+        plural = if *count == 1 { "" } else { "s" },
+        also = match unscanned {
+            0 => String::new(),
+            1 => ", and 1 image could not be scanned".to_owned(),
+            n => format!(", and {n} images could not be scanned"),
+        }
     )]
     ScanRefused {
         count: usize,
         threshold: crate::scan::Severity,
         first: String,
+        /// Images whose scan failed or timed out beside these findings.
+        unscanned: usize,
     },
     #[error("digest-file: could not write {path}: {source}")]
     DigestFile {
@@ -106,7 +113,14 @@ pub struct ScanGate {
     pub fail_on: crate::scan::Severity,
     /// How long the scans may take (`scan-timeout-minutes`).
     pub minutes: f64,
+    /// When the push's own deadline (`timeout-minutes`) ends: set by [`push`] as its
+    /// clock starts, so the scans stop before it with a line that names them.
+    pub push_ends: Option<std::time::Instant>,
 }
+
+/// How long before the push's deadline the scans stop: the last poll, the summary
+/// and the error line are written in it.
+const SCAN_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Push {
     /// What of the source is pushed.
@@ -149,6 +163,10 @@ pub fn push(
         .map_err(Error::Runtime)?
         .block_on(async {
             let deadline = push.deadline;
+            let mut push = push;
+            if let Some(gate) = &mut push.scan {
+                gate.push_ends = Some(std::time::Instant::now() + deadline);
+            }
             tokio::time::timeout(deadline, run(push, runtime, env))
                 .await
                 .unwrap_or(Err(Error::Deadline(deadline.as_secs_f64() / 60.0)))
@@ -446,8 +464,11 @@ async fn push_to_ecr(
     let scans = match gate {
         Some(gate) => {
             let scans = scan_gate(&ecr, gate, image, runtime).await?;
+            if push.referrers == image::Referrers::Required {
+                destination::held_referrer_tags(&ecr, image).await?;
+            }
             let states = ecr.tag_states(&image.manifest, tags).await?;
-            destination::tag(&ecr, image, tags, &states, &mut report).await?;
+            destination::tag(&ecr, image, tags, &states, push.referrers, &mut report).await?;
             Some(scans)
         }
         None => None,
@@ -469,8 +490,10 @@ async fn push_to_ecr(
 }
 
 /// The scan gate on an image pushed untagged: each platform image scanned at once,
-/// within `scan-timeout-minutes`; a finding at or above the threshold ends the push
-/// with the findings in the job summary (and the `scan` output), before any tag moves.
+/// within `scan-timeout-minutes`; a finding at or above the threshold, or a scan that
+/// could not be done, ends the push with the findings in the job summary (and the
+/// `scan` output), before any tag moves. A platform whose scan failed does not hide
+/// what the others found: every scan is awaited anyway, and the summary lists both.
 async fn scan_gate(
     ecr: &destination::Ecr,
     gate: ScanGate,
@@ -484,20 +507,39 @@ async fn scan_gate(
         &image.manifest.bytes,
         &image.manifest.digest,
     );
-    let deadline =
-        std::time::Instant::now() + std::time::Duration::from_secs_f64(gate.minutes * 60.0);
-    let results = futures_util::future::join_all(
-        subjects
-            .iter()
-            .map(|subject| ecr.scan(subject, deadline, gate.minutes)),
-    )
-    .await;
+    let now = std::time::Instant::now();
+    let scan_ends = now + std::time::Duration::from_secs_f64(gate.minutes * 60.0);
+    // The push's deadline, should it come first, would end the wait with a line that
+    // names no scan and writes no summary: the scans stop a little before it.
+    let push_ends = gate
+        .push_ends
+        .map(|ends| ends.checked_sub(SCAN_MARGIN).unwrap_or(now).max(now));
+    let wait = match push_ends {
+        Some(push_ends) if push_ends < scan_ends => scan::Wait {
+            until: push_ends,
+            input: "timeout-minutes",
+            when: "before the push's timeout-minutes ran out".to_owned(),
+        },
+        _ => scan::Wait {
+            until: scan_ends,
+            input: "scan-timeout-minutes",
+            when: format!("after {} minutes", gate.minutes),
+        },
+    };
+    let results =
+        futures_util::future::join_all(subjects.iter().map(|subject| ecr.scan(subject, &wait)))
+            .await;
     let mut scans = Vec::with_capacity(subjects.len());
+    let mut failed = Vec::new();
     for (subject, findings) in subjects.into_iter().zip(results) {
-        let scanned = scan::Scanned {
-            subject,
-            findings: findings?,
+        let findings = match findings {
+            Ok(findings) => findings,
+            Err(error) => {
+                failed.push((subject, error));
+                continue;
+            }
         };
+        let scanned = scan::Scanned { subject, findings };
         let counts: Vec<String> = scanned
             .counts()
             .iter()
@@ -508,17 +550,33 @@ async fn scan_gate(
         scans.push(scanned);
     }
     let blocking = scan::blocking(&scans, gate.fail_on);
-    if let Some((subject, finding)) = blocking.first() {
-        let error = Error::ScanRefused {
+    if blocking.is_empty() && failed.is_empty() {
+        return Ok(scans);
+    }
+    let unscanned: Vec<(scan::Subject, String)> = failed
+        .iter()
+        .map(|(subject, error)| (subject.clone(), error.to_string()))
+        .collect();
+    runtime.set_outputs(&[("scan", &scan::output(&scans).to_string())])?;
+    runtime.append_summary(&scan::refused_summary(&scans, gate.fail_on, &unscanned))?;
+    let mut failed = failed.into_iter();
+    let error = match blocking.first() {
+        Some((subject, finding)) => Error::ScanRefused {
             count: blocking.len(),
             threshold: gate.fail_on,
             first: format!("{} {} in {subject}", finding.severity, finding.name),
-        };
-        runtime.set_outputs(&[("scan", &scan::output(&scans).to_string())])?;
-        runtime.append_summary(&scan::refused_summary(&scans, gate.fail_on))?;
-        return Err(error);
+            unscanned: unscanned.len(),
+        },
+        None => match failed.next() {
+            Some((_, error)) => error.into(),
+            None => return Ok(scans),
+        },
+    };
+    // The step's error is one line; each other failure gets its own.
+    for (_, other) in failed {
+        tracing::warn!("{other}");
     }
-    Ok(scans)
+    Err(error)
 }
 
 /// The step's AWS credentials: the web identity and role chain, or the default chain.

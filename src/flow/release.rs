@@ -2,11 +2,13 @@
 //! session, each target's role chained from it once, then two phases so that no tag
 //! moves anywhere unless the image is everywhere:
 //!
-//! 1. every target at once: the blobs it lacks, an index's children, the image by
-//!    digest. A failure on any target ends the step here, with no tag written.
+//! 1. every target at once: the blobs it lacks, an index's children, the image and
+//!    its referrers by digest. A failure on any target ends the step here, with no
+//!    tag written.
 //! 2. every target's tags read (BatchGetImage), so an immutable tag that points at
 //!    another image, or a refusal, fails before a tag moves; then the tags, target by
-//!    target. A write that still fails says which targets carry which tags now.
+//!    target: the referrers' (cosign's, a registry's fallback tag), then the image's.
+//!    A write that still fails says which targets carry which tags now.
 
 use std::collections::HashMap;
 
@@ -70,16 +72,32 @@ impl Landing<'_> {
         }
     }
 
+    /// Under `referrers: required`, the referrers' tags an immutable repository keeps
+    /// on another manifest.
+    async fn referrer_tag_conflicts(
+        &self,
+        image: &Image,
+    ) -> Result<Vec<String>, destination::Error> {
+        match &self.to {
+            To::Ecr(ecr) => destination::referrer_tag_conflicts(ecr, image).await,
+            To::Registry(registry) => destination::referrer_tag_conflicts(registry, image).await,
+        }
+    }
+
     async fn tag(
         &self,
         image: &Image,
         tags: &[String],
         states: &[TagState],
+        push: &Push,
         report: &mut Report,
     ) -> Result<(), destination::Error> {
+        let referrers = push.referrers;
         match &self.to {
-            To::Ecr(ecr) => destination::tag(ecr, image, tags, states, report).await,
-            To::Registry(registry) => destination::tag(registry, image, tags, states, report).await,
+            To::Ecr(ecr) => destination::tag(ecr, image, tags, states, referrers, report).await,
+            To::Registry(registry) => {
+                destination::tag(registry, image, tags, states, referrers, report).await
+            }
         }
     }
 }
@@ -144,11 +162,11 @@ pub(super) async fn run(
         None => None,
     };
 
-    let states = check(&landings, &image, tags).await?;
+    let states = check(&landings, &image, tags, push.referrers).await?;
     for (index, landing) in landings.iter().enumerate() {
         let span = tracing::info_span!("target", line = landing.target.line);
         let written = landing
-            .tag(&image, tags, &states[index], &mut reports[index])
+            .tag(&image, tags, &states[index], push, &mut reports[index])
             .instrument(span)
             .await;
         if let Err(err) = written {
@@ -292,14 +310,27 @@ async fn ecr_landing<'a>(
 }
 
 /// Every target's tags, read before any moves: a refusal, or a tag an immutable
-/// repository keeps on another image, anywhere, ends the release here.
+/// repository keeps on another image, anywhere, ends the release here. With
+/// `referrers: required` the tags of cosign's scheme too, which that would fail on.
 async fn check(
     landings: &[Landing<'_>],
     image: &Image,
     tags: &[String],
+    referrers: crate::image::Referrers,
 ) -> Result<Vec<Vec<TagState>>, Error> {
     let read = join_all(landings.iter().map(|l| l.tag_states(image, tags))).await;
     let mut problems = Vec::new();
+    if referrers == crate::image::Referrers::Required {
+        let conflicts = join_all(landings.iter().map(|l| l.referrer_tag_conflicts(image))).await;
+        for (landing, result) in landings.iter().zip(conflicts) {
+            match result {
+                Err(err) => problems.push(format!("{}: {err}", landing.name())),
+                Ok(found) => problems.extend(found.into_iter().map(|conflict| {
+                    format!("{}: referrers: required, and {conflict}", landing.name())
+                })),
+            }
+        }
+    }
     let mut states = Vec::with_capacity(landings.len());
     for (landing, result) in landings.iter().zip(read) {
         match result {

@@ -7,9 +7,9 @@
 //! The output depends only on the input bytes, the algorithm and the level (no file
 //! name, no time in the gzip header), so a re-run gives the same digests and a re-push
 //! uploads nothing. Manifests that list a compressed layer are rewritten, and the
-//! indexes above them; attestation entries follow the image they describe. Layers that
-//! are already compressed, and blobs that are not layers (configs, in-toto statements),
-//! are left as they are.
+//! indexes above them; attestation entries follow the image they describe, as do the
+//! attestations this push turned into referrers. Layers that are already compressed,
+//! and blobs that are not layers (configs, in-toto statements), are left as they are.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -87,8 +87,35 @@ pub(super) fn compress(
     }
     log_compressed(&image, &done, compression, started);
 
-    let manifests = rewrite_manifests(manifests, &done)?;
+    let (manifests, renamed) = rewrite_manifests(manifests, &done)?;
+    let mut image = image;
+    image.referrers = follow_rewritten(std::mem::take(&mut image.referrers), &renamed)?;
     with_compressed_layers(image, manifests, done, spool)
+}
+
+/// The referrers this push made (BuildKit's attestations given a `subject`,
+/// `attestations: referrers`) pointed at their platform manifest's new digest, as the
+/// index's attestation entries follow theirs: they were made for this push, from
+/// entries that describe the platform image, not its layers' encoding. A source's own
+/// referrers are left as they are: a signature over the old digest does not hold for
+/// the new one, and `without_orphaned_referrers` leaves them out.
+fn follow_rewritten(
+    referrers: Vec<super::Referrer>,
+    renamed: &HashMap<String, Descriptor>,
+) -> Result<Vec<super::Referrer>, Error> {
+    referrers
+        .into_iter()
+        .map(|mut referrer| {
+            let subject = renamed.get(referrer.subject.digest.as_str());
+            if let (Some(_), Some(subject)) = (&referrer.rewritten_from, subject)
+                && let Some(manifest) = rewrite_manifest(&referrer.manifest, renamed)?
+            {
+                referrer.manifest = manifest;
+                referrer.subject = subject.clone();
+            }
+            Ok(referrer)
+        })
+        .collect()
 }
 
 /// The layers the manifests list whose media type lets them be uncompressed (their
@@ -213,11 +240,11 @@ fn log_compressed(
 
 /// The manifests with their entries pointed at the compressed layers, rewritten
 /// bottom-up: children come before the indexes that list them, so an index sees its
-/// children's new digests.
+/// children's new digests. With them, what each renamed blob and manifest became.
 fn rewrite_manifests(
     manifests: Vec<&Manifest>,
     done: &HashMap<Digest, Compressed>,
-) -> Result<Vec<Manifest>, Error> {
+) -> Result<(Vec<Manifest>, HashMap<String, Descriptor>), Error> {
     let mut renamed: HashMap<String, Descriptor> = done
         .iter()
         .map(|(old, c)| (old.to_string(), c.descriptor.clone()))
@@ -238,7 +265,7 @@ fn rewrite_manifests(
         );
         new_manifests.push(new);
     }
-    Ok(new_manifests)
+    Ok((new_manifests, renamed))
 }
 
 /// One manifest with its layers or child manifests, and its subject, pointed at what

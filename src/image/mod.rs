@@ -159,6 +159,14 @@ pub enum Error {
     },
     #[error("image: manifest {digest} has no media type, neither in itself nor in its descriptor")]
     NoMediaType { digest: Digest },
+    #[error(
+        "referrers: required, and {referrer} refers to {subject}, which {why} rewrote, so it would hold for nothing pushed; nothing was sent. Push the image as the source has it (without {why}), or set referrers: true to push it without this referrer"
+    )]
+    OrphanedReferrer {
+        referrer: String,
+        subject: Digest,
+        why: String,
+    },
     #[error("image: blob {digest} is corrupt: {reason}; nothing was tagged")]
     Corrupt { digest: Digest, reason: String },
     #[error("image: reading blob {digest}: {source}")]
@@ -175,7 +183,8 @@ impl Error {
 
     /// Whether the inputs named the image wrongly (exit 2), rather than the image or
     /// where it is failing (exit 1): a reference that does not parse or names nothing,
-    /// a path another transport reads, platforms or a compression the image cannot have.
+    /// a path another transport reads, platforms or a compression the image cannot have,
+    /// required referrers that a rewrite the inputs ask for would leave behind.
     pub fn is_input(&self) -> bool {
         match self {
             Self::Reference { .. }
@@ -187,6 +196,7 @@ impl Error {
             | Self::Platform(_)
             | Self::NotAnIndex { .. }
             | Self::NoPlatform { .. }
+            | Self::OrphanedReferrer { .. }
             | Self::NotInDaemon { .. } => true,
             Self::Io { source, .. } => source.kind() == io::ErrorKind::NotFound,
             _ => false,
@@ -329,7 +339,7 @@ impl Image {
             let image = load(store, &top, tag, &scope)?;
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
             let image = compress::compress(image, compression, threads)?;
-            Ok(image.without_orphaned_referrers())
+            image.without_orphaned_referrers(scope.referrers)
         })
         .await
         .map_err(|e| Error::Io {
@@ -409,33 +419,65 @@ impl Image {
         })
     }
 
-    /// Referrers whose subject is no longer pushed (compression gave it a new digest,
-    /// `platforms` a new index) are left out, with one warning: they would refer to
-    /// nothing, and a signature over the old digest does not hold for the new one.
-    fn without_orphaned_referrers(mut self) -> Self {
+    /// Referrers whose subject is no longer pushed (compression gave it a new digest)
+    /// are left out, with one warning, and their blobs with them unless a manifest
+    /// pushed lists them too: they would refer to nothing, and a signature over the old
+    /// digest does not hold for the new one. With `referrers: required` the first is an
+    /// error instead, before anything is sent.
+    fn without_orphaned_referrers(mut self, wanted: Referrers) -> Result<Self, Error> {
         let mut pushed: std::collections::HashSet<Digest> = self
             .children
             .iter()
             .chain([&self.manifest])
             .map(|m| m.digest.clone())
             .collect();
-        let mut left_out = Vec::new();
-        self.referrers.retain(|r| {
-            let kept = pushed.contains(&r.subject.digest);
-            if kept {
-                pushed.insert(r.manifest.digest.clone());
+        let mut orphans = Vec::new();
+        let mut kept = Vec::new();
+        for referrer in std::mem::take(&mut self.referrers) {
+            if pushed.contains(&referrer.subject.digest) {
+                pushed.insert(referrer.manifest.digest.clone());
+                kept.push(referrer);
             } else {
-                left_out.push(format!("{} {}", r.artifact_type, r.manifest.digest.short()));
+                orphans.push(referrer);
             }
-            kept
-        });
-        if !left_out.is_empty() {
-            tracing::warn!(
-                "referrers: {} left out: they refer to manifests this push rewrote (platforms or compression), so they would hold for nothing pushed",
-                left_out.join(", ")
-            );
         }
-        self
+        self.referrers = kept;
+        let Some(first) = orphans.first() else {
+            return Ok(self);
+        };
+        if wanted == Referrers::Required {
+            return Err(Error::OrphanedReferrer {
+                referrer: referrers::named(&first.manifest, first.tag.as_deref()),
+                subject: first.subject.digest.clone(),
+                why: "compression".into(),
+            });
+        }
+        let left_out: Vec<String> = orphans
+            .iter()
+            .map(|r| format!("{} {}", r.artifact_type, r.manifest.digest.short()))
+            .collect();
+        tracing::warn!(
+            "referrers: {} left out: they refer to manifests this push rewrote (platforms or compression), so they would hold for nothing pushed",
+            left_out.join(", ")
+        );
+        let blobs_of = |referrers: &[Referrer]| {
+            referrers
+                .iter()
+                .flat_map(|r| r.children.iter().chain([&r.manifest]))
+                .flat_map(|m| blob_digests(&m.bytes))
+                .collect::<std::collections::HashSet<Digest>>()
+        };
+        let orphaned = blobs_of(&orphans);
+        let mut used = blobs_of(&self.referrers);
+        used.extend(
+            self.children
+                .iter()
+                .chain([&self.manifest])
+                .flat_map(|m| blob_digests(&m.bytes)),
+        );
+        self.blobs
+            .retain(|b| !orphaned.contains(&b.digest) || used.contains(&b.digest));
+        Ok(self)
     }
 
     pub fn read_blob(&self, descriptor: &Descriptor) -> Result<BlobReader, Error> {
@@ -494,6 +536,22 @@ fn sniff(path: &Path) -> Option<(&'static str, Vec<&'static str>)> {
         (false, true) => Some(("a docker save tar (manifest.json)", vec!["docker-archive"])),
         (false, false) => None,
     }
+}
+
+/// The blobs an image manifest lists (its config and layers); none for an index.
+fn blob_digests(manifest: &[u8]) -> Vec<Digest> {
+    let value: serde_json::Value = serde_json::from_slice(manifest).unwrap_or_default();
+    let config = value.get("config").into_iter();
+    let layers = value
+        .get("layers")
+        .and_then(|l| l.as_array())
+        .into_iter()
+        .flatten();
+    config
+        .chain(layers)
+        .filter_map(|d| d.get("digest")?.as_str())
+        .filter_map(|d| Digest::parse(d).ok())
+        .collect()
 }
 
 pub fn is_index(media_type: &str) -> bool {

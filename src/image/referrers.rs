@@ -116,6 +116,12 @@ pub(super) fn artifact_type(manifest: &Manifest) -> String {
         .to_owned()
 }
 
+/// A referrer as a message names it: what it is, its digest, and its cosign tag.
+pub(super) fn named(manifest: &Manifest, tag: Option<&str>) -> String {
+    let tag = tag.map(|t| format!(" (tag {t})")).unwrap_or_default();
+    format!("{} {}{tag}", artifact_type(manifest), manifest.digest)
+}
+
 /// The digest a manifest's `subject` names, if it has one.
 pub fn subject_of(bytes: &[u8]) -> Option<Digest> {
     let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;

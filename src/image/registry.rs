@@ -85,6 +85,32 @@ fn declared_type(bytes: &[u8]) -> String {
 
 const NOT_FOUND: &str = "it has no such manifest; check the name and tag";
 
+/// Pages of one referrers list read at most: with [`super::walk`]'s 256 referrers in
+/// all, more is a registry answering in a loop.
+const MAX_REFERRER_PAGES: usize = 64;
+
+/// The target of a `Link` header's `rel="next"` entry (RFC 8288), if it has one.
+fn next_link(value: &str) -> Option<&str> {
+    value.split(',').find_map(|link| {
+        let (target, params) = link.trim().strip_prefix('<')?.split_once('>')?;
+        params
+            .split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .any(|(key, rel)| {
+                key.trim().eq_ignore_ascii_case("rel")
+                    && rel.trim().trim_matches('"').split(' ').any(|r| r == "next")
+            })
+            .then_some(target)
+    })
+}
+
+/// `link` resolved against `base`, if it stays on the same scheme, host and port.
+fn same_origin(base: &str, link: &str) -> Option<String> {
+    let base = reqwest::Url::parse(base).ok()?;
+    let next = base.join(link).ok()?;
+    (next.origin() == base.origin()).then(|| next.to_string())
+}
+
 /// What to do when `registry` refuses to let `repository` be read.
 fn refused(registry: &str, repository: &str) -> String {
     match crate::ecr_host::EcrHost::parse(registry) {
@@ -132,6 +158,20 @@ impl Source {
         action: &str,
         absent_if_refused: bool,
     ) -> Result<Option<Vec<u8>>, Error> {
+        let page = self
+            .get_page(url, accepted, action, absent_if_refused)
+            .await?;
+        Ok(page.map(|(bytes, _)| bytes))
+    }
+
+    /// [`Self::get_small`], with the next page its `Link: <…>; rel="next"` names.
+    async fn get_page(
+        &self,
+        url: &str,
+        accepted: &[&str],
+        action: &str,
+        absent_if_refused: bool,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, Error> {
         let request = self
             .client
             .request(Method::GET, url)
@@ -159,27 +199,86 @@ impl Source {
                 "it answered a manifest over {MAX_MANIFEST_BYTES} bytes, more than ECR stores"
             )));
         }
+        let next = response
+            .headers()
+            .get_all(reqwest::header::LINK)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find_map(next_link)
+            .map(str::to_owned);
         let bytes = response
             .bytes()
             .await
             .map_err(|e| self.failed(crate::sdk::innermost(&e)))?;
-        Ok(Some(bytes.to_vec()))
+        Ok(Some((bytes.to_vec(), next)))
     }
 
-    /// Whether a manifest is at `url`: a HEAD, which registries that count pulls
+    /// Every page of the referrers API's answer for `subject` (distribution-spec 1.1
+    /// lets a registry split it, each page naming the next in `Link`); `None` when the
+    /// registry has no such API. A page may only lead to another of the same registry:
+    /// the requests carry its token.
+    async fn referrers_pages(&self, subject: &Digest) -> Result<Option<Vec<Vec<u8>>>, Error> {
+        let index = [INDEX_MEDIA_TYPES[0]];
+        let first = self.client.url(&format!("referrers/{subject}"));
+        let Some((page, mut next)) = self.get_page(&first, &index, "GET referrers", true).await?
+        else {
+            return Ok(None);
+        };
+        let mut pages = vec![page];
+        let mut at = first;
+        while let Some(link) = next.take() {
+            if pages.len() == MAX_REFERRER_PAGES {
+                tracing::warn!(
+                    "referrers: {} lists what refers to {} in more than {MAX_REFERRER_PAGES} pages; the first {MAX_REFERRER_PAGES} are read",
+                    self.shown,
+                    subject.short()
+                );
+                break;
+            }
+            let url = same_origin(&at, &link).ok_or_else(|| {
+                self.failed(format!(
+                    "its list of what refers to {subject} names its next page at {link}, not on this registry"
+                ))
+            })?;
+            // A next page the registry does not have ends the list like a page
+            // without a next one.
+            let Some((page, after)) = self.get_page(&url, &index, "GET referrers", false).await?
+            else {
+                break;
+            };
+            pages.push(page);
+            next = after;
+            at = url;
+        }
+        Ok(Some(pages))
+    }
+
+    /// Whether a manifest is tagged `tag`: a HEAD, which registries that count pulls
     /// (Docker Hub) do not count, so looking for tags that are mostly absent costs no
-    /// pull; any answer but 200 is no.
-    async fn has(&self, url: &str, accepted: &[&str]) -> Result<bool, Error> {
+    /// pull. Only 404 is no: a refusal, a throttle or a server error says nothing of
+    /// the tag, and taking it for absent would drop a signature without a word.
+    async fn has(&self, tag: &str, accepted: &[&str]) -> Result<bool, Error> {
+        let url = self.client.url(&format!("manifests/{tag}"));
         let request = self
             .client
-            .request(Method::HEAD, url)
+            .request(Method::HEAD, &url)
             .header(reqwest::header::ACCEPT, accepted.join(", "));
         let response = self
             .client
             .send(request, "manifest", "HEAD manifest")
             .await
             .map_err(|e| self.failed(e.reason))?;
-        Ok(response.status() == StatusCode::OK)
+        match response.status() {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(match self.refusal(response).await {
+                Error::Registry { image, reason } => Error::Registry {
+                    image,
+                    reason: format!("HEAD of the tag {tag}: {reason}"),
+                },
+                other => other,
+            }),
+        }
     }
 
     /// What refers to `subject`: the referrers API, else the OCI 1.1 fallback tag
@@ -190,23 +289,23 @@ impl Source {
     async fn referrers(&self, subject: &Digest) -> Result<Vec<(Found, Option<Vec<u8>>)>, Error> {
         let index = [INDEX_MEDIA_TYPES[0]];
         let tags = referrers::tags_for(subject);
-        let api = self.client.url(&format!("referrers/{subject}"));
         let fallback = self.client.url(&format!("manifests/{}", tags[0]));
         let listed = async {
-            match self.get_small(&api, &index, "GET referrers", true).await? {
-                Some(list) => Ok(Some(list)),
-                None if self.has(&fallback, &index).await? => {
-                    self.get_small(&fallback, &index, "GET manifest", false)
-                        .await
-                }
-                None => Ok(None),
+            match self.referrers_pages(subject).await? {
+                Some(pages) => Ok(pages),
+                None if self.has(&tags[0], &index).await? => Ok(self
+                    .get_small(&fallback, &index, "GET manifest", false)
+                    .await?
+                    .into_iter()
+                    .collect()),
+                None => Ok(Vec::new()),
             }
         };
         let cosign = futures_util::future::try_join_all(tags[1..].iter().map(|tag| async move {
-            let url = self.client.url(&format!("manifests/{tag}"));
-            if !self.has(&url, &MANIFEST_MEDIA_TYPES).await? {
+            if !self.has(tag, &MANIFEST_MEDIA_TYPES).await? {
                 return Ok(None);
             }
+            let url = self.client.url(&format!("manifests/{tag}"));
             let bytes = self
                 .get_small(&url, &MANIFEST_MEDIA_TYPES, "GET manifest", false)
                 .await?;
@@ -214,7 +313,7 @@ impl Source {
         }));
         let (listed, cosign) = futures_util::future::try_join(listed, cosign).await?;
         let mut found = Vec::new();
-        if let Some(list) = listed {
+        for list in listed {
             let index: oci_spec::image::ImageIndex =
                 serde_json::from_slice(&list).map_err(|e| {
                     self.failed(format!(
@@ -400,5 +499,35 @@ impl Read for RemoteBlob {
         buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
         self.at += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_page_is_the_link_whose_rel_is_next() {
+        assert_eq!(
+            next_link(r#"</v2/app/referrers/sha256:ab?n=2&last=x>; rel="next""#),
+            Some("/v2/app/referrers/sha256:ab?n=2&last=x")
+        );
+        assert_eq!(
+            next_link(r#"<https://r.example/a>; rel="prev", <https://r.example/b>; rel=next"#),
+            Some("https://r.example/b")
+        );
+        assert_eq!(next_link(r#"<https://r.example/a>; rel="prev""#), None);
+        assert_eq!(next_link("garbage"), None);
+    }
+
+    #[test]
+    fn a_next_page_stays_on_the_registry_that_listed_it() {
+        let base = "http://127.0.0.1:5000/v2/app/referrers/sha256:ab";
+        assert_eq!(
+            same_origin(base, "/v2/app/referrers/sha256:ab?last=x").as_deref(),
+            Some("http://127.0.0.1:5000/v2/app/referrers/sha256:ab?last=x")
+        );
+        assert_eq!(same_origin(base, "http://127.0.0.2:5000/v2/app"), None);
+        assert_eq!(same_origin(base, "https://127.0.0.1:5000/v2/app"), None);
     }
 }

@@ -95,6 +95,9 @@ pub(crate) fn load(
             .collect();
         if original_digest.is_some() {
             let left_out = listed(&*store, top, scope.referrers)?;
+            if scope.referrers == Referrers::Required {
+                refuse_orphans(&*store, top, &left_out, scope, attestations_taken)?;
+            }
             if !left_out.is_empty() {
                 tracing::warn!(
                     "referrers: {} manifests refer to the source's index {}, which this push rewrote; they are left out, as they would hold for nothing pushed",
@@ -115,6 +118,40 @@ pub(crate) fn load(
         attestations_taken,
         store,
     })
+}
+
+/// With `referrers: required`, the first of `candidates` that does refer to the
+/// source's index `top`, which `platforms` or `attestations` rewrote, as an error: it
+/// would hold for nothing pushed, and required means the signatures and SBOMs or
+/// nothing. Each is read and checked as [`gather`] checks one.
+fn refuse_orphans(
+    store: &dyn Blobs,
+    top: &Descriptor,
+    candidates: &[Found],
+    scope: &Scope,
+    attestations_taken: usize,
+) -> Result<(), Error> {
+    for candidate in candidates {
+        let manifest = read_manifest(store, &candidate.descriptor)?;
+        if candidate.tag.is_none()
+            && referrers::subject_of(&manifest.bytes) != Some(top.digest.clone())
+        {
+            continue;
+        }
+        let mut why = Vec::new();
+        if !scope.platforms.is_empty() {
+            why.push("platforms");
+        }
+        if attestations_taken > 0 {
+            why.push("attestations");
+        }
+        return Err(Error::OrphanedReferrer {
+            referrer: referrers::named(&manifest, candidate.tag.as_deref()),
+            subject: top.digest.clone(),
+            why: why.join(" and "),
+        });
+    }
+    Ok(())
 }
 
 /// The manifests found to refer to one image; beyond this a source is more likely

@@ -83,6 +83,19 @@ pub enum Error {
         subject: Digest,
         source: Box<Error>,
     },
+    #[error(
+        "referrers: the tag {tag} of {artifact_type} {digest} could not be written: {source}; no tag of the image was written here. With referrers: true the image is tagged without it"
+    )]
+    ReferrerTag {
+        tag: String,
+        artifact_type: String,
+        digest: Digest,
+        source: Box<Error>,
+    },
+    #[error(
+        "referrers: required, and {0}; no tag was moved. With referrers: true the image is tagged without them"
+    )]
+    ReferrerTagsHeld(String),
     #[error("image: manifest {0} is not UTF-8 text, which PutImage requires")]
     ManifestNotText(Digest),
     #[error("internal error in a blob reader: {0}")]
@@ -97,12 +110,13 @@ pub enum Error {
         reason: String,
     },
     #[error(
-        "scan-timeout-minutes: the scan of {subject} in {target} was not complete after {minutes} minutes ({status}); no tag was moved. Raise scan-timeout-minutes, and check that the registry's scanning configuration covers the repository"
+        "{input}: the scan of {subject} in {target} was not complete {when} ({status}); no tag was moved. Raise {input}, and check that the registry's scanning configuration covers the repository"
     )]
     ScanTimeout {
+        input: &'static str,
         subject: String,
         target: String,
-        minutes: f64,
+        when: String,
         status: String,
     },
 }
@@ -187,11 +201,19 @@ pub trait Destination {
     fn is_ecr(&self) -> bool {
         false
     }
+    /// Makes a referrer stored by digest findable from its subject where the
+    /// destination does not do so itself: on a registry without the referrers API, an
+    /// entry in the index under its subject's fallback tag (`sha256-<hex>`). A tag
+    /// write, so it happens with the image's tags, never while staging.
+    async fn list_referrer(&self, _referrer: &Manifest) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
-/// The image's referrers, each after its subject, by digest (or under the tag cosign's
-/// scheme keeps it under). Where the destination refuses one, it and what refers to it
-/// are left out with a warning, unless they are `required`.
+/// The image's referrers, each after its subject, by digest only: the tags cosign's
+/// scheme keeps some under, and a registry's fallback tag, are tag writes and wait for
+/// [`tag_referrers`]. Where the destination refuses one, it and what refers to it are
+/// left out with a warning, unless they are `required`.
 async fn put_referrers<D: Destination>(
     destination: &D,
     image: &Image,
@@ -207,9 +229,7 @@ async fn put_referrers<D: Destination>(
                 for child in &referrer.children {
                     destination.put_manifest(child, None).await?;
                 }
-                destination
-                    .put_manifest(&referrer.manifest, referrer.tag.as_deref())
-                    .await
+                destination.put_manifest(&referrer.manifest, None).await
             }
             .await
             .map_err(Some)
@@ -255,6 +275,101 @@ async fn put_referrers<D: Destination>(
             rewritten_from: referrer.rewritten_from.clone(),
             refused: reason,
         });
+    }
+    Ok(())
+}
+
+/// Of the image's referrers kept under a tag of cosign's scheme, those whose tag the
+/// repository keeps on another manifest (immutable tags), one line each: read with a
+/// release's other tags, before any moves, where `referrers: required` would fail the
+/// tag phase on them.
+pub async fn referrer_tag_conflicts<D: Destination>(
+    destination: &D,
+    image: &Image,
+) -> Result<Vec<String>, Error> {
+    let mut conflicts = Vec::new();
+    for referrer in &image.referrers {
+        let Some(tag) = &referrer.tag else { continue };
+        let states = destination
+            .tag_states(&referrer.manifest, std::slice::from_ref(tag))
+            .await?;
+        if let Some(TagState::Other {
+            digest,
+            movable: false,
+        }) = states.first()
+        {
+            conflicts.push(format!(
+                "the tag `{tag}` of {} {} already points at {digest} in an immutable repository",
+                referrer.artifact_type, referrer.manifest.digest
+            ));
+        }
+    }
+    Ok(conflicts)
+}
+
+/// [`referrer_tag_conflicts`] on one destination, as an error when there are any.
+pub async fn held_referrer_tags<D: Destination>(
+    destination: &D,
+    image: &Image,
+) -> Result<(), Error> {
+    let conflicts = referrer_tag_conflicts(destination, image).await?;
+    if conflicts.is_empty() {
+        return Ok(());
+    }
+    Err(Error::ReferrerTagsHeld(conflicts.join("; ")))
+}
+
+/// The tag phase of the referrers [`put_referrers`] stored (those `report` holds as
+/// not refused): cosign's tags, and the fallback tag's index where the destination
+/// keeps one. Run just before the image's own tags, so a gate that refuses the image
+/// leaves none of them, and a verifier that follows the tag finds its signatures. A
+/// tag that cannot be written is a warning, unless the referrers are `required`.
+async fn tag_referrers<D: Destination>(
+    destination: &D,
+    image: &Image,
+    required: bool,
+    report: &mut Report,
+) -> Result<(), Error> {
+    for carried in report.referrers.iter_mut().filter(|c| c.refused.is_none()) {
+        let Some(referrer) = image
+            .referrers
+            .iter()
+            .find(|r| r.manifest.digest == carried.digest)
+        else {
+            continue;
+        };
+        let written = match &referrer.tag {
+            Some(tag) => destination
+                .put_manifest(&referrer.manifest, Some(tag))
+                .await
+                .map(drop)
+                .map_err(|e| (tag.clone(), e)),
+            None => Ok(()),
+        };
+        let written = match written {
+            Ok(()) => destination
+                .list_referrer(&referrer.manifest)
+                .await
+                .map_err(|e| (format!("sha256-{}", referrer.subject.digest.hex()), e)),
+            Err(e) => Err(e),
+        };
+        let Err((tag, source)) = written else {
+            continue;
+        };
+        if required {
+            return Err(Error::ReferrerTag {
+                tag,
+                artifact_type: referrer.artifact_type.clone(),
+                digest: referrer.manifest.digest.clone(),
+                source: Box::new(source),
+            });
+        }
+        tracing::warn!(
+            "referrers: the tag {tag} of {} {} could not be written: {source}; it is stored by digest, and the image is tagged without it (referrers: required fails instead)",
+            referrer.artifact_type,
+            referrer.manifest.digest.short()
+        );
+        carried.refused = Some(format!("its tag {tag}: {source}"));
     }
     Ok(())
 }
@@ -418,6 +533,16 @@ pub async fn push<D: Destination>(
             &mut report,
         )
         .await?;
+        if referrers == Referrers::Required {
+            held_referrer_tags(destination, image).await?;
+        }
+        tag_referrers(
+            destination,
+            image,
+            referrers == Referrers::Required,
+            &mut report,
+        )
+        .await?;
     }
     for tag in tags {
         if already.contains(tag) {
@@ -454,9 +579,10 @@ pub async fn push<D: Destination>(
     Ok(report)
 }
 
-/// Phase 1 of a release to several targets: everything but its tags. The blobs the
-/// destination lacks, an index's children, then the image itself by digest (untagged),
-/// so phase 2 only moves tags onto an image every target already holds.
+/// Phase 1 of a release to several targets, or of a push behind the scan gate:
+/// everything but its tags. The blobs the destination lacks, an index's children, the
+/// image itself and its referrers by digest (untagged, cosign's tags included), so
+/// phase 2 only moves tags onto an image every target already holds.
 pub async fn stage<D: Destination>(
     destination: &D,
     image: &Image,
@@ -480,18 +606,20 @@ pub async fn stage<D: Destination>(
     Ok(report)
 }
 
-/// Phase 2 on one target: each tag not on the image yet (`states`, from
-/// [`Destination::tag_states`], read on every target before this) is written. On an
-/// error, `report` holds the tags that did land.
+/// Phase 2 on one target: the referrers' tags (cosign's, a registry's fallback tag),
+/// then each tag not on the image yet (`states`, from [`Destination::tag_states`], read
+/// on every target before this). On an error, `report` holds the tags that did land.
 pub async fn tag<D: Destination>(
     destination: &D,
     image: &Image,
     tags: &[String],
     states: &[TagState],
+    referrers: Referrers,
     report: &mut Report,
 ) -> Result<(), Error> {
     let started = Instant::now();
     let result = async {
+        tag_referrers(destination, image, referrers == Referrers::Required, report).await?;
         for (tag, state) in tags.iter().zip(states) {
             let tagged = match state {
                 TagState::Ours => Tagged::AlreadySet,

@@ -36,6 +36,9 @@ pub struct Registry {
     /// ECR's registry endpoint: parts of at least 5 MiB, each its own PATCH. Any other
     /// registry takes the whole blob as one streamed PATCH, with no round trip per part.
     chunked: bool,
+    /// The referrers this registry indexed itself when they were stored (it answered
+    /// with `OCI-Subject`): they need no fallback tag.
+    indexed: std::sync::Mutex<HashSet<Digest>>,
 }
 
 impl Registry {
@@ -56,6 +59,7 @@ impl Registry {
         Ok(Self {
             client,
             chunked: chunked || ecr,
+            indexed: std::sync::Mutex::default(),
         })
     }
 
@@ -396,15 +400,29 @@ impl Destination for Registry {
             return Err(self.refused("PUT manifest", response).await);
         }
         self.check_digest("PUT manifest", &response, &manifest.digest)?;
-        // A registry with the referrers API says so by naming the subject it indexed;
-        // ECR has the API, and its repositories should not fill with fallback tags.
-        if let Some(subject) = crate::image::subject_of(&manifest.bytes)
-            && !response.headers().contains_key("oci-subject")
-            && !self.is_ecr()
+        // A registry with the referrers API says so by naming the subject it indexed.
+        if response.headers().contains_key("oci-subject")
+            && let Ok(mut indexed) = self.indexed.lock()
         {
-            self.list_under_fallback_tag(manifest, &subject).await?;
+            indexed.insert(manifest.digest.clone());
         }
         Ok(Tagged::Set)
+    }
+
+    /// ECR has the referrers API, and its repositories should not fill with fallback
+    /// tags; nor does a referrer the registry indexed when it was stored need one.
+    async fn list_referrer(&self, referrer: &Manifest) -> Result<(), Error> {
+        let Some(subject) = crate::image::subject_of(&referrer.bytes) else {
+            return Ok(());
+        };
+        let indexed = self
+            .indexed
+            .lock()
+            .is_ok_and(|i| i.contains(&referrer.digest));
+        if indexed || self.is_ecr() {
+            return Ok(());
+        }
+        self.list_under_fallback_tag(referrer, &subject).await
     }
 }
 

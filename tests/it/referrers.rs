@@ -20,9 +20,9 @@ const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const EMPTY: &[u8] = b"{}";
 
 /// A manifest and the blobs it lists, not yet stored anywhere.
-struct Artifact {
-    bytes: Vec<u8>,
-    digest: String,
+pub(crate) struct Artifact {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) digest: String,
     blobs: Vec<Vec<u8>>,
 }
 
@@ -60,7 +60,11 @@ fn oci_artifact(artifact_type: &str, layer: &[u8], subject: (&str, &[u8])) -> Ar
 }
 
 /// A signature or attestation of cosign's tag scheme: no `subject`, found by its tag.
-fn cosign_artifact(layer_type: &str, layer: &[u8], annotation: (&str, &str)) -> Artifact {
+pub(crate) fn cosign_artifact(
+    layer_type: &str,
+    layer: &[u8],
+    annotation: (&str, &str),
+) -> Artifact {
     let config = br#"{"architecture":"","created":"0001-01-01T00:00:00Z","history":[{"created":"0001-01-01T00:00:00Z"}],"os":"","rootfs":{"type":"layers","diff_ids":[]},"config":{}}"#;
     let mut layer_descriptor = descriptor(layer_type, layer);
     layer_descriptor["annotations"] = json!({annotation.0: annotation.1});
@@ -79,7 +83,7 @@ fn cosign_artifact(layer_type: &str, layer: &[u8], annotation: (&str, &str)) -> 
 }
 
 /// An SPDX SBOM of `subject` and a Notation-style signature on that SBOM.
-fn sbom_and_signature(subject: (&str, &[u8])) -> (Artifact, Artifact) {
+pub(crate) fn sbom_and_signature(subject: (&str, &[u8])) -> (Artifact, Artifact) {
     let sbom = oci_artifact(
         "application/spdx+json",
         br#"{"spdxVersion":"SPDX-2.3","name":"app","packages":[{"name":"openssl","versionInfo":"3.0.15"}]}"#,
@@ -95,19 +99,30 @@ fn sbom_and_signature(subject: (&str, &[u8])) -> (Artifact, Artifact) {
 
 /// Adds artifacts to an OCI layout's blobs and, unnamed, to its index.json, as
 /// `oras cp -r --to-oci-layout` leaves them.
-fn add_to_layout(layout: &std::path::Path, artifacts: &[&Artifact]) {
+pub(crate) fn add_to_layout(layout: &std::path::Path, artifacts: &[&Artifact]) {
+    for artifact in artifacts {
+        add_named_to_layout(layout, artifact, None);
+    }
+}
+
+/// Adds one artifact to an OCI layout, its index.json entry named `name` if given: a
+/// tag of cosign's scheme, by which the layout source knows what it signs.
+pub(crate) fn add_named_to_layout(
+    layout: &std::path::Path,
+    artifact: &Artifact,
+    name: Option<&str>,
+) {
     let blobs = layout.join("blobs/sha256");
     let index_path = layout.join("index.json");
     let mut index: Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
-    for artifact in artifacts {
-        for blob in artifact.blobs.iter().chain([&artifact.bytes]) {
-            std::fs::write(blobs.join(sha256(blob).trim_start_matches("sha256:")), blob).unwrap();
-        }
-        index["manifests"]
-            .as_array_mut()
-            .unwrap()
-            .push(artifact.descriptor(None));
+    for blob in artifact.blobs.iter().chain([&artifact.bytes]) {
+        std::fs::write(blobs.join(sha256(blob).trim_start_matches("sha256:")), blob).unwrap();
     }
+    let mut entry = artifact.descriptor(None);
+    if let Some(name) = name {
+        entry["annotations"] = json!({"org.opencontainers.image.ref.name": name});
+    }
+    index["manifests"].as_array_mut().unwrap().push(entry);
     std::fs::write(index_path, index.to_string()).unwrap();
 }
 
@@ -276,8 +291,25 @@ fn referrers_and_cosign_tags_go_along_from_a_registry_without_the_referrers_api(
         br#"{"payloadType":"application/vnd.in-toto+json","payload":"eyJfdHlwZSI6Imh0dHBzOi8vaW4tdG90by5pby9TdGF0ZW1lbnQvdjAuMSJ9","signatures":[{"sig":"MEUCIQ=="}]}"#,
         ("predicateType", "https://slsa.dev/provenance/v1"),
     );
+    // `cosign attach sbom`: the SBOM itself as the one layer, no signature on it.
+    let spdx = br#"{"spdxVersion":"SPDX-2.3","name":"app","packages":[]}"#;
+    let config =
+        br#"{"architecture":"","os":"","rootfs":{"type":"layers","diff_ids":[]},"config":{}}"#;
+    let sbom_bytes = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+        "layers": [descriptor("text/spdx+json", spdx)],
+    }))
+    .unwrap();
+    let cosign_sbom = Artifact {
+        digest: sha256(&sbom_bytes),
+        bytes: sbom_bytes,
+        blobs: vec![config.to_vec(), spdx.to_vec()],
+    };
     add_to_registry(&registry, "team/app", &sig, &format!("{base}.sig"));
     add_to_registry(&registry, "team/app", &att, &format!("{base}.att"));
+    add_to_registry(&registry, "team/app", &cosign_sbom, &format!("{base}.sbom"));
 
     let run = stack
         .action()
@@ -291,21 +323,40 @@ fn referrers_and_cosign_tags_go_along_from_a_registry_without_the_referrers_api(
     assert!(run.ok(), "{}", run.log());
     let (digest, _) = stack.moto.manifest(CI_ACCOUNT, "app", "v1").unwrap();
     assert_eq!(digest, layout.digest);
-    for artifact in [&sbom, &signature, &sig, &att] {
+    for artifact in [&sbom, &signature, &sig, &att, &cosign_sbom] {
         assert_in_moto(&stack, "app", artifact);
     }
     // cosign's artifacts keep their tags; the fallback index is not copied, as ECR
     // answers the referrers API itself.
-    for (tag, artifact) in [(format!("{base}.sig"), &sig), (format!("{base}.att"), &att)] {
+    for (tag, artifact) in [
+        (format!("{base}.sig"), &sig),
+        (format!("{base}.att"), &att),
+        (format!("{base}.sbom"), &cosign_sbom),
+    ] {
         let (digest, bytes) = stack.moto.manifest(CI_ACCOUNT, "app", &tag).unwrap();
         assert_eq!(digest, artifact.digest, "{tag}");
         assert_eq!(bytes.as_bytes(), artifact.bytes.as_slice());
     }
     assert!(stack.moto.manifest(CI_ACCOUNT, "app", &base).is_none());
     let carried = referrers_output(&run);
-    assert_eq!(carried.len(), 4, "{carried:?}");
-    let tagged: Vec<&str> = carried.iter().filter_map(|c| c["tag"].as_str()).collect();
-    assert_eq!(tagged.len(), 2, "{carried:?}");
+    assert_eq!(carried.len(), 5, "{carried:?}");
+    let mut tagged: Vec<&str> = carried.iter().filter_map(|c| c["tag"].as_str()).collect();
+    tagged.sort();
+    assert_eq!(
+        tagged,
+        [
+            format!("{base}.att"),
+            format!("{base}.sbom"),
+            format!("{base}.sig")
+        ],
+        "{carried:?}"
+    );
+    let sbom_entry = carried
+        .iter()
+        .find(|c| c["digest"] == cosign_sbom.digest.as_str())
+        .unwrap();
+    assert_eq!(sbom_entry["artifactType"], "text/spdx+json");
+    assert_eq!(sbom_entry["subject"], layout.digest.as_str());
 }
 
 #[test]
@@ -574,10 +625,68 @@ fn referrers_of_a_manifest_the_push_rewrites_are_left_out_with_a_warning() {
             .is_none()
     );
     assert_eq!(referrers_output(&run), Vec::<Value>::new());
+    // Nor are its blobs uploaded for nothing.
+    let sbom_layer = sha256(&sbom.blobs[1]);
+    assert!(
+        !stack.recorder.uploaded_layers().contains_key(&sbom_layer),
+        "the SBOM's blob was uploaded"
+    );
 }
 
 #[test]
-fn a_registry_with_the_referrers_api_is_asked_there_and_not_by_the_fallback_tag() {
+fn required_referrers_a_rewrite_would_leave_behind_fail_before_any_upload() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "app", false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(179, 64 * 1024)]);
+    let (sbom, _) = sbom_and_signature((MANIFEST, &layout.manifest));
+    add_to_layout(dir.path(), &[&sbom]);
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .input("compression", "gzip")
+        .input("referrers", "required")
+        .run();
+
+    assert_eq!(run.code, Some(2), "{}", run.log());
+    assert!(
+        run.error().starts_with(&format!(
+            "referrers: required, and application/spdx+json {} refers to {}, which compression rewrote",
+            sbom.digest, layout.digest
+        )),
+        "{}",
+        run.log()
+    );
+    assert!(stack.recorder.calls().is_empty(), "something was sent");
+
+    // A signature of the source's index, which `platforms` rewrites.
+    let dir = tempfile::tempdir().unwrap();
+    let index = write_index_layout(dir.path(), "v1", &["linux/amd64", "linux/arm64"]);
+    let (sbom, _) = sbom_and_signature((INDEX, &index.index.bytes));
+    add_to_layout(dir.path(), &[&sbom]);
+    let run = stack
+        .action()
+        .input("image", &index.reference("v1"))
+        .input("repository", "app")
+        .input("platforms", "linux/amd64")
+        .input("referrers", "required")
+        .run();
+    assert_eq!(run.code, Some(2), "{}", run.log());
+    assert!(
+        run.error().contains(&format!(
+            "{} refers to {}, which platforms rewrote",
+            sbom.digest, index.index.digest
+        )),
+        "{}",
+        run.log()
+    );
+    assert!(stack.recorder.calls().is_empty(), "something was sent");
+}
+
+#[test]
+fn a_registry_with_the_referrers_api_is_asked_there_page_by_page_and_not_by_the_fallback_tag() {
     let stack = Stack::start();
     stack.moto.create_repository(CI_ACCOUNT, "app", false);
     let registry = Registry::start();
@@ -597,16 +706,37 @@ fn a_registry_with_the_referrers_api_is_asked_there_and_not_by_the_fallback_tag(
     registry.put_manifest("team/app", &sbom.digest, MANIFEST, &sbom.bytes);
     // In front of it, the referrers API as distribution-spec 1.1 answers it: an index
     // of descriptors with their artifactType.
+    // A second referrer on a second page, which the first names in `Link`.
+    let cyclonedx = oci_artifact(
+        "application/vnd.cyclonedx+json",
+        br#"{"bomFormat":"CycloneDX","specVersion":"1.5"}"#,
+        (MANIFEST, &layout.manifest),
+    );
+    for blob in &cyclonedx.blobs {
+        registry.put_blob("team/app", blob);
+    }
+    registry.put_manifest("team/app", &cyclonedx.digest, MANIFEST, &cyclonedx.bytes);
     let api = Recorder::start(port);
-    let listed = json!({
-        "schemaVersion": 2,
-        "mediaType": INDEX,
-        "manifests": [sbom.descriptor(Some("application/spdx+json"))],
-    });
-    api.answer_path(
-        &format!("/v2/team/app/referrers/{}", layout.digest),
+    let page = |artifact: &Artifact, artifact_type: &str| {
+        json!({
+            "schemaVersion": 2,
+            "mediaType": INDEX,
+            "manifests": [artifact.descriptor(Some(artifact_type))],
+        })
+        .to_string()
+    };
+    let first = format!("/v2/team/app/referrers/{}", layout.digest);
+    let second = format!("{first}?n=1&last={}", sbom.digest);
+    api.answer_page(
+        &first,
         "application/vnd.oci.image.index.v1+json",
-        listed.to_string(),
+        page(&sbom, "application/spdx+json"),
+        &second,
+    );
+    api.answer_path(
+        &second,
+        "application/vnd.oci.image.index.v1+json",
+        page(&cyclonedx, "application/vnd.cyclonedx+json"),
     );
 
     let run = stack
@@ -620,7 +750,9 @@ fn a_registry_with_the_referrers_api_is_asked_there_and_not_by_the_fallback_tag(
 
     assert!(run.ok(), "{}", run.log());
     assert_in_moto(&stack, "app", &sbom);
+    assert_in_moto(&stack, "app", &cyclonedx);
     let paths: Vec<String> = api.calls().iter().map(|c| c.path.clone()).collect();
+    assert!(paths.contains(&second), "the second page: {paths:?}");
     let fallback = format!(
         "/v2/team/app/manifests/sha256-{}",
         layout.digest.trim_start_matches("sha256:")
@@ -635,5 +767,239 @@ fn a_registry_with_the_referrers_api_is_asked_there_and_not_by_the_fallback_tag(
         !paths.contains(&fallback),
         "the fallback tag was asked: {paths:?}"
     );
-    assert_eq!(referrers_output(&run).len(), 1);
+    assert_eq!(referrers_output(&run).len(), 2);
+}
+
+#[test]
+fn a_cosign_tag_the_source_refuses_to_show_is_a_warning_or_with_required_an_error() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "app", false);
+    let registry = Registry::start();
+    let port: u16 = registry
+        .host()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(178, 64 * 1024)]);
+    registry.skopeo_copy(&layout.reference("v1"), "team/app:v1");
+    let sig_tag = format!("sha256-{}.sig", layout.digest.trim_start_matches("sha256:"));
+    let sig = cosign_artifact(
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        b"{}",
+        ("dev.cosignproject.cosign/signature", "MEUCIQDfake=="),
+    );
+    add_to_registry(&registry, "team/app", &sig, &sig_tag);
+    // The signature is there, but the registry will not say so: not a 404.
+    let api = Recorder::start(port);
+    api.refuse_path(
+        &format!("/v2/team/app/manifests/{sig_tag}"),
+        "403 Forbidden",
+    );
+    let image = format!("docker://127.0.0.1:{}/team/app:v1", api.port);
+
+    let run = stack
+        .action()
+        .input("image", &image)
+        .input("repository", "app")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    let warning = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("::warning") && l.contains(&sig_tag))
+        .unwrap_or_else(|| panic!("no warning naming {sig_tag}: {}", run.log()));
+    assert!(warning.contains("could not be listed"), "{warning}");
+
+    let run = stack
+        .action()
+        .input("image", &image)
+        .input("repository", "app")
+        .input("tags", "v2")
+        .input("referrers", "required")
+        .run();
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(run.error().contains(&sig_tag), "{}", run.error());
+    assert!(stack.moto.manifest(CI_ACCOUNT, "app", "v2").is_none());
+}
+
+#[test]
+fn attestations_made_referrers_follow_their_platforms_through_compression() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "multi", false);
+    let dir = tempfile::tempdir().unwrap();
+    // Uncompressed layers: gzip gives every platform manifest a new digest.
+    let layout = write_index_layout(dir.path(), "v1", &["linux/amd64", "linux/arm64"]);
+
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "multi")
+        .input("attestations", "referrers")
+        .input("compression", "gzip")
+        .run();
+
+    assert!(run.ok(), "{}", run.log());
+    assert!(
+        !run.stdout.contains("left out"),
+        "an attestation was left out: {}",
+        run.log()
+    );
+    let (_, index) = stack.moto.manifest(CI_ACCOUNT, "multi", "v1").unwrap();
+    let index: Value = serde_json::from_str(&index).unwrap();
+    let platforms: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms.len(), layout.images.len());
+    for image in &layout.images {
+        assert!(
+            !platforms.contains(&image.digest.as_str()),
+            "not compressed"
+        );
+    }
+    let carried = referrers_output(&run);
+    assert_eq!(carried.len(), layout.attestations.len(), "{carried:?}");
+    for (entry, platform) in carried.iter().zip(&platforms) {
+        assert_eq!(entry["subject"], *platform);
+        let (_, stored) = stack
+            .moto
+            .manifest_by_digest(CI_ACCOUNT, "multi", entry["digest"].as_str().unwrap())
+            .expect("the attestation by digest");
+        let stored: Value = serde_json::from_str(&stored).unwrap();
+        assert_eq!(stored["subject"]["digest"], *platform);
+        let (_, subject) = stack
+            .moto
+            .manifest_by_digest(CI_ACCOUNT, "multi", platform)
+            .unwrap();
+        assert_eq!(stored["subject"]["size"], subject.len());
+    }
+}
+
+#[test]
+fn an_invalid_referrers_or_attestations_value_is_one_line_before_any_call() {
+    let stack = Stack::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(180, 4096)]);
+    let cases = [
+        (
+            "referrers",
+            "yes",
+            "referrers: `yes` is not true, false or required",
+        ),
+        (
+            "attestations",
+            "move",
+            "attestations: `move` is not keep, referrers or drop",
+        ),
+    ];
+    for (input, value, error) in cases {
+        let run = stack
+            .action()
+            .input("image", &layout.reference("v1"))
+            .input("repository", "app")
+            .input(input, value)
+            .run();
+        assert_eq!(run.code, Some(2), "{input}: {}", run.log());
+        assert_eq!(run.error(), error, "{}", run.log());
+        let errors = run.stdout.lines().filter(|l| l.starts_with("::error"));
+        assert_eq!(errors.count(), 1, "{}", run.log());
+    }
+    assert!(stack.recorder.calls().is_empty(), "a call was made");
+    assert!(stack.oidc.audiences().is_empty(), "a token was asked for");
+}
+
+#[test]
+fn a_cosign_tag_an_immutable_repository_holds_elsewhere_stops_required_before_any_tag() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "app", true);
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(181, 64 * 1024)]);
+    let sig_tag = format!("sha256-{}.sig", layout.digest.trim_start_matches("sha256:"));
+    let sig = cosign_artifact(
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        b"{}",
+        ("dev.cosignproject.cosign/signature", "MEUCIQDfake=="),
+    );
+    add_named_to_layout(dir.path(), &sig, Some(&sig_tag));
+    // An older signature holds the tag already, and the repository's tags cannot move.
+    let older_dir = tempfile::tempdir().unwrap();
+    let older = write_layout(older_dir.path(), "v1", &[random_bytes(182, 4096)]);
+    let run = stack
+        .action()
+        .input("image", &older.reference("v1"))
+        .input("repository", "app")
+        .input("tags", &sig_tag)
+        .run();
+    assert!(run.ok(), "{}", run.log());
+
+    let targets = format!(
+        "{CI_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/app\n{}/mirror/app",
+        registry.host()
+    );
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("targets", &targets)
+        .input("tags", "v1")
+        .input("referrers", "required")
+        .run();
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(
+        run.error().contains(&format!(
+            "(account {CI_ACCOUNT}): referrers: required, and the tag `{sig_tag}` of application/vnd.dev.cosign.simplesigning.v1+json {} already points at {} in an immutable repository",
+            sig.digest, older.digest
+        )),
+        "{}",
+        run.log()
+    );
+    assert!(
+        run.error().contains("no tag was moved on any target"),
+        "{}",
+        run.log()
+    );
+    assert!(stack.moto.manifest(CI_ACCOUNT, "app", "v1").is_none());
+    assert!(!registry.has("mirror/app/manifests/v1"));
+    assert!(!registry.has(&format!("mirror/app/manifests/{sig_tag}")));
+
+    // One target: the same, before its one tag.
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .input("tags", "v1")
+        .input("referrers", "required")
+        .run();
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(
+        run.error()
+            .starts_with(&format!("referrers: required, and the tag `{sig_tag}` of")),
+        "{}",
+        run.log()
+    );
+    assert!(run.error().contains("no tag was moved"), "{}", run.log());
+    assert!(stack.moto.manifest(CI_ACCOUNT, "app", "v1").is_none());
+
+    // With referrers: true, a warning, and the image is tagged.
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .input("tags", "v1")
+        .run();
+    assert!(run.ok(), "{}", run.log());
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.starts_with("::warning") && l.contains(&sig_tag)),
+        "{}",
+        run.log()
+    );
+    assert!(stack.moto.manifest(CI_ACCOUNT, "app", "v1").is_some());
 }

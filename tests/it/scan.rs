@@ -541,3 +541,260 @@ fn a_release_is_scanned_once_and_a_blocking_finding_tags_no_target() {
     let scan: serde_json::Value = serde_json::from_str(&run.outputs["scan"]).unwrap();
     assert_eq!(scan[0]["counts"]["HIGH"], 1);
 }
+
+#[test]
+fn a_refused_gate_leaves_no_cosign_tag_nor_fallback_tag_on_any_target() {
+    use crate::referrers::{add_named_to_layout, cosign_artifact, sbom_and_signature};
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, REPOSITORY, false);
+    stack.moto.scan_results(
+        CI_ACCOUNT,
+        &[complete_scan(
+            serde_json::json!({}),
+            &[basic_finding("CVE-2026-7777", "HIGH", "openssl", "3.0.1-1")],
+        )],
+    );
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 23);
+    // A cosign signature under its tag, and an SBOM, which a registry without the
+    // referrers API lists under the fallback tag.
+    let base = format!("sha256-{}", layout.digest.trim_start_matches("sha256:"));
+    let sig = cosign_artifact(
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        format!(r#"{{"critical":{{"image":{{"docker-manifest-digest":"{}"}},"type":"cosign container image signature"}}}}"#, layout.digest).as_bytes(),
+        ("dev.cosignproject.cosign/signature", "MEUCIQDfake=="),
+    );
+    add_named_to_layout(dir.path(), &sig, Some(&format!("{base}.sig")));
+    let (sbom, _) = sbom_and_signature((
+        "application/vnd.oci.image.manifest.v1+json",
+        &layout.manifest,
+    ));
+    add_named_to_layout(dir.path(), &sbom, None);
+    let targets = format!(
+        "{CI_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY}\n{}/mirror/gated",
+        registry.host()
+    );
+    let release = |fail_on: &str| {
+        stack
+            .action()
+            .input("image", &layout.reference("v1"))
+            .input("targets", &targets)
+            .input("tags", "v1")
+            .input("scan-fail-on", fail_on)
+            .kill_after(Duration::from_secs(120))
+            .run()
+    };
+
+    let run = release("high");
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(
+        run.error().starts_with("scan-fail-on: 1 finding"),
+        "{}",
+        run.log()
+    );
+    // Staged by digest everywhere; no tag of any kind moved.
+    assert!(
+        stack
+            .moto
+            .manifest_by_digest(CI_ACCOUNT, REPOSITORY, &sig.digest)
+            .is_some()
+    );
+    assert!(
+        stack
+            .moto
+            .manifest(CI_ACCOUNT, REPOSITORY, &format!("{base}.sig"))
+            .is_none(),
+        "the cosign tag was written in ECR"
+    );
+    assert!(
+        stack
+            .recorder
+            .put_images()
+            .iter()
+            .all(|(_, tag)| tag.is_none()),
+        "{:?}",
+        stack.recorder.put_images()
+    );
+    assert!(registry.has(&format!("mirror/gated/manifests/{}", sig.digest)));
+    assert!(!registry.has(&format!("mirror/gated/manifests/{base}.sig")));
+    assert!(
+        !registry.has(&format!("mirror/gated/manifests/{base}")),
+        "the fallback tag was written"
+    );
+
+    // Once the gate passes, the tag phase writes them, on every target.
+    let run = release("critical");
+    assert!(run.ok(), "{}", run.log());
+    let (digest, _) = stack
+        .moto
+        .manifest(CI_ACCOUNT, REPOSITORY, &format!("{base}.sig"))
+        .expect("the cosign tag in ECR");
+    assert_eq!(digest, sig.digest);
+    assert!(registry.has(&format!("mirror/gated/manifests/{base}.sig")));
+    let fallback: serde_json::Value =
+        serde_json::from_slice(&registry.manifest(&format!("mirror/gated:{base}"))).unwrap();
+    assert_eq!(fallback["manifests"][0]["digest"], sbom.digest.as_str());
+}
+
+#[test]
+fn a_scan_ecr_cannot_do_fails_with_its_status_and_reason_and_no_tag() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, REPOSITORY, false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 25);
+    // The scan ends FAILED, with ECR's description.
+    stack.recorder.answer_for(
+        "DescribeImageScanFindings",
+        CI_ACCOUNT,
+        &[serde_json::json!({
+            "registryId": CI_ACCOUNT,
+            "repositoryName": REPOSITORY,
+            "imageId": {"imageDigest": layout.digest},
+            "imageScanStatus": {"status": "FAILED", "description": "UnsupportedImageError: The operating system and/or package manager are not supported."},
+        })],
+    );
+
+    let run = gated(&stack, &layout.reference("v1"), "high", "v1");
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert_eq!(
+        run.error(),
+        format!(
+            "scan-fail-on: ECR could not scan {} in repository {REPOSITORY} in registry {CI_ACCOUNT} ({REGION}) (FAILED: UnsupportedImageError: The operating system and/or package manager are not supported.); no tag was moved. Push an image ECR can scan, or leave scan-fail-on empty",
+            layout.digest
+        ),
+        "{}",
+        run.log()
+    );
+    assert!(stack.moto.manifest(CI_ACCOUNT, REPOSITORY, "v1").is_none());
+
+    // StartImageScan refuses the image type outright.
+    stack.recorder.calm();
+    stack.recorder.refuse_for(
+        "StartImageScan",
+        CI_ACCOUNT,
+        "400 Bad Request",
+        "UnsupportedImageTypeException",
+        "The image is not supported for scanning",
+    );
+    let run = gated(&stack, &layout.reference("v1"), "high", "v1");
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(
+        run.error().contains("(UNSUPPORTED_IMAGE: "),
+        "{}",
+        run.log()
+    );
+    assert!(
+        run.error()
+            .contains("The image is not supported for scanning"),
+        "{}",
+        run.log()
+    );
+    assert!(stack.moto.manifest(CI_ACCOUNT, REPOSITORY, "v1").is_none());
+}
+
+#[test]
+fn a_platform_that_cannot_be_scanned_does_not_hide_another_platforms_findings() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, REPOSITORY, false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_index_layout(dir.path(), "v1", &["linux/amd64", "linux/arm64"]);
+    let (amd64, arm64) = (&layout.images[0], &layout.images[1]);
+    stack.moto.scan_results(
+        CI_ACCOUNT,
+        &[complete_scan(
+            serde_json::json!({"imageDigest": amd64.digest}),
+            &[basic_finding(
+                "CVE-2026-8888",
+                "CRITICAL",
+                "openssl",
+                "3.0.1-1",
+            )],
+        )],
+    );
+    stack.recorder.refuse_digest(
+        "StartImageScan",
+        &arm64.digest,
+        "400 Bad Request",
+        "UnsupportedImageTypeException",
+        "The image is not supported for scanning",
+    );
+
+    let run = gated(&stack, &layout.reference("v1"), "high", "v1");
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(
+        run.error().starts_with(
+            "scan-fail-on: 1 finding at or above HIGH, the first CRITICAL CVE-2026-8888 in sha256:"
+        ),
+        "{}",
+        run.log()
+    );
+    assert!(
+        run.error()
+            .contains(", and 1 image could not be scanned; no tag was moved"),
+        "{}",
+        run.log()
+    );
+    // The arm64 image's failure is its own line, and in the summary beside the finding.
+    assert!(
+        run.stdout.lines().any(|l| l.starts_with("::warning")
+            && l.contains(&arm64.digest)
+            && l.contains("UNSUPPORTED_IMAGE: ")),
+        "{}",
+        run.log()
+    );
+    assert!(run.summary.contains("CVE-2026-8888"), "{}", run.summary);
+    assert!(
+        run.summary
+            .contains(&format!("| `{} (linux/arm64)` |", arm64.digest)),
+        "{}",
+        run.summary
+    );
+    let scan: serde_json::Value = serde_json::from_str(&run.outputs["scan"]).unwrap();
+    assert_eq!(scan.as_array().unwrap().len(), 1, "{scan}");
+    assert_eq!(scan[0]["digest"], amd64.digest.as_str());
+    assert!(stack.moto.manifest(CI_ACCOUNT, REPOSITORY, "v1").is_none());
+}
+
+#[test]
+fn a_scan_cut_short_by_the_push_deadline_says_so_itself() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, REPOSITORY, false);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = small_image(dir.path(), 27);
+    stack.recorder.answer_for(
+        "DescribeImageScanFindings",
+        CI_ACCOUNT,
+        &[serde_json::json!({
+            "registryId": CI_ACCOUNT,
+            "repositoryName": REPOSITORY,
+            "imageId": {"imageDigest": layout.digest},
+            "imageScanStatus": {"status": "IN_PROGRESS", "description": "The scan is in progress."},
+        })],
+    );
+
+    // The scan may take as long as the whole push, so the push's deadline comes first.
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", REPOSITORY)
+        .input("scan-fail-on", "critical")
+        .input("timeout-minutes", "0.2")
+        .input("scan-timeout-minutes", "0.2")
+        .kill_after(Duration::from_secs(120))
+        .run();
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(
+        run.error().starts_with(&format!(
+            "timeout-minutes: the scan of {} in repository {REPOSITORY} in registry {CI_ACCOUNT} ({REGION}) was not complete before the push's timeout-minutes ran out (IN_PROGRESS); no tag was moved. Raise timeout-minutes",
+            layout.digest
+        )),
+        "{}",
+        run.log()
+    );
+    assert!(stack.moto.manifest(CI_ACCOUNT, REPOSITORY, "v1").is_none());
+}

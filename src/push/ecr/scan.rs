@@ -36,7 +36,7 @@ use aws_sdk_ecr::types::{EnhancedImageScanFinding, ImageIdentifier, ImageScanFin
 
 use super::Ecr;
 use crate::push::Error;
-use crate::scan::{Finding, Severity, Subject};
+use crate::scan::{Finding, Severity, Subject, Wait};
 
 /// DescribeImageScanFindings' `maxResults` at most (1-1000; 100 when not sent).
 const FINDINGS_PER_PAGE: i32 = 1000;
@@ -59,13 +59,9 @@ enum Poll {
 
 impl Ecr {
     /// The findings of `subject`'s scan, started here unless one exists, waited for
-    /// until `deadline`; `minutes` is the `scan-timeout-minutes` it came from.
-    pub async fn scan(
-        &self,
-        subject: &Subject,
-        deadline: Instant,
-        minutes: f64,
-    ) -> Result<Vec<Finding>, Error> {
+    /// until `wait` runs out.
+    pub async fn scan(&self, subject: &Subject, wait_for: &Wait) -> Result<Vec<Finding>, Error> {
+        let deadline = wait_for.until;
         self.start_scan(subject).await?;
         let mut wait = FIRST_POLL_WAIT;
         loop {
@@ -76,9 +72,10 @@ impl Ecr {
             let now = Instant::now();
             if now >= deadline {
                 return Err(Error::ScanTimeout {
+                    input: wait_for.input,
                     subject: subject.to_string(),
                     target: self.target.to_string(),
-                    minutes,
+                    when: wait_for.when.clone(),
                     status,
                 });
             }
@@ -143,7 +140,7 @@ impl Ecr {
                     subject: subject.to_string(),
                     target: self.target.to_string(),
                     status: "UNSUPPORTED_IMAGE".to_owned(),
-                    reason: crate::sdk::describe(&err),
+                    reason: format!(": {}", crate::sdk::describe(&err)),
                 }),
                 code => Err(self.target.api_error("StartImageScan", &err, code)),
             },

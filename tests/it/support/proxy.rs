@@ -171,7 +171,10 @@ fn answer_at(refusals: &Mutex<Vec<Refusal>>, path: &str) -> Option<Fault> {
 fn refusal_for(refusals: &Mutex<Vec<Refusal>>, action: &str, body: &str) -> Option<Fault> {
     let body: serde_json::Value = serde_json::from_str(body).ok()?;
     let registry_id = body["registryId"].as_str().unwrap_or_default();
-    let digest = body["imageDigest"].as_str();
+    // PutImage names it at the top; the scan calls in `imageId`.
+    let digest = body["imageDigest"]
+        .as_str()
+        .or_else(|| body["imageId"]["imageDigest"].as_str());
     let mut refusals = refusals.lock().expect("lock");
     let refusal = refusals.iter_mut().find(|r| {
         r.action == action
@@ -350,8 +353,8 @@ impl Recorder {
         });
     }
 
-    /// From now on every call to `action` for the image `digest` (its `imageDigest`),
-    /// in any account, gets AWS's JSON error `code`, until `calm`.
+    /// From now on every call to `action` for the image `digest` (its `imageDigest`, or
+    /// its `imageId`'s), in any account, gets AWS's JSON error `code`, until `calm`.
     pub fn refuse_digest(
         &self,
         action: &str,
@@ -386,6 +389,37 @@ impl Recorder {
                 status: "200 OK",
                 content_type,
                 body,
+            },
+            then: Vec::new(),
+        });
+    }
+
+    /// As [`Self::answer_path`], the answer naming `next` as its next page (`Link`).
+    pub fn answer_page(&self, path: &str, content_type: &'static str, body: String, next: &str) {
+        self.refusals.lock().expect("lock").push(Refusal {
+            action: path.to_owned(),
+            registry_id: "path:".to_owned(),
+            digest: None,
+            fault: Fault::Page {
+                content_type,
+                body,
+                next: next.to_owned(),
+            },
+            then: Vec::new(),
+        });
+    }
+
+    /// From now on any request for `path` is answered `status` with no body, whatever
+    /// the registry behind holds, until `calm`: a registry that refuses one tag.
+    pub fn refuse_path(&self, path: &str, status: &'static str) {
+        self.refusals.lock().expect("lock").push(Refusal {
+            action: path.to_owned(),
+            registry_id: "path:".to_owned(),
+            digest: None,
+            fault: Fault::Answer {
+                status,
+                content_type: "application/json",
+                body: String::new(),
             },
             then: Vec::new(),
         });
@@ -690,6 +724,19 @@ fn relay(
             write!(
                 client,
                 "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )?;
+            continue;
+        }
+        if let Some(Fault::Page {
+            content_type,
+            body,
+            next,
+        }) = &fault
+        {
+            write!(
+                client,
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nLink: <{next}>; rel=\"next\"\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()
             )?;
             continue;

@@ -149,4 +149,11 @@ pub(super) enum Fault {
         content_type: &'static str,
         body: String,
     },
+    /// Answer it 200 without moto, with a `Link` to the `next` page, as a registry
+    /// answers one page of a list.
+    Page {
+        content_type: &'static str,
+        body: String,
+        next: String,
+    },
 }
