@@ -514,6 +514,12 @@ def med(point, side, key):
     return statistics.median(t[key] for t in runs) if runs else None
 
 
+def paired(point, a, b):
+    """The median over runs of a's wall time / b's in the same run (the sides alternate
+    within a run, so each ratio is of pushes minutes apart on the same machine)."""
+    return statistics.median(x["wall"] / y["wall"] for x, y in zip(point[a], point[b]))
+
+
 def xval(curve, x):
     return x / GiB if curve == "size" else x
 
@@ -556,9 +562,9 @@ def tables(results):
         lines.append("")
         sides = [(s, n) for s, n in SIDES if any(p.get(s) for p in pts)]
         head = ["x", "bytes"] + [f"wall {n}" for _, n in sides] + [f"CPU {n}" for _, n in sides] + \
-               [f"RSS {n}" for _, n in sides] + ["ours / curl (throughput)"]
+               [f"RSS {n}" for _, n in sides] + ["ours / curl throughput (median of runs)"]
         if curve != "concurrency":
-            head.append("ours / skopeo (wall)")
+            head.append("ours / skopeo wall (median of runs)")
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
         for p in pts:
@@ -566,9 +572,9 @@ def tables(results):
             row += [f"{med(p, s, 'wall'):.2f} s" for s, _ in sides]
             row += [f"{med(p, s, 'cpu'):.2f} s" for s, _ in sides]
             row += [f"{med(p, s, 'rss'):.1f} MiB" for s, _ in sides]
-            row.append(f"{med(p, 'curl', 'wall') / med(p, 'ours', 'wall'):.2f}")
+            row.append(f"{paired(p, 'curl', 'ours'):.2f}")
             if curve != "concurrency":
-                row.append(f"{med(p, 'ours', 'wall') / med(p, 'skopeo', 'wall'):.2f}")
+                row.append(f"{paired(p, 'ours', 'skopeo'):.2f}")
             lines.append("| " + " | ".join(row) + " |")
         ecr = [p for p in pts if "ecr" in p]
         if ecr:
@@ -644,8 +650,11 @@ def plots(results):
         actions = sorted({a for p in ecr for a in p["ecr"]["calls"]})
         markers = "os^vD<>ph*"
         for i, action in enumerate(actions):
-            ax.plot([xval(curve, p["x"]) for p in ecr], [p["ecr"]["calls"].get(action, 0) for p in ecr],
+            ax.plot([xval(curve, p["x"]) for p in ecr], [p["ecr"]["calls"].get(action, float("nan")) for p in ecr],
                     markers[i % len(markers)] + "-", label=action)
+        if len(ecr) < len(pts):  # points not pushed into moto: the part count's formula
+            ax.plot(xs, [ecr_parts(p["blob_sizes"]) * p["targets"] for p in pts], ":", color="tab:brown",
+                    label="UploadLayerPart, Σ⌈blob / 10 MiB⌉")
         ax.set_ylabel("ECR API calls (moto)")
         log_y(ax)
         ax.grid(True, which="both", alpha=0.3)
