@@ -41,7 +41,7 @@ pub struct Ecr {
     /// One attempt of a small call; parts add time for their bytes.
     request_timeout: std::time::Duration,
     paces: Paces,
-    /// Part bodies for reuse, as many as were ever in flight at once.
+    /// Part bodies for reuse, from the process's one pool (every target's).
     bodies: Bodies,
 }
 
@@ -70,7 +70,7 @@ impl Ecr {
             create_repository,
             request_timeout: crate::auth::attempt_timeout(config),
             paces: Paces::new(concurrency, environment.paced),
-            bodies: Bodies::default(),
+            bodies: Bodies::shared(),
         }
     }
 

@@ -9,12 +9,14 @@
 //! then encoded straight into the body, and a body no request holds any more is reused
 //! for a later part: one buffer per part in flight, mapped once per push.
 //!
-//! The bodies of one destination share a budget ([`BODY_BUDGET`]): a part is read only
-//! when the bodies already lent out leave room for it, else it waits for a request to
-//! let one go. Memory then follows the parts in flight, whatever the concurrency or the
-//! number of layers (two bodies per blob, as before, was 107 MiB of bodies at the
-//! default concurrency of 4 and 425 MiB at 16). One body is always let out, so a part
-//! larger than the budget still goes.
+//! The bodies of every ECR destination of the process share one budget
+//! ([`BODY_BUDGET`], [`Bodies::shared`]): a part is read only when the bodies already
+//! lent out leave room for it, else it waits for a request to let one go. Memory then
+//! follows the parts in flight, whatever the concurrency, the number of layers or the
+//! number of targets (two bodies per blob, as before, was 107 MiB of bodies at the
+//! default concurrency of 4 and 425 MiB at 16; a budget per target, 68 MiB more per ECR
+//! target, 285 MiB for four). One body is always let out, so a part larger than the
+//! budget still goes.
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
@@ -35,9 +37,10 @@ pub struct Fields {
     pub upload_id: String,
 }
 
-/// The bytes of part bodies one destination may hold at once: five bodies of the default
+/// The bytes of part bodies the process may hold at once: five bodies of the default
 /// 10 MiB part (13.3 MiB of base64 each), which keeps four uploads sending and one part
-/// read ahead, and a whole push's peak under 100 MiB.
+/// read ahead, and a whole push's peak under 100 MiB. Targets share it, as they share
+/// the runner's uplink.
 pub const BODY_BUDGET: usize = 72 * 1024 * 1024;
 
 /// Bodies no request holds any more, for the next parts, and what is lent out now.
@@ -51,11 +54,8 @@ struct Pool {
     budget: usize,
 }
 
-impl Default for Bodies {
-    fn default() -> Self {
-        Self::with_budget(BODY_BUDGET)
-    }
-}
+/// The one pool of the process, which every ECR destination draws on.
+static SHARED: std::sync::OnceLock<Bodies> = std::sync::OnceLock::new();
 
 /// A part's request body: ECR's JSON with the part as base64 in `layerPartBlob`.
 pub struct Body {
@@ -65,6 +65,13 @@ pub struct Body {
 }
 
 impl Bodies {
+    /// The process's pool, under [`BODY_BUDGET`].
+    pub fn shared() -> Self {
+        SHARED
+            .get_or_init(|| Self::with_budget(BODY_BUDGET))
+            .clone()
+    }
+
     pub fn with_budget(budget: usize) -> Self {
         Self(Arc::new((
             Mutex::new(Pool {
@@ -193,7 +200,7 @@ mod tests {
             repository_name: "team/app".into(),
             upload_id: "\"quoted\"".into(),
         };
-        let bodies = Bodies::default();
+        let bodies = Bodies::with_budget(BODY_BUDGET);
         let part = PIECE_BYTES * 2 + 10;
         let first = bodies.read_part(&mut reader, part, &fields, 0).unwrap();
         let json: serde_json::Value = serde_json::from_slice(&first.bytes).unwrap();
