@@ -22,13 +22,13 @@
 //!   [`MAX_ATTEMPTS`], so a hundred jobs at once slow down and none fails.
 //!
 //! A throttle is seen by an interceptor that goes with each request ([`Watch`]), which
-//! counts its attempts and knows the round each was sent in; the wait is a retry
+//! reads each attempt's answer and knows the round it was sent in; the wait is a retry
 //! classifier that goes with it ([`Wait`]) and refines the SDK's verdict. With
 //! `ECR_PUSH_PACE=off` there are no cuts and no waits of the pace's own (the push's
 //! concurrency and the SDK's retry alone; throttles still counted), to measure the pace
 //! against its absence.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,13 +41,13 @@ use aws_sdk_ecr::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::retries::classifiers::{
-    ClassifyRetry, RetryAction, RetryClassifierPriority, RetryReason,
+    ClassifyRetry, RetryAction, RetryClassifierPriority,
 };
 use aws_smithy_types::retry::ErrorKind;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-/// Attempts per call, for errors other than a throttle. Those that are not transient
-/// (access denied) are never retried.
+/// Attempts per call that fail for a reason other than a throttle. Errors that are not
+/// transient (access denied) are never retried.
 pub const MAX_ATTEMPTS: u32 = 8;
 /// The longest wait between two attempts the SDK draws (exponential backoff with
 /// jitter), for errors other than a throttle.
@@ -76,6 +76,13 @@ const LEAST_LONGEST_WAIT: Duration = Duration::from_secs(1);
 
 /// The error codes ECR throttles with (HTTP 400); a 429 is a throttle whatever its code.
 const THROTTLING_CODES: [&str; 2] = ["ThrottlingException", "TooManyRequestsException"];
+
+/// Whether an attempt's answer (its HTTP status, its error code) says the account's
+/// quota was spent. Not `LimitExceededException`, which the SDK counts as a throttle
+/// but ECR answers for a service limit (images per repository, a second scan a day).
+fn throttled(status: Option<u16>, code: Option<&str>) -> bool {
+    status == Some(429) || code.is_some_and(|c| THROTTLING_CODES.contains(&c))
+}
 
 #[derive(Debug)]
 pub struct Pace {
@@ -179,8 +186,10 @@ impl Pace {
     /// longest. Random from the start, so calls throttled together part.
     fn next_wait(&self, last: Duration) -> Duration {
         let high = (last.max(self.first_wait) * 3).min(self.longest_wait);
-        let wait =
-            self.first_wait + (high - self.first_wait).mul_f64(crate::http::retry::fraction());
+        let wait = self.first_wait
+            + high
+                .saturating_sub(self.first_wait)
+                .mul_f64(crate::http::retry::fraction());
         wait.min(self.longest_wait)
     }
 
@@ -195,14 +204,15 @@ impl Pace {
 
     /// The config override for one request: an interceptor that reports a throttle of
     /// it to this pace, and the wait before a throttled attempt goes again (throttles
-    /// waited out without a count; other errors [`MAX_ATTEMPTS`] in all). `E` is the
+    /// up to [`THROTTLED_ATTEMPTS`]; other errors [`MAX_ATTEMPTS`]). `E` is the
     /// operation's error type.
     pub fn watch<E>(self: &Arc<Self>, admitted: &Admitted<'_>) -> aws_sdk_ecr::config::Builder
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let request = Arc::new(Request {
-            attempts: AtomicU32::new(0),
+            throttled: AtomicBool::new(false),
+            failures: AtomicU32::new(0),
             round: AtomicU64::new(admitted.round),
             last_wait: Mutex::new(Duration::ZERO),
         });
@@ -270,16 +280,18 @@ impl Drop for Admitted<'_> {
 /// What the interceptor and the classifier of one request share.
 #[derive(Debug)]
 struct Request {
-    /// Attempts sent so far.
-    attempts: AtomicU32,
+    /// Whether the last attempt was throttled, by [`throttled`]'s reading of its answer.
+    throttled: AtomicBool,
+    /// Attempts that failed for another reason the SDK would retry.
+    failures: AtomicU32,
     /// The round the last attempt was sent in.
     round: AtomicU64,
     /// The last wait after a throttle; zero before the first.
     last_wait: Mutex<Duration>,
 }
 
-/// Goes with one request: counts its attempts and tells its [`Pace`] when one was
-/// throttled. `E` is the operation's error type, whose code says what ECR answered.
+/// Goes with one request: tells its [`Pace`] and the request's [`Wait`] when an
+/// attempt was throttled. `E` is the operation's error type, whose code says what ECR answered.
 struct Watch<E> {
     pace: Arc<Pace>,
     request: Arc<Request>,
@@ -306,7 +318,6 @@ where
         _components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        self.request.attempts.fetch_add(1, Ordering::Relaxed);
         self.request
             .round
             .store(self.pace.round(), Ordering::Relaxed);
@@ -319,16 +330,16 @@ where
         _components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let too_many = context
-            .response()
-            .is_some_and(|r| r.status().as_u16() == 429);
+        let status = context.response().map(|r| r.status().as_u16());
         let code = context
             .output_or_error()
             .and_then(Result::err)
             .and_then(|e| e.as_operation_error())
             .and_then(|e| e.downcast_ref::<E>())
             .and_then(|e| e.code());
-        if too_many || code.is_some_and(|c| THROTTLING_CODES.contains(&c)) {
+        let was = throttled(status, code);
+        self.request.throttled.store(was, Ordering::Relaxed);
+        if was {
             self.pace
                 .throttled(self.request.round.load(Ordering::Relaxed));
         }
@@ -337,8 +348,9 @@ where
 }
 
 /// Goes with one request: refines the SDK's verdict on an attempt. A throttle goes
-/// again after the pace's wait, however many attempts it took; any other error the
-/// SDK would retry, only within [`MAX_ATTEMPTS`].
+/// again after the pace's wait, up to [`THROTTLED_ATTEMPTS`]; any other error the SDK
+/// would retry, only within [`MAX_ATTEMPTS`] attempts that failed so, however many
+/// throttles came between.
 #[derive(Debug)]
 struct Wait {
     pace: Arc<Pace>,
@@ -351,21 +363,28 @@ impl ClassifyRetry for Wait {
     }
 
     fn classify_retry_v2(&self, _ctx: &InterceptorContext, previous: &RetryAction) -> RetryAction {
-        let RetryAction::RetryIndicated(RetryReason::RetryableError { kind, .. }) = previous else {
-            return RetryAction::NoActionIndicated;
-        };
-        if *kind != ErrorKind::ThrottlingError {
-            return if self.request.attempts.load(Ordering::Relaxed) >= MAX_ATTEMPTS {
-                RetryAction::RetryForbidden
-            } else {
-                RetryAction::NoActionIndicated
+        // A throttle by the pace's own reading (the SDK also counts LimitExceeded, a
+        // service limit, as one; and retries no bare 429).
+        if self.request.throttled.load(Ordering::Relaxed) {
+            let Ok(mut last) = self.request.last_wait.lock() else {
+                return RetryAction::NoActionIndicated;
             };
+            *last = self.pace.next_wait(*last);
+            return RetryAction::retryable_error_with_explicit_delay(
+                ErrorKind::ThrottlingError,
+                *last,
+            );
         }
-        let Ok(mut last) = self.request.last_wait.lock() else {
+        if !previous.should_retry() {
             return RetryAction::NoActionIndicated;
-        };
-        *last = self.pace.next_wait(*last);
-        RetryAction::retryable_error_with_explicit_delay(ErrorKind::ThrottlingError, *last)
+        }
+        // Any other error, as often as the SDK would retry it alone, throttles aside.
+        let failures = self.request.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= MAX_ATTEMPTS {
+            RetryAction::RetryForbidden
+        } else {
+            RetryAction::NoActionIndicated
+        }
     }
 
     fn name(&self) -> &'static str {
@@ -481,5 +500,61 @@ mod tests {
         }
         assert_eq!(limit(&pace), 4);
         assert_eq!(pace.throttles(), 3);
+    }
+
+    #[test]
+    fn only_ecrs_throttles_are_throttles() {
+        assert!(throttled(Some(400), Some("ThrottlingException")));
+        assert!(throttled(Some(429), None));
+        assert!(throttled(Some(400), Some("TooManyRequestsException")));
+        // The SDK counts these as throttles too; ECR means a service limit by the first.
+        assert!(!throttled(Some(400), Some("LimitExceededException")));
+        assert!(!throttled(Some(500), None));
+        assert!(!throttled(None, None));
+    }
+
+    #[test]
+    fn the_wait_retries_throttles_without_a_count_and_other_errors_within_eight() {
+        use aws_smithy_runtime_api::client::interceptors::context::Input;
+        use aws_smithy_runtime_api::client::retries::classifiers::RetryReason;
+        let request = Arc::new(Request {
+            throttled: AtomicBool::new(false),
+            failures: AtomicU32::new(0),
+            round: AtomicU64::new(0),
+            last_wait: Mutex::new(Duration::ZERO),
+        });
+        let wait = Wait {
+            pace: Pace::new("PutImage", 1, 10, true),
+            request: Arc::clone(&request),
+        };
+        let ctx = InterceptorContext::new(Input::erase(()));
+        let answered = RetryAction::NoActionIndicated;
+        assert_eq!(wait.classify_retry_v2(&ctx, &answered), answered);
+        // Throttles by the pace's reading (a bare 429 too, which the SDK does not
+        // retry): each waits the pace's wait, however many.
+        request.throttled.store(true, Ordering::Relaxed);
+        for _ in 0..50 {
+            match wait.classify_retry_v2(&ctx, &answered) {
+                RetryAction::RetryIndicated(RetryReason::RetryableError {
+                    kind: ErrorKind::ThrottlingError,
+                    retry_after: Some(after),
+                }) => assert!(
+                    after >= Duration::from_secs(1) && after <= Duration::from_secs(4),
+                    "{after:?}"
+                ),
+                other => panic!("a throttle not waited out: {other:?}"),
+            }
+        }
+        // Anything else the SDK would retry (here a LimitExceeded, which it calls a
+        // throttle): 8 attempts in all, the throttles before not counted.
+        request.throttled.store(false, Ordering::Relaxed);
+        let sdk_says = RetryAction::throttling_error();
+        for _ in 1..MAX_ATTEMPTS {
+            assert_eq!(wait.classify_retry_v2(&ctx, &sdk_says), answered);
+        }
+        assert_eq!(
+            wait.classify_retry_v2(&ctx, &sdk_says),
+            RetryAction::RetryForbidden
+        );
     }
 }

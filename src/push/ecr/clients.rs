@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use aws_sdk_ecr::config::retry::{RetryConfig, RetryPartition};
+use aws_sdk_ecr::config::retry::{RetryConfig, RetryPartition, TokenBucket};
 
 use crate::calls::Calls;
 use crate::ecr_host::EcrHost;
@@ -38,23 +38,32 @@ impl Clients {
     pub fn new(
         config: &aws_config::SdkConfig,
         host: &EcrHost,
-        endpoint_overridden: bool,
+        environment: Environment,
         endpoint: &Endpoint,
     ) -> Self {
         let calls = Calls::default();
-        let client_for = |quota: &'static str| {
+        let client_for = |quota: &'static str, paced: bool| {
+            let mut builder = config_for(config, host, environment.endpoint_overridden, quota);
+            if paced && environment.paced {
+                // The pace waits throttles out (push/pace.rs); the SDK's retry budget,
+                // 5 of 500 tokens per throttled retry and never given back, would end
+                // that after about 100 of them. Other errors keep its costs.
+                let budget = TokenBucket::builder().throttling_retry_cost(0).build();
+                builder = builder
+                    .retry_partition(RetryPartition::custom(quota).token_bucket(budget).build());
+            }
             aws_sdk_ecr::Client::from_conf(
-                config_for(config, host, endpoint_overridden, quota)
+                builder
                     .interceptor(calls.clone())
                     .interceptor(endpoint.clone())
                     .build(),
             )
         };
         Self {
-            other: client_for(OTHER_CALLS),
-            parts: client_for("ecr-push-upload-layer-part"),
-            uploads: client_for("ecr-push-initiate-complete"),
-            images: client_for("ecr-push-images"),
+            other: client_for(OTHER_CALLS, false),
+            parts: client_for("ecr-push-upload-layer-part", true),
+            uploads: client_for("ecr-push-initiate-complete", true),
+            images: client_for("ecr-push-images", true),
             calls,
         }
     }
@@ -164,7 +173,7 @@ impl Environment {
     pub fn read(env: &impl Fn(&str) -> Option<String>) -> Self {
         Self {
             endpoint_overridden: endpoint_overridden(env),
-            paced: env("ECR_PUSH_PACE").as_deref() != Some("off"),
+            paced: !env("ECR_PUSH_PACE").is_some_and(|v| v.trim().eq_ignore_ascii_case("off")),
         }
     }
 }

@@ -59,12 +59,7 @@ impl Ecr {
     ) -> Self {
         let target = Target::new(&host, repository, principal);
         Self {
-            clients: Clients::new(
-                config,
-                &host,
-                environment.endpoint_overridden,
-                &target.endpoint,
-            ),
+            clients: Clients::new(config, &host, environment, &target.endpoint),
             target,
             host,
             create_repository,
