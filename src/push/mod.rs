@@ -21,7 +21,7 @@ pub use ecr::{Ecr, Environment as EcrEnvironment, source_login as ecr_source_log
 pub use referrers::{held_referrer_tags, referrer_tag_conflicts};
 pub use registry::Registry;
 
-use referrers::{put_referrers, tag_referrers};
+use referrers::{image_tags_free, put_referrers, tag_referrers};
 
 use crate::http::retry;
 use crate::image::{self, BlobReader, Descriptor, Digest, Image, Manifest, Referrers};
@@ -100,6 +100,10 @@ pub enum Error {
         "referrers: required, and {0}; no tag was moved. With referrers: true the image is tagged without them"
     )]
     ReferrerTagsHeld(String),
+    #[error(
+        "{0}; no tag was moved (the image and its referrers are stored by digest): push under a new tag"
+    )]
+    ImageTagsHeld(String),
     #[error("image: manifest {0} is not UTF-8 text, which PutImage requires")]
     ManifestNotText(Digest),
     #[error("internal error in a blob reader: {0}")]
@@ -421,7 +425,7 @@ pub async fn push<D: Destination>(
 
 /// Phase 1 of a release to several targets, or of a push behind the scan gate:
 /// everything but its tags. The blobs the destination lacks, an index's children, the
-/// image itself and its referrers by digest (untagged, cosign's tags included), so
+/// image itself and its referrers by digest (untagged: cosign's tags wait too), so
 /// phase 2 only moves tags onto an image every target already holds.
 pub async fn stage<D: Destination>(
     destination: &D,
@@ -459,6 +463,9 @@ pub async fn tag<D: Destination>(
 ) -> Result<(), Error> {
     let started = Instant::now();
     let result = async {
+        // A tag the image cannot have stops the tags before any moves, its referrers'
+        // included (a release's check found these already; a gated push's did not).
+        image_tags_free(image, tags, states)?;
         tag_referrers(destination, image, referrers == Referrers::Required, report).await?;
         for (tag, state) in tags.iter().zip(states) {
             let tagged = match state {

@@ -174,3 +174,31 @@ pub(super) async fn tag_referrers<D: Destination>(
     }
     Ok(())
 }
+
+/// The image's own tags that the repository keeps on another image (`states`, as
+/// [`Destination::tag_states`] read them: immutable tags), as one error: checked before
+/// the tag phase moves anything, a referrer's tag included.
+pub(super) fn image_tags_free(
+    image: &Image,
+    tags: &[String],
+    states: &[TagState],
+) -> Result<(), Error> {
+    let held: Vec<String> = tags
+        .iter()
+        .zip(states)
+        .filter_map(|(tag, state)| match state {
+            TagState::Other {
+                digest,
+                movable: false,
+            } => Some(format!(
+                "tag `{tag}` of an immutable repository already points at {digest}, not at {}",
+                image.manifest.digest
+            )),
+            _ => None,
+        })
+        .collect();
+    if held.is_empty() {
+        return Ok(());
+    }
+    Err(Error::ImageTagsHeld(held.join("; ")))
+}

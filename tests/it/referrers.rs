@@ -1003,3 +1003,51 @@ fn a_cosign_tag_an_immutable_repository_holds_elsewhere_stops_required_before_an
     );
     assert!(stack.moto.manifest(CI_ACCOUNT, "app", "v1").is_some());
 }
+
+#[test]
+fn a_gated_push_whose_tag_an_immutable_repository_holds_moves_no_referrer_tag() {
+    let stack = Stack::start();
+    stack.moto.create_repository(CI_ACCOUNT, "app", true);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(183, 64 * 1024)]);
+    let sig_tag = format!("sha256-{}.sig", layout.digest.trim_start_matches("sha256:"));
+    let sig = cosign_artifact(
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+        b"{}",
+        ("dev.cosignproject.cosign/signature", "MEUCIQDfake=="),
+    );
+    add_named_to_layout(dir.path(), &sig, Some(&sig_tag));
+    // Another image holds v1, and the repository's tags cannot move.
+    let older_dir = tempfile::tempdir().unwrap();
+    let older = write_layout(older_dir.path(), "v1", &[random_bytes(184, 4096)]);
+    let run = stack
+        .action()
+        .input("image", &older.reference("v1"))
+        .input("repository", "app")
+        .input("tags", "v1")
+        .run();
+    assert!(run.ok(), "{}", run.log());
+
+    // The gate passes (moto's fixed finding is HIGH); the tag check then stops the push
+    // before the signature's tag moves.
+    let run = stack
+        .action()
+        .input("image", &layout.reference("v1"))
+        .input("repository", "app")
+        .input("tags", "v1")
+        .input("scan-fail-on", "critical")
+        .run();
+
+    assert_eq!(run.code, Some(1), "{}", run.log());
+    assert!(
+        run.error().contains(&format!(
+            "tag `v1` of an immutable repository already points at {}, not at {}",
+            older.digest, layout.digest
+        )) && run.error().contains("no tag was moved"),
+        "{}",
+        run.log()
+    );
+    assert!(stack.moto.manifest(CI_ACCOUNT, "app", &sig_tag).is_none());
+    let (holder, _) = stack.moto.manifest(CI_ACCOUNT, "app", "v1").unwrap();
+    assert_eq!(holder, older.digest);
+}
