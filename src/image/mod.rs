@@ -457,7 +457,7 @@ impl Image {
             .map(|r| format!("{} {}", r.artifact_type, r.manifest.digest.short()))
             .collect();
         tracing::warn!(
-            "referrers: {} left out: they refer to manifests this push rewrote (platforms or compression), so they would hold for nothing pushed",
+            "referrers: {} left out: they refer to manifests this push's compression rewrote, so they would hold for nothing pushed",
             left_out.join(", ")
         );
         let blobs_of = |referrers: &[Referrer]| {

@@ -149,7 +149,7 @@ impl Source {
     }
 
     /// A manifest or a referrers list at `url`, whole; `None` when there is none (404,
-    /// or with `absent_if_refused` any 4xx but an authorization's: a registry without
+    /// or with `absent_if_refused` any 4xx but an authorization's or a 429: a registry without
     /// the referrers API answers what its router answers for an unknown path).
     async fn get_small(
         &self,
@@ -182,7 +182,12 @@ impl Source {
             .await
             .map_err(|e| self.failed(e.reason))?;
         let status = response.status();
-        let authorization = [StatusCode::UNAUTHORIZED, StatusCode::FORBIDDEN];
+        // Refused for who asks or how often, not for what: an answer about the path.
+        let authorization = [
+            StatusCode::UNAUTHORIZED,
+            StatusCode::FORBIDDEN,
+            StatusCode::TOO_MANY_REQUESTS,
+        ];
         if status == StatusCode::NOT_FOUND
             || (absent_if_refused && status.is_client_error() && !authorization.contains(&status))
         {
