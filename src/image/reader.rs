@@ -38,10 +38,16 @@ impl BlobReader {
 
     /// Reads the next part of at most `max` bytes. Blocking: call it off the reactor.
     pub fn read_part(&mut self, max: usize) -> Result<Vec<u8>, Error> {
-        let mut part = vec![0; self.remaining().min(max as u64) as usize];
-        self.fill(&mut part)?;
-        self.consume(&part)?;
+        let mut part = Vec::new();
+        self.read_part_into(&mut part, max)?;
         Ok(part)
+    }
+
+    /// [`Self::read_part`] into `part`, whose buffer is reused (its bytes replaced).
+    pub fn read_part_into(&mut self, part: &mut Vec<u8>, max: usize) -> Result<(), Error> {
+        part.resize(self.remaining().min(max as u64) as usize, 0);
+        self.fill(part)?;
+        self.consume(part)
     }
 
     /// Reads the next part of at most `max` bytes through `piece`, handing `sink` each

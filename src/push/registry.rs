@@ -16,6 +16,7 @@
 //! push starts that blob over (see `push/mod.rs`).
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE};
@@ -29,6 +30,44 @@ use crate::registry::{Access, Client, detail};
 const PART_BYTES: usize = 10 * 1024 * 1024;
 /// What a streamed upload reads at a time: two of these wait per blob.
 const STREAM_PART_BYTES: usize = 1024 * 1024;
+
+/// A streamed upload's buffers, back from the request body once their part is sent, for
+/// the blob's next parts. A new buffer per part, at glibc's mmap threshold (1 MiB,
+/// `cli/run.rs`), was mapped, faulted in, zeroed and unmapped every time: about 15 % of
+/// the push's CPU in a profile (BENCHMARKS.md, "Why ours misses the limit").
+#[derive(Clone, Default)]
+struct Spares(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl Spares {
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut spares| spares.pop())
+            .unwrap_or_default()
+    }
+}
+
+/// One part of a streamed body; its buffer goes back to the spares when the body is
+/// done with it.
+struct Part {
+    bytes: Vec<u8>,
+    spares: Spares,
+}
+
+impl AsRef<[u8]> for Part {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        if let Ok(mut spares) = self.spares.0.lock() {
+            spares.push(std::mem::take(&mut self.bytes));
+        }
+    }
+}
 /// HEAD requests in flight at once while looking for missing blobs.
 const CHECKS_AT_ONCE: usize = 8;
 pub struct Registry {
@@ -121,16 +160,23 @@ impl Registry {
         sent: &crate::progress::Sent,
     ) -> Result<(), Error> {
         let digest = blob.descriptor().digest.clone();
-        let (parts, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+        let (parts, receiver) =
+            tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(2);
         // A part handed to the body is as good as sent: two wait at most.
         let counted = sent.clone();
         let reading = tokio::task::spawn_blocking(move || {
             let mut reader = blob;
+            let spares = Spares::default();
             loop {
-                match reader.read_part(STREAM_PART_BYTES) {
-                    Ok(part) => {
+                let mut part = spares.take();
+                match reader.read_part_into(&mut part, STREAM_PART_BYTES) {
+                    Ok(()) => {
                         let last = reader.remaining() == 0;
                         counted.add(part.len());
+                        let part = bytes::Bytes::from_owner(Part {
+                            bytes: part,
+                            spares: spares.clone(),
+                        });
                         // A closed channel: the upload stopped, and reports why.
                         if parts.blocking_send(Ok(part)).is_err() || last {
                             return Ok(());
