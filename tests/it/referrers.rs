@@ -913,13 +913,22 @@ fn an_invalid_referrers_or_attestations_value_is_one_line_before_any_call() {
     assert!(stack.oidc.audiences().is_empty(), "a token was asked for");
 }
 
-#[test]
-fn a_cosign_tag_an_immutable_repository_holds_elsewhere_stops_required_before_any_tag() {
-    let stack = Stack::start();
+/// An image signed in cosign's scheme (its `.sig` entry in the layout), bound for the
+/// immutable repository `app`, where another image already holds a tag: the
+/// signature's own tag, or `v1`.
+struct Held {
+    layout: Layout,
+    sig_tag: String,
+    sig: Artifact,
+    /// The image that holds the tag.
+    older: Layout,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+fn a_signed_image_and_a_held_tag(stack: &Stack, seed: u64, signature_tag_held: bool) -> Held {
     stack.moto.create_repository(CI_ACCOUNT, "app", true);
-    let registry = Registry::start();
     let dir = tempfile::tempdir().unwrap();
-    let layout = write_layout(dir.path(), "v1", &[random_bytes(181, 64 * 1024)]);
+    let layout = write_layout(dir.path(), "v1", &[random_bytes(seed, 64 * 1024)]);
     let sig_tag = format!("sha256-{}.sig", layout.digest.trim_start_matches("sha256:"));
     let sig = cosign_artifact(
         "application/vnd.dev.cosign.simplesigning.v1+json",
@@ -927,16 +936,41 @@ fn a_cosign_tag_an_immutable_repository_holds_elsewhere_stops_required_before_an
         ("dev.cosignproject.cosign/signature", "MEUCIQDfake=="),
     );
     add_named_to_layout(dir.path(), &sig, Some(&sig_tag));
-    // An older signature holds the tag already, and the repository's tags cannot move.
     let older_dir = tempfile::tempdir().unwrap();
-    let older = write_layout(older_dir.path(), "v1", &[random_bytes(182, 4096)]);
+    let older = write_layout(older_dir.path(), "v1", &[random_bytes(seed + 1, 4096)]);
+    let held = if signature_tag_held {
+        sig_tag.as_str()
+    } else {
+        "v1"
+    };
     let run = stack
         .action()
         .input("image", &older.reference("v1"))
         .input("repository", "app")
-        .input("tags", &sig_tag)
+        .input("tags", held)
         .run();
     assert!(run.ok(), "{}", run.log());
+    Held {
+        layout,
+        sig_tag,
+        sig,
+        older,
+        _dirs: (dir, older_dir),
+    }
+}
+
+#[test]
+fn a_cosign_tag_an_immutable_repository_holds_elsewhere_stops_required_before_any_tag() {
+    let stack = Stack::start();
+    let registry = Registry::start();
+    // An older signature holds the tag already, and the repository's tags cannot move.
+    let Held {
+        layout,
+        sig_tag,
+        sig,
+        older,
+        _dirs,
+    } = a_signed_image_and_a_held_tag(&stack, 181, true);
 
     let targets = format!(
         "{CI_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/app\n{}/mirror/app",
@@ -1007,26 +1041,14 @@ fn a_cosign_tag_an_immutable_repository_holds_elsewhere_stops_required_before_an
 #[test]
 fn a_gated_push_whose_tag_an_immutable_repository_holds_moves_no_referrer_tag() {
     let stack = Stack::start();
-    stack.moto.create_repository(CI_ACCOUNT, "app", true);
-    let dir = tempfile::tempdir().unwrap();
-    let layout = write_layout(dir.path(), "v1", &[random_bytes(183, 64 * 1024)]);
-    let sig_tag = format!("sha256-{}.sig", layout.digest.trim_start_matches("sha256:"));
-    let sig = cosign_artifact(
-        "application/vnd.dev.cosign.simplesigning.v1+json",
-        b"{}",
-        ("dev.cosignproject.cosign/signature", "MEUCIQDfake=="),
-    );
-    add_named_to_layout(dir.path(), &sig, Some(&sig_tag));
     // Another image holds v1, and the repository's tags cannot move.
-    let older_dir = tempfile::tempdir().unwrap();
-    let older = write_layout(older_dir.path(), "v1", &[random_bytes(184, 4096)]);
-    let run = stack
-        .action()
-        .input("image", &older.reference("v1"))
-        .input("repository", "app")
-        .input("tags", "v1")
-        .run();
-    assert!(run.ok(), "{}", run.log());
+    let Held {
+        layout,
+        sig_tag,
+        older,
+        _dirs,
+        ..
+    } = a_signed_image_and_a_held_tag(&stack, 183, false);
 
     // The gate passes (moto's fixed finding is HIGH); the tag check then stops the push
     // before the signature's tag moves.
