@@ -690,12 +690,7 @@ fn a_registry_with_the_referrers_api_is_asked_there_page_by_page_and_not_by_the_
     let stack = Stack::start();
     stack.moto.create_repository(CI_ACCOUNT, "app", false);
     let registry = Registry::start();
-    let port: u16 = registry
-        .host()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let port = registry.port;
     let dir = tempfile::tempdir().unwrap();
     let layout = write_layout(dir.path(), "v1", &[random_bytes(177, 64 * 1024)]);
     registry.skopeo_copy(&layout.reference("v1"), "team/app:v1");
@@ -775,12 +770,7 @@ fn a_cosign_tag_the_source_refuses_to_show_is_a_warning_or_with_required_an_erro
     let stack = Stack::start();
     stack.moto.create_repository(CI_ACCOUNT, "app", false);
     let registry = Registry::start();
-    let port: u16 = registry
-        .host()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let port = registry.port;
     let dir = tempfile::tempdir().unwrap();
     let layout = write_layout(dir.path(), "v1", &[random_bytes(178, 64 * 1024)]);
     registry.skopeo_copy(&layout.reference("v1"), "team/app:v1");

@@ -249,12 +249,7 @@ fn a_corrupt_blob_is_never_committed_and_nothing_is_tagged() {
 fn throttles_and_failures_of_a_registry_are_waited_out() {
     let stack = Stack::start();
     let registry = Registry::start();
-    let port: u16 = registry
-        .host()
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let port = registry.port;
     let proxy = Recorder::start(port);
     let dir = tempfile::tempdir().unwrap();
     let layout = write_layout(dir.path(), "v1", &[random_bytes(62, 12 * MIB)]);
